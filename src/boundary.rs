@@ -1,0 +1,226 @@
+//! The one module that touches JavaScript: host values become core types here, once,
+//! and core errors become JS `Error`s here, once, each with a machine-readable `kind`
+//! (`bad_setting`, `bad_event`, `bad_input`) so the shim never parses messages.
+
+use chrono::{DateTime, Utc};
+use js_sys::{Array, Error, Reflect};
+use serde::{Serialize, Serializer};
+use serde_json::Value;
+use wasm_bindgen::prelude::*;
+
+use crate::batch::Batch;
+use crate::migrator::{self, InputError, Outcome};
+use crate::settings::{Settings, SettingsError};
+use crate::timestamp;
+use crate::transform::{self, Rejected};
+use crate::version::ExportShape;
+
+type JsResult<T> = Result<T, JsValue>;
+
+/// An `Error` with `kind` and any further fields set on it.
+fn js_error(kind: &str, message: &str, fields: &[(&str, JsValue)]) -> JsValue {
+    let error = Error::new(message);
+    let _ = Reflect::set(&error, &"kind".into(), &kind.into());
+    for (key, value) in fields {
+        let _ = Reflect::set(&error, &(*key).into(), value);
+    }
+    error.into()
+}
+
+fn bad_input(message: &str) -> JsValue {
+    js_error("bad_input", message, &[])
+}
+
+impl From<InputError> for JsValue {
+    fn from(error: InputError) -> JsValue {
+        bad_input(&error.to_string())
+    }
+}
+
+impl From<SettingsError> for JsValue {
+    fn from(error: SettingsError) -> JsValue {
+        let fields: Array = error.0.iter().map(|p| JsValue::from(p.field.key)).collect();
+        let problems: Array = error.0.iter().map(|p| JsValue::from(p.to_string())).collect();
+        js_error("bad_setting", &error.to_string(), &[("fields", fields.into()), ("problems", problems.into())])
+    }
+}
+
+fn time(now_ms: f64) -> JsResult<DateTime<Utc>> {
+    timestamp::from_millis(now_ms)
+        .ok_or_else(|| bad_input(&format!("the current time {now_ms} is not a time in milliseconds")))
+}
+
+fn to_js<T: Serialize>(value: &T) -> JsValue {
+    // Plain objects (not Maps), `null` for `None`, and bytes as `Uint8Array`; our types
+    // always serialise.
+    let serializer =
+        serde_wasm_bindgen::Serializer::new().serialize_maps_as_objects(true).serialize_missing_as_null(true);
+    value.serialize(&serializer).unwrap_or(JsValue::UNDEFINED)
+}
+
+#[wasm_bindgen]
+pub struct Migrator {
+    core: migrator::Migrator,
+}
+
+#[wasm_bindgen]
+impl Migrator {
+    /// `config` is `meta.config`; throws a `bad_setting` Error naming every bad field.
+    #[wasm_bindgen(constructor)]
+    pub fn new(config: JsValue, now_ms: f64) -> JsResult<Migrator> {
+        let now = time(now_ms)?;
+        let config: Value = serde_wasm_bindgen::from_value(config)
+            .map_err(|e| js_error("bad_setting", &format!("the settings could not be read: {e}"), &[]))?;
+        let Value::Object(config) = config else {
+            return Err(js_error("bad_setting", "the settings must be an object of the form's fields", &[]));
+        };
+        Ok(Migrator { core: migrator::Migrator::new(Settings::parse(&config, now)?) })
+    }
+
+    /// The settings as understood, for the log and for the shim's scheduling.
+    #[wasm_bindgen(getter)]
+    pub fn settings(&self) -> JsValue {
+        let s = &self.core.settings;
+        to_js(&SettingsOut {
+            destination: &s.destination.base_url,
+            batch_url: s.destination.batch_url(s.gzip),
+            start_date: s.start.map(timestamp::format),
+            posthog_version: &s.version.label,
+            historical_events: match s.version.shape {
+                ExportShape::WithoutUuid => "have no uuid (PostHog 1.29 and older)",
+                ExportShape::Marked => "carry $$is_historical_export_event (PostHog 1.30 and newer)",
+            },
+            debug: s.debug,
+            batch_size: s.limits.max_events,
+            batch_max_bytes: s.limits.max_bytes,
+            gzip: s.gzip,
+            events_to_ignore: s.events_to_ignore.iter().collect(),
+        })
+    }
+
+    /// Takes a JSON array of events from `exportEvents`; returns the requests for the
+    /// historical ones, whole.
+    #[wasm_bindgen(js_name = exportHistorical)]
+    pub fn export_historical(&self, events_json: &str, now_ms: f64) -> JsResult<JsValue> {
+        let outcome = self.core.export_historical(events_json, time(now_ms)?)?;
+        Ok(self.outcome(&outcome))
+    }
+
+    /// Takes a JSON array of live events; returns the requests of the batches they filled.
+    #[wasm_bindgen(js_name = addLive)]
+    pub fn add_live(&mut self, events_json: &str, now_ms: f64) -> JsResult<JsValue> {
+        let outcome = self.core.add_live(events_json, time(now_ms)?)?;
+        Ok(self.outcome(&outcome))
+    }
+
+    /// The request for the live events still waiting, or `undefined`.
+    #[wasm_bindgen(js_name = flushLive)]
+    pub fn flush_live(&mut self) -> JsValue {
+        match self.core.flush_live() {
+            Some(batch) => to_js(&self.request(&batch)),
+            None => JsValue::UNDEFINED,
+        }
+    }
+
+    #[wasm_bindgen(getter, js_name = liveWaiting)]
+    pub fn live_waiting(&self) -> usize {
+        self.core.live_waiting()
+    }
+
+    /// One event, as capture will receive it (JSON); throws a `bad_event` Error.
+    #[wasm_bindgen(js_name = transformEvent)]
+    pub fn transform_event(&self, event_json: &str, now_ms: f64) -> JsResult<String> {
+        let now = time(now_ms)?;
+        let event: Value =
+            serde_json::from_str(event_json).map_err(|e| bad_input(&format!("the event is not JSON ({e})")))?;
+        transform::transform(event, now).map(|p| p.json).map_err(|rejected| {
+            js_error(
+                "bad_event",
+                &format!("event not sent: {}", rejected.reason),
+                &[("reason", rejected.reason.code().into())],
+            )
+        })
+    }
+
+    fn request<'a>(&'a self, batch: &'a Batch) -> RequestOut<'a> {
+        let s = &self.core.settings;
+        RequestOut {
+            url: s.destination.batch_url(batch.gzipped),
+            body: &batch.body,
+            json_bytes: batch.json_bytes,
+            uuids: &batch.uuids,
+        }
+    }
+
+    fn outcome(&self, outcome: &Outcome) -> JsValue {
+        to_js(&OutcomeOut {
+            requests: outcome.batches.iter().map(|b| self.request(b)).collect(),
+            rejected: outcome.rejected.iter().map(RejectedOut::from).collect(),
+            other_path: outcome.other_path,
+            ignored: outcome.ignored,
+            used_current_time: outcome.used_current_time,
+            derived_uuid: outcome.derived_uuid,
+        })
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SettingsOut<'a> {
+    destination: &'a str,
+    batch_url: String,
+    start_date: Option<String>,
+    posthog_version: &'a str,
+    historical_events: &'a str,
+    debug: bool,
+    batch_size: usize,
+    batch_max_bytes: usize,
+    gzip: bool,
+    events_to_ignore: Vec<&'a String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct RequestOut<'a> {
+    url: String,
+    /// A `Uint8Array`, ready for `fetch`.
+    #[serde(serialize_with = "as_bytes")]
+    body: &'a [u8],
+    json_bytes: usize,
+    uuids: &'a [String],
+}
+
+fn as_bytes<S: Serializer>(bytes: &&[u8], serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_bytes(bytes)
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct RejectedOut<'a> {
+    reason: String,
+    code: &'static str,
+    event: Option<&'a str>,
+    uuid: Option<&'a str>,
+}
+
+impl<'a> From<&'a Rejected> for RejectedOut<'a> {
+    fn from(r: &'a Rejected) -> Self {
+        RejectedOut {
+            reason: r.reason.to_string(),
+            code: r.reason.code(),
+            event: r.event_name.as_deref(),
+            uuid: r.uuid.as_deref(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct OutcomeOut<'a> {
+    requests: Vec<RequestOut<'a>>,
+    rejected: Vec<RejectedOut<'a>>,
+    other_path: usize,
+    ignored: usize,
+    used_current_time: usize,
+    derived_uuid: usize,
+}

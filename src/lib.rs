@@ -1,0 +1,17 @@
+//! Core of Migrator 3000: everything the app decides about settings and events.
+//!
+//! The core knows nothing of JavaScript; `boundary` (built for wasm32 only) converts
+//! host values into these types once and turns errors into JS `Error`s once.
+
+pub mod batch;
+pub mod elements;
+pub mod event_id;
+pub mod host;
+pub mod migrator;
+pub mod settings;
+pub mod timestamp;
+pub mod transform;
+pub mod version;
+
+#[cfg(target_arch = "wasm32")]
+pub mod boundary;
