@@ -107,7 +107,13 @@ mod tests {
 
     fn event(n: usize, padding: usize) -> Prepared {
         let json = json!({"event": "e", "n": n, "pad": "x".repeat(padding)}).to_string();
-        Prepared { uuid: format!("uuid-{n}"), json, used_current_time: false, derived_uuid: false }
+        Prepared {
+            uuid: format!("uuid-{n}"),
+            json,
+            at: chrono::DateTime::UNIX_EPOCH,
+            used_current_time: false,
+            derived_uuid: false,
+        }
     }
 
     fn run(limits: BatchLimits, gzip: bool, events: &[Prepared]) -> Vec<Batch> {

@@ -9,7 +9,8 @@ use serde_json::Value;
 use wasm_bindgen::prelude::*;
 
 use crate::batch::Batch;
-use crate::migrator::{self, InputError, Outcome};
+use crate::delivery;
+use crate::migrator::{self, ExportPlan, InputError, Outcome};
 use crate::settings::{Settings, SettingsError};
 use crate::timestamp;
 use crate::transform::{self, Rejected};
@@ -66,15 +67,18 @@ pub struct Migrator {
 #[wasm_bindgen]
 impl Migrator {
     /// `config` is `meta.config`; throws a `bad_setting` Error naming every bad field.
+    /// `cutover_ms`: when the app was first installed (kept in storage); `undefined`
+    /// or `null` for now.
     #[wasm_bindgen(constructor)]
-    pub fn new(config: JsValue, now_ms: f64) -> JsResult<Migrator> {
+    pub fn new(config: JsValue, now_ms: f64, cutover_ms: Option<f64>) -> JsResult<Migrator> {
         let now = time(now_ms)?;
+        let cutover = cutover_ms.map(time).transpose()?.unwrap_or(now);
         let config: Value = serde_wasm_bindgen::from_value(config)
             .map_err(|e| js_error("bad_setting", &format!("the settings could not be read: {e}"), &[]))?;
         let Value::Object(config) = config else {
             return Err(js_error("bad_setting", "the settings must be an object of the form's fields", &[]));
         };
-        Ok(Migrator { core: migrator::Migrator::new(Settings::parse(&config, now)?) })
+        Ok(Migrator { core: migrator::Migrator::new(Settings::parse(&config, now)?, cutover) })
     }
 
     /// The settings as understood, for the log and for the shim's scheduling.
@@ -95,7 +99,23 @@ impl Migrator {
             batch_max_bytes: s.limits.max_bytes,
             gzip: s.gzip,
             events_to_ignore: s.events_to_ignore.iter().collect(),
+            cutover: timestamp::format(self.core.cutover()),
         })
+    }
+
+    /// The host job that replays the history, and its payload.
+    #[wasm_bindgen(js_name = exportPlan)]
+    pub fn export_plan(&self) -> JsValue {
+        plan_to_js(self.core.export_plan())
+    }
+
+    /// The export to start again after a stall or a Force restart, from the host's
+    /// cursor and the last acknowledged event time (each in ms, or absent).
+    #[wasm_bindgen(js_name = resumePlan)]
+    pub fn resume_plan(&self, host_cursor_ms: Option<f64>, acknowledged_ms: Option<f64>) -> JsResult<JsValue> {
+        let host_cursor = host_cursor_ms.map(time).transpose()?;
+        let acknowledged = acknowledged_ms.map(time).transpose()?;
+        Ok(plan_to_js(self.core.resume_plan(host_cursor, acknowledged)))
     }
 
     /// Takes a JSON array of events from `exportEvents`; returns the requests for the
@@ -106,7 +126,8 @@ impl Migrator {
         Ok(self.outcome(&outcome))
     }
 
-    /// Takes a JSON array of live events; returns the requests of the batches they filled.
+    /// Takes a JSON array of live events; returns the requests of the batches they
+    /// filled, and of the waiting events once they have waited long enough.
     #[wasm_bindgen(js_name = addLive)]
     pub fn add_live(&mut self, events_json: &str, now_ms: f64) -> JsResult<JsValue> {
         let outcome = self.core.add_live(events_json, time(now_ms)?)?;
@@ -120,6 +141,15 @@ impl Migrator {
             Some(batch) => to_js(&self.request(&batch)),
             None => JsValue::UNDEFINED,
         }
+    }
+
+    /// The request for the waiting live events if they have waited long enough, or `undefined`.
+    #[wasm_bindgen(js_name = flushLiveIfDue)]
+    pub fn flush_live_if_due(&mut self, now_ms: f64) -> JsResult<JsValue> {
+        Ok(match self.core.flush_live_if_due(time(now_ms)?) {
+            Some(batch) => to_js(&self.request(&batch)),
+            None => JsValue::UNDEFINED,
+        })
     }
 
     #[wasm_bindgen(getter, js_name = liveWaiting)]
@@ -157,11 +187,29 @@ impl Migrator {
             requests: outcome.batches.iter().map(|b| self.request(b)).collect(),
             rejected: outcome.rejected.iter().map(RejectedOut::from).collect(),
             other_path: outcome.other_path,
+            after_cutover: outcome.after_cutover,
             ignored: outcome.ignored,
             used_current_time: outcome.used_current_time,
             derived_uuid: outcome.derived_uuid,
+            latest: outcome.latest.map(timestamp::format),
         })
     }
+}
+
+/// What an HTTP status from capture means: `delivered`, `unauthorized`, `refused` or `retry`.
+#[wasm_bindgen(js_name = classifyAnswer)]
+pub fn classify_answer(status: u16) -> String {
+    delivery::classify(status).code().to_string()
+}
+
+fn plan_to_js(plan: ExportPlan) -> JsValue {
+    to_js(&ExportPlanOut {
+        job: plan.job.name(),
+        payload: ExportPayload {
+            date_from: plan.date_from.map(timestamp::format),
+            date_to: timestamp::format(plan.date_to),
+        },
+    })
 }
 
 #[derive(Serialize)]
@@ -177,6 +225,21 @@ struct SettingsOut<'a> {
     batch_max_bytes: usize,
     gzip: bool,
     events_to_ignore: Vec<&'a String>,
+    cutover: String,
+}
+
+#[derive(Serialize)]
+struct ExportPlanOut {
+    job: &'static str,
+    payload: ExportPayload,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ExportPayload {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    date_from: Option<String>,
+    date_to: String,
 }
 
 #[derive(Serialize)]
@@ -220,7 +283,9 @@ struct OutcomeOut<'a> {
     requests: Vec<RequestOut<'a>>,
     rejected: Vec<RejectedOut<'a>>,
     other_path: usize,
+    after_cutover: usize,
     ignored: usize,
     used_current_time: usize,
     derived_uuid: usize,
+    latest: Option<String>,
 }

@@ -4,6 +4,7 @@
 //! host values into these types once and turns errors into JS `Error`s once.
 
 pub mod batch;
+pub mod delivery;
 pub mod elements;
 pub mod event_id;
 pub mod host;

@@ -1,11 +1,22 @@
 //! The core's front: settings plus the two paths events take, historical and live.
+//!
+//! The two paths never overlap: the moment the app was installed (the cut-over) ends
+//! the historical window, and only events ingested after it reach the live path.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Duration, Utc};
 use serde_json::Value;
 
 use crate::batch::{Batch, Batcher};
 use crate::settings::Settings;
 use crate::transform::{self, Rejected, Route};
+use crate::version::ExportJob;
+
+/// Live events wait at most this long for a full batch, checked on every later call
+/// (the sandbox has no timer). The host's own export buffer waits as long.
+pub const LIVE_MAX_WAIT: Duration = Duration::seconds(10);
+
+/// The window the host's historical export pages through.
+const HOST_WINDOW: Duration = Duration::minutes(10);
 
 /// What became of a list of events handed to the core.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -15,10 +26,14 @@ pub struct Outcome {
     pub rejected: Vec<Rejected>,
     /// Events that belong to the other path (live on the historical one, and back).
     pub other_path: usize,
+    /// Historical events at or after the cut-over: the live path has them.
+    pub after_cutover: usize,
     /// Events named in the "events to ignore" setting.
     pub ignored: usize,
     pub used_current_time: usize,
     pub derived_uuid: usize,
+    /// The latest timestamp among the events put into `batches`.
+    pub latest: Option<DateTime<Utc>>,
 }
 
 /// The shim handed over something that is not a list of events.
@@ -31,35 +46,88 @@ impl std::fmt::Display for InputError {
     }
 }
 
+/// The host job to start for the history, and its window.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportPlan {
+    pub job: ExportJob,
+    /// `None`: from the source's first event.
+    pub date_from: Option<DateTime<Utc>>,
+    pub date_to: DateTime<Utc>,
+}
+
 #[derive(Debug)]
 pub struct Migrator {
     pub settings: Settings,
+    cutover: DateTime<Utc>,
     live: Batcher,
+    /// When the oldest live event still waiting arrived.
+    live_since: Option<DateTime<Utc>>,
 }
 
 impl Migrator {
-    pub fn new(settings: Settings) -> Migrator {
+    pub fn new(settings: Settings, cutover: DateTime<Utc>) -> Migrator {
         let live = Batcher::new(&settings.project_api_key, false, settings.limits, settings.gzip);
-        Migrator { settings, live }
+        Migrator { settings, cutover, live, live_since: None }
     }
 
-    /// Historical events of one export page, as whole batches; live events are skipped.
+    pub fn cutover(&self) -> DateTime<Utc> {
+        self.cutover
+    }
+
+    /// History runs from the start date (or the first event) up to the cut-over.
+    pub fn export_plan(&self) -> ExportPlan {
+        ExportPlan { job: self.settings.version.export_job, date_from: self.settings.start, date_to: self.cutover }
+    }
+
+    /// Where a restarted export picks up: one host window (10 minutes) before the
+    /// earlier of the host's cursor and the last event the destination acknowledged,
+    /// so no event of a half-sent window is skipped; events sent twice carry the same
+    /// uuid and merge at the destination.
+    pub fn resume_plan(&self, host_cursor: Option<DateTime<Utc>>, acknowledged: Option<DateTime<Utc>>) -> ExportPlan {
+        let from = match (host_cursor, acknowledged) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let date_from = from.map(|t| t - HOST_WINDOW).max(self.settings.start).or(self.settings.start);
+        ExportPlan { date_from, ..self.export_plan() }
+    }
+
+    /// Historical events of one export page, as whole batches; live events, and
+    /// those the live path covers, are skipped.
     pub fn export_historical(&self, events_json: &str, now: DateTime<Utc>) -> Result<Outcome, InputError> {
         let events = parse_events(events_json)?;
         let mut batcher = Batcher::new(&self.settings.project_api_key, true, self.settings.limits, self.settings.gzip);
-        let mut outcome = run(&self.settings, events, Route::Historical, now, &mut batcher);
+        let mut outcome = run(&self.settings, events, Route::Historical, Some(self.cutover), now, &mut batcher);
         outcome.batches.extend(batcher.flush());
         Ok(outcome)
     }
 
-    /// Live events join those already waiting; full batches come back at once, the
-    /// rest wait for more events or `flush_live`.
+    /// Live events join those already waiting; batches that filled up, or waited
+    /// longer than `LIVE_MAX_WAIT`, come back at once.
     pub fn add_live(&mut self, events_json: &str, now: DateTime<Utc>) -> Result<Outcome, InputError> {
         let events = parse_events(events_json)?;
-        Ok(run(&self.settings, events, Route::Live, now, &mut self.live))
+        let mut outcome = run(&self.settings, events, Route::Live, None, now, &mut self.live);
+        if !outcome.batches.is_empty() {
+            // A batch closed: what still waits arrived in this call.
+            self.live_since = None;
+        }
+        self.live_since = if self.live.is_empty() { None } else { self.live_since.or(Some(now)) };
+        outcome.batches.extend(self.flush_live_if_due(now));
+        Ok(outcome)
+    }
+
+    /// The waiting live events, if they have waited long enough.
+    pub fn flush_live_if_due(&mut self, now: DateTime<Utc>) -> Option<Batch> {
+        let due = self.live_since.is_some_and(|since| now - since >= LIVE_MAX_WAIT);
+        if due {
+            self.flush_live()
+        } else {
+            None
+        }
     }
 
     pub fn flush_live(&mut self) -> Option<Batch> {
+        self.live_since = None;
         self.live.flush()
     }
 
@@ -68,17 +136,27 @@ impl Migrator {
     }
 }
 
-/// Routes each event; those on `path` are transformed and packed into `batcher`.
-fn run(settings: &Settings, events: Vec<Value>, path: Route, now: DateTime<Utc>, batcher: &mut Batcher) -> Outcome {
+/// Routes each event; those on `path` (and before `until`) are transformed and packed
+/// into `batcher`.
+fn run(
+    settings: &Settings,
+    events: Vec<Value>,
+    path: Route,
+    until: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+    batcher: &mut Batcher,
+) -> Outcome {
     let mut outcome = Outcome::default();
     for event in events {
         match transform::route(&event, settings.version.shape, &settings.events_to_ignore) {
             Route::Ignored => outcome.ignored += 1,
             route if route != path => outcome.other_path += 1,
             _ => match transform::transform(event, now) {
+                Ok(prepared) if until.is_some_and(|until| prepared.at >= until) => outcome.after_cutover += 1,
                 Ok(prepared) => {
                     outcome.used_current_time += usize::from(prepared.used_current_time);
                     outcome.derived_uuid += usize::from(prepared.derived_uuid);
+                    outcome.latest = outcome.latest.max(Some(prepared.at));
                     outcome.batches.extend(batcher.push(&prepared));
                 }
                 Err(rejected) => outcome.rejected.push(rejected),
@@ -109,7 +187,7 @@ mod tests {
     fn migrator(version: &str, batch_size: usize) -> Migrator {
         let config = json!({"host": "http://127.0.0.1:9", "projectApiKey": "phc_dest", "posthogVersion": version,
                             "batchSize": batch_size.to_string(), "gzip": "OFF", "eventsToIgnore": "$feature_flag_called"});
-        Migrator::new(Settings::parse(config.as_object().unwrap(), now()).unwrap())
+        Migrator::new(Settings::parse(config.as_object().unwrap(), now()).unwrap(), now())
     }
 
     fn body(batch: &Batch) -> Value {
@@ -175,6 +253,77 @@ mod tests {
         let rest = m.flush_live().unwrap();
         assert_eq!(body(&rest)["batch"][0]["properties"]["n"], 4);
         assert_eq!(m.flush_live(), None);
+    }
+
+    #[test]
+    fn live_events_that_waited_long_enough_go_on_a_later_call() {
+        let mut m = migrator("Latest", 100);
+        let t0 = now();
+        assert!(m.add_live(&json!([event(1, false)]).to_string(), t0).unwrap().batches.is_empty());
+        let early = t0 + LIVE_MAX_WAIT - Duration::milliseconds(1);
+        assert!(m.add_live(&json!([event(2, false)]).to_string(), early).unwrap().batches.is_empty());
+        assert_eq!(m.flush_live_if_due(early), None);
+        // The age counts from the oldest waiting event, not the newest.
+        let due = m.add_live(&json!([event(3, false)]).to_string(), t0 + LIVE_MAX_WAIT).unwrap();
+        assert_eq!(due.batches.len(), 1);
+        assert_eq!(due.batches[0].uuids.len(), 3);
+        assert_eq!(m.live_waiting(), 0);
+        // After a flush the clock starts again with the next event.
+        let later = t0 + Duration::minutes(5);
+        assert!(m.add_live(&json!([event(4, false)]).to_string(), later).unwrap().batches.is_empty());
+        assert_eq!(m.flush_live_if_due(later + LIVE_MAX_WAIT - Duration::milliseconds(1)), None);
+        assert_eq!(m.flush_live_if_due(later + LIVE_MAX_WAIT).map(|b| b.uuids.len()), Some(1));
+        assert_eq!(m.flush_live_if_due(later + Duration::hours(1)), None);
+    }
+
+    #[test]
+    fn history_stops_at_the_cutover_which_the_live_path_takes_over() {
+        let m = migrator("1.30.0", 100);
+        let at = |n: usize, ts: &str| {
+            let mut e = event(n, true);
+            e["timestamp"] = json!(ts);
+            e
+        };
+        let events = json!([
+            at(1, "2026-11-23T11:59:59.999Z"),
+            at(2, "2026-11-23T12:00:00.000Z"),
+            at(3, "2026-11-23T12:09:00Z")
+        ]);
+        let outcome = m.export_historical(&events.to_string(), now()).unwrap();
+        assert_eq!(outcome.batches[0].uuids, ["00000000-0000-4000-8000-000000000001"]);
+        assert_eq!(outcome.after_cutover, 2);
+        assert_eq!(outcome.latest.map(timestamp::format).as_deref(), Some("2026-11-23T11:59:59.999Z"));
+    }
+
+    #[test]
+    fn the_export_plan_covers_start_date_to_cutover_with_the_sources_job() {
+        let config = json!({"host": "h.example.com", "projectApiKey": "k", "startDate": "2021-06-01", "posthogVersion": "1.29.0"});
+        let settings = Settings::parse(config.as_object().unwrap(), now()).unwrap();
+        let cutover = now() - Duration::hours(1);
+        let plan = Migrator::new(settings, cutover).export_plan();
+        assert_eq!(plan.job, ExportJob::V1);
+        assert_eq!(plan.date_from.map(timestamp::format).as_deref(), Some("2021-06-01T00:00:00.000Z"));
+        assert_eq!(plan.date_to, cutover);
+        assert_eq!(migrator("Latest", 1).export_plan().job, ExportJob::V2);
+        assert_eq!(migrator("Latest", 1).export_plan().date_from, None);
+    }
+
+    #[test]
+    fn a_restart_resumes_a_window_before_the_earliest_known_progress() {
+        let m = migrator("1.30.0", 1);
+        let t = |s: &str| timestamp::parse_iso(s);
+        let plan = m.resume_plan(t("2022-03-01T10:20:00Z"), t("2022-03-01T10:25:00Z"));
+        assert_eq!(plan.date_from.map(timestamp::format).as_deref(), Some("2022-03-01T10:10:00.000Z"));
+        assert_eq!(plan.date_to, now());
+        let plan = m.resume_plan(None, t("2022-03-01T10:25:00Z"));
+        assert_eq!(plan.date_from.map(timestamp::format).as_deref(), Some("2022-03-01T10:15:00.000Z"));
+        assert_eq!(m.resume_plan(None, None).date_from, None);
+        // Never before the start date.
+        let config = json!({"host": "h.example.com", "projectApiKey": "k", "startDate": "2022-03-01"});
+        let m = Migrator::new(Settings::parse(config.as_object().unwrap(), now()).unwrap(), now());
+        let plan = m.resume_plan(t("2022-03-01T00:05:00Z"), None);
+        assert_eq!(plan.date_from.map(timestamp::format).as_deref(), Some("2022-03-01T00:00:00.000Z"));
+        assert_eq!(m.resume_plan(None, None).date_from, m.settings.start);
     }
 
     #[test]

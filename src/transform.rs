@@ -118,6 +118,8 @@ pub struct Rejected {
 pub struct Prepared {
     pub uuid: String,
     pub json: String,
+    /// The timestamp the event was sent with.
+    pub at: DateTime<Utc>,
     /// No timestamp anywhere in the event: it was stamped with the current time.
     pub used_current_time: bool,
     /// The source had no valid uuid: it was derived from the content.
@@ -188,7 +190,7 @@ pub fn transform(event: Value, now: DateTime<Utc>) -> Result<Prepared, Rejected>
     if json.len() > MAX_EVENT_BYTES {
         return Err(Rejected { reason: Rejection::TooLarge { bytes: json.len() }, event_name, uuid: Some(uuid) });
     }
-    Ok(Prepared { uuid, json, used_current_time, derived_uuid })
+    Ok(Prepared { uuid, json, at: when, used_current_time, derived_uuid })
 }
 
 fn distinct_id(source: &Map<String, Value>, properties: &Map<String, Value>) -> Result<String, Rejection> {

@@ -12,11 +12,33 @@ pub enum ExportShape {
     Marked,
 }
 
+/// The job the source's plugin server offers to replay history into `exportEvents`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExportJob {
+    /// `Export historical events`, payload `{dateFrom, dateTo}` (PostHog 1.2x to 1.3x).
+    V1,
+    /// `Export historical events V2` (from mid-2022; chunks of a day, progress in the log).
+    V2,
+}
+
+impl ExportJob {
+    pub fn name(self) -> &'static str {
+        match self {
+            ExportJob::V1 => "Export historical events",
+            ExportJob::V2 => "Export historical events V2",
+        }
+    }
+}
+
+/// First release taken to ship `Export historical events V2` (August-September 2022).
+const FIRST_WITH_V2: (u32, u32) = (1, 40);
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SourceVersion {
     /// As the user wrote it, for the log.
     pub label: String,
     pub shape: ExportShape,
+    pub export_job: ExportJob,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,7 +55,7 @@ impl fmt::Display for VersionProblem {
 pub fn parse(input: &str) -> Result<SourceVersion, VersionProblem> {
     let text = input.trim();
     if text.is_empty() || text.eq_ignore_ascii_case("latest") {
-        return Ok(SourceVersion { label: "Latest".into(), shape: ExportShape::Marked });
+        return Ok(SourceVersion { label: "Latest".into(), shape: ExportShape::Marked, export_job: ExportJob::V2 });
     }
     let numbers = text.strip_prefix(['v', 'V']).unwrap_or(text);
     let numbers = numbers.strip_suffix('+').unwrap_or(numbers);
@@ -48,8 +70,10 @@ pub fn parse(input: &str) -> Result<SourceVersion, VersionProblem> {
         }
         *slot = part.parse().map_err(|_| VersionProblem)?;
     }
-    let shape = if (parsed[0], parsed[1]) < (1, 30) { ExportShape::WithoutUuid } else { ExportShape::Marked };
-    Ok(SourceVersion { label: text.to_string(), shape })
+    let release = (parsed[0], parsed[1]);
+    let shape = if release < (1, 30) { ExportShape::WithoutUuid } else { ExportShape::Marked };
+    let export_job = if release < FIRST_WITH_V2 { ExportJob::V1 } else { ExportJob::V2 };
+    Ok(SourceVersion { label: text.to_string(), shape, export_job })
 }
 
 #[cfg(all(test, not(target_arch = "wasm32")))]
@@ -77,6 +101,22 @@ mod tests {
             assert_eq!(parse(input).map(|v| v.shape), Ok(shape), "{input}");
         }
         assert_eq!(parse(" 1.30.0+ ").unwrap().label, "1.30.0+");
+    }
+
+    #[test]
+    fn versions_map_to_the_export_job_they_offer() {
+        for (input, job) in [
+            ("1.29.0", ExportJob::V1),
+            ("1.30.0", ExportJob::V1),
+            ("1.30.0+", ExportJob::V1),
+            ("1.39.2", ExportJob::V1),
+            ("1.40.0", ExportJob::V2),
+            ("1.43.0", ExportJob::V2),
+            ("Latest", ExportJob::V2),
+        ] {
+            assert_eq!(parse(input).map(|v| v.export_job), Ok(job), "{input}");
+        }
+        assert_eq!(ExportJob::V2.name(), "Export historical events V2");
     }
 
     #[test]

@@ -57,19 +57,22 @@ fn body_json(request: &JsValue) -> Value {
 
 #[wasm_bindgen_test]
 fn good_settings_are_reported_back_normalised() {
-    let m = Migrator::new(config(json!({"host": "HTTP://127.0.0.1:8000/", "eventsToIgnore": "a, b"})), NOW).unwrap();
+    let m =
+        Migrator::new(config(json!({"host": "HTTP://127.0.0.1:8000/", "eventsToIgnore": "a, b"})), NOW, None).unwrap();
     let s = m.settings();
     assert_eq!(text(&s, "destination"), "http://127.0.0.1:8000");
     assert_eq!(text(&s, "batchUrl"), "http://127.0.0.1:8000/batch/?compression=gzip-js");
     assert_eq!(text(&s, "startDate"), "2021-06-01T00:00:00.000Z");
     assert_eq!(get(&s, "batchSize").as_f64(), Some(500.0));
     assert_eq!(Array::from(&get(&s, "eventsToIgnore")).length(), 2);
+    assert_eq!(text(&s, "cutover"), "2026-11-23T12:00:00.000Z");
     assert!(Object::keys(s.unchecked_ref::<Object>()).iter().all(|k| k.as_string().unwrap() != "projectApiKey"));
 }
 
 #[wasm_bindgen_test]
 fn bad_settings_throw_an_error_naming_each_field() {
-    let error = Migrator::new(config(json!({"host": "ftp://x", "projectApiKey": "phx_personal"})), NOW).err().unwrap();
+    let error =
+        Migrator::new(config(json!({"host": "ftp://x", "projectApiKey": "phx_personal"})), NOW, None).err().unwrap();
     let fields: Vec<String> = Array::from(&get(&error, "fields")).iter().map(|f| f.as_string().unwrap()).collect();
     let message = error_of_kind(error, "bad_setting");
     assert_eq!(fields, ["host", "projectApiKey"]);
@@ -81,7 +84,7 @@ fn bad_settings_throw_an_error_naming_each_field() {
 #[wasm_bindgen_test]
 fn settings_that_are_not_an_object_are_a_setting_error() {
     for value in [JsValue::from_str("host=x"), JsValue::NULL, JsValue::UNDEFINED, JsValue::from(5)] {
-        let message = error_of_kind(Migrator::new(value, NOW).err().unwrap(), "bad_setting");
+        let message = error_of_kind(Migrator::new(value, NOW, None).err().unwrap(), "bad_setting");
         assert!(message.contains("settings"), "{message}");
     }
 }
@@ -89,15 +92,15 @@ fn settings_that_are_not_an_object_are_a_setting_error() {
 #[wasm_bindgen_test]
 fn a_clock_that_is_not_a_time_is_bad_input() {
     for now in [f64::NAN, f64::INFINITY, 1e300] {
-        error_of_kind(Migrator::new(config(json!({})), now).err().unwrap(), "bad_input");
+        error_of_kind(Migrator::new(config(json!({})), now, None).err().unwrap(), "bad_input");
     }
-    let m = Migrator::new(config(json!({})), NOW).unwrap();
+    let m = Migrator::new(config(json!({})), NOW, None).unwrap();
     error_of_kind(m.export_historical("[]", f64::NAN).err().unwrap(), "bad_input");
 }
 
 #[wasm_bindgen_test]
 fn historical_events_become_gzipped_batch_requests() {
-    let m = Migrator::new(config(json!({"batchSize": "2"})), NOW).unwrap();
+    let m = Migrator::new(config(json!({"batchSize": "2"})), NOW, None).unwrap();
     let live = json!({"event": "$pageview", "distinct_id": "x", "uuid": "00000000-0000-4000-8000-000000000099"});
     let nameless = json!({"distinct_id": "y", "properties": {"$$is_historical_export_event": true}});
     let events = json!([historical(1), live, historical(2), nameless, historical(3)]);
@@ -126,7 +129,7 @@ fn historical_events_become_gzipped_batch_requests() {
 
 #[wasm_bindgen_test]
 fn live_events_are_held_until_full_or_flushed() {
-    let mut m = Migrator::new(config(json!({"batchSize": "2", "gzip": "OFF"})), NOW).unwrap();
+    let mut m = Migrator::new(config(json!({"batchSize": "2", "gzip": "OFF"})), NOW, None).unwrap();
     let live = |n: u32| json!({"event": "e", "distinct_id": "d", "uuid": format!("00000000-0000-4000-8000-{n:012}")});
     let outcome = m.add_live(&json!([live(1)]).to_string(), NOW).unwrap();
     assert_eq!(Array::from(&get(&outcome, "requests")).length(), 0);
@@ -142,8 +145,41 @@ fn live_events_are_held_until_full_or_flushed() {
 }
 
 #[wasm_bindgen_test]
+fn the_export_plan_names_the_job_and_window() {
+    let cutover = NOW - 3_600_000.0;
+    let m = Migrator::new(config(json!({"posthogVersion": "1.29.0"})), NOW, Some(cutover)).unwrap();
+    let plan = m.export_plan();
+    assert_eq!(text(&plan, "job"), "Export historical events");
+    let payload = get(&plan, "payload");
+    assert_eq!(text(&payload, "dateFrom"), "2021-06-01T00:00:00.000Z");
+    assert_eq!(text(&payload, "dateTo"), "2026-11-23T11:00:00.000Z");
+    let m = Migrator::new(config(json!({"startDate": "", "posthogVersion": "Latest"})), NOW, None).unwrap();
+    let plan = m.export_plan();
+    assert_eq!(text(&plan, "job"), "Export historical events V2");
+    assert!(!Reflect::has(&get(&plan, "payload"), &"dateFrom".into()).unwrap());
+}
+
+#[wasm_bindgen_test]
+fn a_resumed_export_starts_a_window_before_the_progress_point() {
+    let m = Migrator::new(config(json!({})), NOW, None).unwrap();
+    let cursor = 1_646_130_000_000.0; // 2022-03-01T10:20:00Z
+    let payload = get(&m.resume_plan(Some(cursor), None).unwrap(), "payload");
+    assert_eq!(text(&payload, "dateFrom"), "2022-03-01T10:10:00.000Z");
+    error_of_kind(m.resume_plan(Some(f64::NAN), None).err().unwrap(), "bad_input");
+}
+
+#[wasm_bindgen_test]
+fn answers_are_classified_for_the_shim() {
+    use migrator3000::boundary::classify_answer;
+    assert_eq!(classify_answer(200), "delivered");
+    assert_eq!(classify_answer(401), "unauthorized");
+    assert_eq!(classify_answer(400), "refused");
+    assert_eq!(classify_answer(503), "retry");
+}
+
+#[wasm_bindgen_test]
 fn a_bad_event_is_a_bad_event_error_with_a_reason_code() {
-    let m = Migrator::new(config(json!({})), NOW).unwrap();
+    let m = Migrator::new(config(json!({})), NOW, None).unwrap();
     let error = m.transform_event(&json!({"event": "e"}).to_string(), NOW).err().unwrap();
     assert_eq!(text(&error, "reason"), "missing_distinct_id");
     let message = error_of_kind(error, "bad_event");
@@ -158,7 +194,7 @@ fn a_bad_event_is_a_bad_event_error_with_a_reason_code() {
 /// value or an Error, and the instance must keep working afterwards.
 #[wasm_bindgen_test]
 fn no_input_panics() {
-    let mut m = Migrator::new(config(json!({"batchSize": "1"})), NOW).unwrap();
+    let mut m = Migrator::new(config(json!({"batchSize": "1"})), NOW, None).unwrap();
     let deep = format!("[{}{}]", "[".repeat(5000), "]".repeat(5000));
     let inputs = [
         String::new(),

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Installs whatever the build and the tests need and is missing; costs seconds when
+# everything is present. Called by `npm start`, `npm test` and `.ci/run`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf '[bootstrap] %s\n' "$*"; }
+
+# The wasm-bindgen CLI must be the exact version of the crate (pinned with `=`).
+pinned=$(sed -n 's/^wasm-bindgen = "=\([0-9.]*\)"/\1/p' Cargo.toml)
+[ -n "$pinned" ] || { echo "Cargo.toml does not pin wasm-bindgen with =" >&2; exit 1; }
+
+if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
+  say "adding the wasm32-unknown-unknown target"
+  rustup target add wasm32-unknown-unknown
+fi
+for component in rustfmt clippy; do
+  if ! rustup component list --installed | grep -q "^$component"; then
+    say "adding $component"
+    rustup component add "$component"
+  fi
+done
+
+if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" != "$pinned" ]; then
+  say "installing wasm-bindgen-cli $pinned (a few minutes)"
+  # Without --locked: its lock file names a crate version the registry here lacks.
+  cargo install wasm-bindgen-cli --version "$pinned" --force
+fi
+if ! command -v wasm-pack >/dev/null; then
+  say "installing wasm-pack (a few minutes)"
+  # The npm package of the same name downloads a binary at install time, which fails offline.
+  cargo install wasm-pack --locked
+fi
+
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+  say "installing Chromium and ChromeDriver for the browser tests"
+  sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium chromium-driver >/dev/null
+fi
+
+# npm packages: reinstalled only when package-lock.json changed since the last install.
+if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  say "installing npm packages"
+  npm ci --no-audit --no-fund --loglevel=error
+fi

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Every test, from nothing: `npm test`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/bootstrap.sh
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "format and lints"
+cargo fmt --check
+cargo clippy --all-targets --quiet -- -D warnings
+cargo clippy --all-targets --quiet --target wasm32-unknown-unknown -- -D warnings
+
+step "core, natively"
+cargo test --quiet
+
+step "wasm boundary in Node"
+wasm-pack --quiet test --node
+
+step "wasm boundary in headless Chrome"
+# The boundary tests are not tied to a runner; this makes the runner pick the browser.
+WASM_BINDGEN_USE_BROWSER=1 CHROMEDRIVER="$(command -v chromedriver)" wasm-pack --quiet test --headless --chrome
