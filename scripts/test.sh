@@ -20,3 +20,6 @@ wasm-pack --quiet test --node
 step "wasm boundary in headless Chrome"
 # The boundary tests are not tied to a runner; this makes the runner pick the browser.
 WASM_BINDGEN_USE_BROWSER=1 CHROMEDRIVER="$(command -v chromedriver)" wasm-pack --quiet test --headless --chrome
+
+step "the built plugin in a host-faithful plugin server"
+node --test tests/

@@ -14,11 +14,30 @@ pub struct BatchLimits {
     pub max_bytes: usize,
 }
 
+/// A request body: the JSON text, or its gzip.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Body {
+    Json(String),
+    Gzip(Vec<u8>),
+}
+
+impl Body {
+    pub fn is_gzip(&self) -> bool {
+        matches!(self, Body::Gzip(_))
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        match self {
+            Body::Json(text) => text.as_bytes(),
+            Body::Gzip(bytes) => bytes,
+        }
+    }
+}
+
 /// One request body and what it carries.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Batch {
-    pub body: Vec<u8>,
-    pub gzipped: bool,
+    pub body: Body,
     /// Size of the JSON before compression.
     pub json_bytes: usize,
     pub uuids: Vec<String>,
@@ -82,11 +101,11 @@ impl Batcher {
         let header = self.json[..self.header_len].to_string();
         let json = std::mem::replace(&mut self.json, header);
         let uuids = std::mem::take(&mut self.uuids);
-        let (body, gzipped) = match self.gzip.then(|| gzip(json.as_bytes())).flatten() {
-            Some(compressed) => (compressed, true),
-            None => (json.into_bytes(), false),
+        let body = match self.gzip.then(|| gzip(json.as_bytes())).flatten() {
+            Some(compressed) => Body::Gzip(compressed),
+            None => Body::Json(json),
         };
-        Some(Batch { body, gzipped, json_bytes, uuids })
+        Some(Batch { body, json_bytes, uuids })
     }
 }
 
@@ -124,12 +143,14 @@ mod tests {
     }
 
     fn decode(batch: &Batch) -> Value {
-        let mut text = String::new();
-        if batch.gzipped {
-            GzDecoder::new(batch.body.as_slice()).read_to_string(&mut text).unwrap();
-        } else {
-            text = String::from_utf8(batch.body.clone()).unwrap();
-        }
+        let text = match &batch.body {
+            Body::Gzip(bytes) => {
+                let mut text = String::new();
+                GzDecoder::new(bytes.as_slice()).read_to_string(&mut text).unwrap();
+                text
+            }
+            Body::Json(text) => text.clone(),
+        };
         assert_eq!(text.len(), batch.json_bytes);
         serde_json::from_str(&text).unwrap()
     }
@@ -195,10 +216,10 @@ mod tests {
         let limits = BatchLimits { max_events: 100, max_bytes: 1_000_000 };
         let plain = run(limits, false, &events);
         let zipped = run(limits, true, &events);
-        assert!(zipped[0].gzipped && !plain[0].gzipped);
-        assert_eq!(&zipped[0].body[..2], &[0x1f, 0x8b]);
+        assert!(zipped[0].body.is_gzip() && !plain[0].body.is_gzip());
+        assert_eq!(&zipped[0].body.bytes()[..2], &[0x1f, 0x8b]);
         assert_eq!(decode(&zipped[0]), decode(&plain[0]));
-        assert!(zipped[0].body.len() * 4 < plain[0].body.len());
+        assert!(zipped[0].body.bytes().len() * 4 < plain[0].body.bytes().len());
     }
 
     #[test]

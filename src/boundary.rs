@@ -4,11 +4,15 @@
 
 use chrono::{DateTime, Utc};
 use js_sys::{Array, Error, Reflect};
-use serde::{Serialize, Serializer};
+use std::borrow::Cow;
+
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
+use serde::Serialize;
 use serde_json::Value;
 use wasm_bindgen::prelude::*;
 
-use crate::batch::Batch;
+use crate::batch::{Batch, Body};
 use crate::delivery;
 use crate::migrator::{self, ExportPlan, InputError, Outcome};
 use crate::settings::{Settings, SettingsError};
@@ -52,8 +56,7 @@ fn time(now_ms: f64) -> JsResult<DateTime<Utc>> {
 }
 
 fn to_js<T: Serialize>(value: &T) -> JsValue {
-    // Plain objects (not Maps), `null` for `None`, and bytes as `Uint8Array`; our types
-    // always serialise.
+    // Plain objects (not Maps) and `null` for `None`; our types always serialise.
     let serializer =
         serde_wasm_bindgen::Serializer::new().serialize_maps_as_objects(true).serialize_missing_as_null(true);
     value.serialize(&serializer).unwrap_or(JsValue::UNDEFINED)
@@ -174,9 +177,17 @@ impl Migrator {
 
     fn request<'a>(&'a self, batch: &'a Batch) -> RequestOut<'a> {
         let s = &self.core.settings;
+        // TRICKY: bodies cross as strings. A Uint8Array made in the sandbox reaches the
+        // host's fetch as a vm2 proxy, which node-fetch does not recognise as bytes and
+        // sends as "31,139,8,...". Gzip goes as base64 for the host's Buffer to decode.
+        let (body, encoding) = match &batch.body {
+            Body::Json(text) => (Cow::Borrowed(text.as_str()), "json"),
+            Body::Gzip(bytes) => (Cow::Owned(BASE64.encode(bytes)), "gzip-base64"),
+        };
         RequestOut {
-            url: s.destination.batch_url(batch.gzipped),
-            body: &batch.body,
+            url: s.destination.batch_url(batch.body.is_gzip()),
+            body,
+            encoding,
             json_bytes: batch.json_bytes,
             uuids: &batch.uuids,
         }
@@ -246,15 +257,11 @@ struct ExportPayload {
 #[serde(rename_all = "camelCase")]
 struct RequestOut<'a> {
     url: String,
-    /// A `Uint8Array`, ready for `fetch`.
-    #[serde(serialize_with = "as_bytes")]
-    body: &'a [u8],
+    /// JSON text, or base64 of the gzip (see `encoding`).
+    body: Cow<'a, str>,
+    encoding: &'static str,
     json_bytes: usize,
     uuids: &'a [String],
-}
-
-fn as_bytes<S: Serializer>(bytes: &&[u8], serializer: S) -> Result<S::Ok, S::Error> {
-    serializer.serialize_bytes(bytes)
 }
 
 #[derive(Serialize)]

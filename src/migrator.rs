@@ -191,7 +191,7 @@ mod tests {
     }
 
     fn body(batch: &Batch) -> Value {
-        serde_json::from_slice(&batch.body).unwrap()
+        serde_json::from_slice(batch.body.bytes()).unwrap()
     }
 
     fn event(n: usize, historical: bool) -> Value {

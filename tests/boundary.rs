@@ -4,7 +4,9 @@
 
 use std::io::Read;
 
-use js_sys::{Array, Error, Object, Reflect, Uint8Array};
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
+use js_sys::{Array, Error, Object, Reflect};
 use migrator3000::boundary::Migrator;
 use serde_json::{json, Value};
 use wasm_bindgen::{JsCast, JsValue};
@@ -42,17 +44,23 @@ fn historical(n: u32) -> Value {
            "properties": {"$$is_historical_export_event": true, "n": n, "token": "phc_source"}})
 }
 
+/// Bodies cross as strings: JSON text, or base64 of the gzip.
 fn body_json(request: &JsValue) -> Value {
-    let body = get(request, "body");
-    assert!(body.is_instance_of::<Uint8Array>(), "body is not a Uint8Array");
-    let bytes = body.unchecked_into::<Uint8Array>().to_vec();
-    let mut text = String::new();
-    if bytes.starts_with(&[0x1f, 0x8b]) {
-        flate2::read::GzDecoder::new(bytes.as_slice()).read_to_string(&mut text).unwrap();
-    } else {
-        text = String::from_utf8(bytes).unwrap();
-    }
-    serde_json::from_str(&text).unwrap()
+    let body = text(request, "body");
+    let json = match text(request, "encoding").as_str() {
+        "json" => body,
+        "gzip-base64" => {
+            let bytes = BASE64.decode(body).unwrap();
+            assert_eq!(&bytes[..2], &[0x1f, 0x8b]);
+            let mut json = String::new();
+            flate2::read::GzDecoder::new(bytes.as_slice()).read_to_string(&mut json).unwrap();
+            json
+        }
+        other => panic!("unknown encoding {other}"),
+    };
+    let parsed: Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(get(request, "jsonBytes").as_f64(), Some(json.len() as f64));
+    parsed
 }
 
 #[wasm_bindgen_test]

@@ -1,0 +1,58 @@
+// `npm run build`: the Rust core to wasm, optimised, inlined as base64 with the shim
+// into ONE plugin file, dist/index.js, stamped with a hash of its sources.
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { gzipSync } from 'node:zlib';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as esbuild from 'esbuild';
+import { bundleStamp, sourceHash } from './sources.mjs';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const out = join(root, 'target', 'bundle');
+const bundlePath = join(root, 'dist', 'index.js');
+mkdirSync(out, { recursive: true });
+mkdirSync(dirname(bundlePath), { recursive: true });
+
+const run = (cmd, args) => execFileSync(cmd, args, { cwd: root, stdio: 'inherit' });
+
+run('cargo', ['build', '--quiet', '--release', '--lib', '--target', 'wasm32-unknown-unknown']);
+run('wasm-bindgen', [
+  '--target', 'web', '--no-typescript', '--out-dir', out, '--out-name', 'core',
+  join(root, 'target', 'wasm32-unknown-unknown', 'release', 'migrator3000.wasm'),
+]);
+// Explicit features: `--all-features` can emit some Node 20 refuses. These are the
+// ones rustc enables by default for wasm32-unknown-unknown.
+run(join(root, 'node_modules', '.bin', 'wasm-opt'), [
+  '-Oz', '--strip-debug', '--strip-producers',
+  '--enable-bulk-memory', '--enable-sign-ext', '--enable-mutable-globals',
+  '--enable-nontrapping-float-to-int', '--enable-reference-types', '--enable-multivalue',
+  join(out, 'core_bg.wasm'), '-o', join(out, 'core.opt.wasm'),
+]);
+const wasm = readFileSync(join(out, 'core.opt.wasm'));
+writeFileSync(join(out, 'wasm-base64.js'), `export default ${JSON.stringify(wasm.toString('base64'))};\n`);
+
+const hash = sourceHash(root);
+await esbuild.build({
+  entryPoints: [join(root, 'js', 'index.js')],
+  outfile: bundlePath,
+  bundle: true,
+  format: 'cjs',
+  platform: 'neutral',
+  target: 'es2020',
+  charset: 'utf8',
+  legalComments: 'none',
+  banner: { js: bundleStamp(hash) },
+  alias: { 'core-glue': join(out, 'core.js'), 'core-wasm-base64': join(out, 'wasm-base64.js') },
+  inject: [join(root, 'js', 'text-codec.js')],
+  // The glue's async loader refers to import.meta.url; the plugin uses initSync only.
+  logOverride: { 'empty-import-meta': 'silent' },
+  logLevel: 'warning',
+});
+
+const bundle = readFileSync(bundlePath);
+const kb = (n) => `${(n / 1024).toFixed(1)} KB`;
+console.log(
+  `dist/index.js: ${kb(bundle.length)} (${kb(gzipSync(bundle).length)} gzipped); ` +
+    `wasm ${kb(wasm.length)} (${kb(gzipSync(wasm).length)} gzipped); sources ${hash.slice(0, 12)}`,
+);

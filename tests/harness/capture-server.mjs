@@ -1,0 +1,63 @@
+// The destination: a real HTTP server on loopback that records every request as
+// capture would read it (gzip bodies decoded) and answers as capture does: 400 for the
+// whole request when one event is malformed, 401 without a token, else 200, unless a
+// test scripts other answers.
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+function captureAnswer(json) {
+  if (!json || typeof json !== 'object') return { status: 400, body: { error: 'malformed JSON' } };
+  if (!json.api_key && !json.token) return { status: 401, body: { error: 'no token' } };
+  if (!Array.isArray(json.batch) || json.batch.length === 0) return { status: 400, body: { error: 'empty batch' } };
+  for (const e of json.batch) {
+    const distinct = e.distinct_id ?? (e.properties && e.properties.distinct_id);
+    if (!e.event || distinct === undefined || distinct === null || distinct === '') return { status: 400, body: { error: 'bad event' } };
+    if (e.uuid !== undefined && !UUID.test(e.uuid)) return { status: 400, body: { error: 'bad uuid' } };
+    if (e.properties && (e.properties.token || e.properties.$token)) return { status: 400, body: { error: 'several tokens' } };
+  }
+  return { status: 200, body: { status: 1 } };
+}
+import { createServer } from 'node:http';
+import { gunzipSync } from 'node:zlib';
+
+export async function startCaptureServer() {
+  const requests = [];
+  const scripted = [];
+  const server = createServer((req, res) => {
+    const chunks = [];
+    req.on('data', (c) => chunks.push(c));
+    req.on('end', () => {
+      const raw = Buffer.concat(chunks);
+      const url = new URL(req.url, 'http://loopback');
+      const gzipped = raw[0] === 0x1f && raw[1] === 0x8b;
+      let text = null;
+      let json = null;
+      try {
+        text = (gzipped ? gunzipSync(raw) : raw).toString('utf8');
+        json = JSON.parse(text);
+      } catch {
+        // recorded as is: a test asserts on it
+      }
+      const record = { method: req.method, path: url.pathname, query: Object.fromEntries(url.searchParams), headers: req.headers, gzipped, bytes: raw.length, text, json };
+      requests.push(record);
+      const answer = (scripted.length && scripted.shift()) || captureAnswer(json);
+      record.status = answer.status;
+      res.writeHead(answer.status, { 'Content-Type': 'application/json', ...(answer.headers || {}) });
+      res.end(JSON.stringify(answer.body ?? {}));
+    });
+  });
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address();
+  return {
+    url: `http://127.0.0.1:${port}`,
+    requests,
+    /** Answers for the next requests, in order, before falling back to 200. */
+    script: (...answers) => scripted.push(...answers),
+    /** Events the destination accepted (answered 2xx), each with its request. */
+    events: () =>
+      requests
+        .filter((r) => r.status >= 200 && r.status < 300)
+        .flatMap((r) => r.json.batch.map((event) => ({ event, request: r }))),
+    close: () => new Promise((resolve) => server.close(resolve)),
+  };
+}

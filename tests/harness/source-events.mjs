@@ -1,0 +1,155 @@
+// Realistic events as a self-hosted PostHog captured them, and the shapes in which its
+// plugin server hands them to a plugin: live (onEvent), or replayed by the historical
+// export of PostHog <= 1.29 (no uuid, no elements) or >= 1.30 (marked, elements
+// rebuilt from the database).
+
+/** A small deterministic PRNG, so every run sees the same sample. */
+export function random(seed) {
+  let state = seed >>> 0 || 1;
+  return () => {
+    state ^= state << 13;
+    state >>>= 0;
+    state ^= state >>> 17;
+    state ^= state << 5;
+    state >>>= 0;
+    return state / 4294967296;
+  };
+}
+
+function uuidFrom(next) {
+  const hex = Array.from({ length: 32 }, () => Math.floor(next() * 16).toString(16));
+  hex[12] = '4';
+  hex[16] = '89ab'[Math.floor(next() * 4)];
+  const h = hex.join('');
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+}
+
+const PAGES = ['/', '/pricing', '/docs/getting-started', '/blog/migrating-posthog', '/signup', '/ünïcödé/页面'];
+const BROWSERS = ['Chrome', 'Firefox', 'Safari', 'Edge'];
+
+function buttonElements(next) {
+  return [
+    {
+      tag_name: 'button',
+      $el_text: next() < 0.5 ? 'Sign up' : 'Ça marche 🚀',
+      attr__class: 'btn btn-primary',
+      classes: ['btn', 'btn-primary'],
+      attr__id: 'cta',
+      'attr__data-attr': 'signup-cta',
+      nth_child: 2,
+      nth_of_type: 1,
+    },
+    { tag_name: 'a', $el_text: 'Pricing', attr__href: '/pricing', attr__class: 'nav-link', classes: ['nav-link'], nth_child: 1, nth_of_type: 1 },
+    { tag_name: 'div', attr__class: 'container', classes: ['container'], nth_child: 1, nth_of_type: 1 },
+  ];
+}
+
+/**
+ * `count` events between `from` and `to` (ms), as the source captured them: each with
+ * its uuid, a distinct_id, an ISO timestamp and posthog-js properties.
+ */
+export function sampleEvents({ count = 60, from, to, seed = 7, users = 12 }) {
+  const next = random(seed);
+  const span = to - from;
+  const events = [];
+  for (let i = 0; i < count; i++) {
+    const user = `user-${Math.floor(next() * users)}`;
+    const at = new Date(from + Math.floor((span * (i + next())) / count));
+    const base = {
+      uuid: uuidFrom(next),
+      distinct_id: user,
+      timestamp: at.toISOString(),
+      properties: {
+        $lib: 'web',
+        $lib_version: '1.30.0',
+        $browser: BROWSERS[Math.floor(next() * BROWSERS.length)],
+        $current_url: `https://example.com${PAGES[i % PAGES.length]}`,
+        $ip: `203.0.113.${Math.floor(next() * 250)}`,
+        $geoip_country_code: 'PT',
+        $time: at.getTime() / 1000,
+        token: 'phc_source_project_token',
+        distinct_id: user,
+      },
+    };
+    const kind = i % 10;
+    if (kind <= 2) events.push({ ...base, event: '$pageview' });
+    else if (kind <= 4) {
+      events.push({
+        ...base,
+        event: '$autocapture',
+        properties: { ...base.properties, $event_type: 'click', $elements: buttonElements(next) },
+      });
+    } else if (kind === 5) {
+      events.push({
+        ...base,
+        event: '$identify',
+        $set: { email: `${user}@example.com`, name: `Ünïcode Ñame ${i}` },
+        properties: { ...base.properties, $set: { plan: i % 2 ? 'free' : 'pro' }, $anon_distinct_id: `anon-${i}` },
+      });
+    } else if (kind === 6) {
+      events.push({
+        ...base,
+        event: '$groupidentify',
+        properties: { ...base.properties, $group_type: 'company', $group_key: `company-${i % 3}`, $group_set: { name: `Company ${i % 3}`, seats: 10 + i } },
+      });
+    } else if (kind === 7) {
+      events.push({ ...base, event: '$create_alias', properties: { ...base.properties, alias: `alias-of-${user}` } });
+    } else if (kind === 8) {
+      events.push({
+        ...base,
+        event: 'report generated',
+        properties: { ...base.properties, report: 'x'.repeat(20_000 + Math.floor(next() * 20_000)), rows: Math.floor(next() * 1000) },
+      });
+    } else {
+      events.push({ ...base, event: 'purchase — 購入', properties: { ...base.properties, amount: 19.99, currency: 'EUR', items: [{ sku: 'A-1', qty: 2 }] } });
+    }
+  }
+  return events;
+}
+
+/** posthog-js element → the database's Element, as PostHog >= 1.30 rebuilds it. */
+function databaseElement(el) {
+  const attributes = Object.fromEntries(Object.entries(el).filter(([k]) => k.startsWith('attr__')));
+  return {
+    text: el.$el_text ?? null,
+    tag_name: el.tag_name,
+    href: el.attr__href ?? null,
+    attr_class: el.attr__class ? el.attr__class.split(' ') : null,
+    attr_id: el.attr__id ?? null,
+    nth_child: el.nth_child,
+    nth_of_type: el.nth_of_type,
+    attributes,
+  };
+}
+
+/** A source event as the historical export hands it to exportEvents. */
+export function asExported(event, shape, nowMs) {
+  const { uuid, $set, $set_once, ...rest } = event;
+  const properties = { ...event.properties };
+  // Ingestion stored only properties, with a top-level $set/$set_once merged in.
+  if ($set) properties.$set = { ...properties.$set, ...$set };
+  if ($set_once) properties.$set_once = { ...properties.$set_once, ...$set_once };
+  const now = new Date(nowMs).toISOString();
+  if (shape === '1.29') {
+    // Postgres rows: elements went to their own table at ingestion; no uuid, no marker.
+    delete properties.$elements;
+    return { ...rest, team_id: 2, properties, now, ip: properties.$ip || '', site_url: '', sent_at: event.timestamp };
+  }
+  if (properties.$elements) properties.$elements = properties.$elements.map(databaseElement);
+  properties.$$is_historical_export_event = true;
+  properties.$$historical_export_timestamp = now;
+  properties.$$historical_export_source_db = 'clickhouse';
+  return { ...rest, uuid, team_id: 2, properties, now, ip: properties.$ip || '', site_url: '', sent_at: null };
+}
+
+/** A source event as onEvent receives it when it is ingested live (plugin server 1.10.x). */
+export function asLive(event, nowMs) {
+  return {
+    ...event,
+    team_id: 2,
+    now: new Date(nowMs).toISOString(),
+    sent_at: new Date(nowMs).toISOString(),
+    ip: event.properties.$ip,
+    site_url: 'https://posthog.source.example',
+  };
+}

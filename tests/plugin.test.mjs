@@ -1,0 +1,277 @@
+// The built plugin file, loaded as a PostHog plugin server loads it, migrating to a
+// real HTTP server on loopback. Run by `npm test` (node --test).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { PluginHost } from './harness/host.mjs';
+import { startCaptureServer } from './harness/capture-server.mjs';
+import { asLive, sampleEvents } from './harness/source-events.mjs';
+import { transformLikeHost } from './harness/transforms.mjs';
+import { sourceHash, stampOf } from '../scripts/sources.mjs';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const bundlePath = join(root, 'dist', 'index.js');
+const bundle = readFileSync(bundlePath, 'utf8');
+const DAY = 86_400_000;
+const KEY = 'phc_destination_key';
+
+async function migration({ shape = '1.30', config = {}, history = 40, withJobs = true, storage } = {}) {
+  const destination = await startCaptureServer();
+  const clock = { now: Date.parse('2026-11-20T12:00:00Z') };
+  const sourceEvents = sampleEvents({ count: history, from: clock.now - 5 * DAY, to: clock.now - 60_000 });
+  const host = new PluginHost({
+    bundlePath,
+    clock,
+    sourceShape: shape,
+    sourceEvents,
+    withJobs,
+    storage,
+    config: {
+      host: destination.url,
+      projectApiKey: KEY,
+      posthogVersion: shape === '1.29' ? '1.29.0' : '1.30.0',
+      startDate: '2026-11-01',
+      debug: 'OFF',
+      ...config,
+    },
+  });
+  return { destination, host, sourceEvents, clock };
+}
+
+const messages = (host) => host.logs.map((l) => `${l.level}: ${l.message}`).join('\n');
+
+/** What the rules make of a posthog-js element after the >= 1.30 export rebuilt it. */
+function expectedElement(original) {
+  const own = {
+    $el_text: original.$el_text ?? null,
+    tag_name: original.tag_name,
+    attr__href: original.attr__href ?? null,
+    attr__class: original.attr__class ? original.attr__class.split(' ') : null,
+    attr__id: original.attr__id ?? null,
+    nth_child: original.nth_child,
+    nth_of_type: original.nth_of_type,
+  };
+  const lifted = Object.fromEntries(Object.entries(original).filter(([k]) => k.startsWith('attr__')));
+  return { ...lifted, ...own };
+}
+
+function assertTransformed(received, source, { historical }) {
+  assert.equal(received.event, source.event);
+  assert.equal(received.distinct_id, source.distinct_id);
+  assert.equal(received.timestamp, new Date(source.timestamp).toISOString());
+  for (const dropped of ['team_id', 'now', 'offset', 'sent_at', '$token', 'token', 'project_id', 'api_key', 'ip', 'site_url']) {
+    assert.equal(received[dropped], undefined, `${dropped} was sent`);
+  }
+  const p = received.properties;
+  assert.equal(p.$geoip_disable, true);
+  assert.equal(p.token, undefined);
+  assert.ok(Object.keys(p).every((k) => !k.startsWith('$$')), 'export markers were sent');
+  for (const [key, value] of Object.entries(source.properties)) {
+    if (['token', '$elements', '$set'].includes(key)) continue;
+    assert.deepEqual(p[key], value, `property ${key}`);
+  }
+  if (historical) {
+    // The source stored a top-level $set merged into properties.$set.
+    if (source.$set) assert.deepEqual(p.$set, { ...source.properties.$set, ...source.$set });
+  } else {
+    assert.deepEqual(received.$set, source.$set);
+    assert.deepEqual(p.$set, source.properties.$set);
+  }
+  if (source.properties.$elements && historical === '1.30') {
+    assert.deepEqual(p.$elements, source.properties.$elements.map(expectedElement));
+  } else if (source.properties.$elements && historical === false) {
+    assert.deepEqual(p.$elements, source.properties.$elements, 'posthog-js elements must pass unchanged');
+  }
+}
+
+function assertBatchRequests(destination) {
+  assert.ok(destination.requests.length > 0);
+  for (const r of destination.requests) {
+    assert.equal(r.method, 'POST');
+    assert.equal(r.path, '/batch/');
+    assert.deepEqual(r.query, { compression: 'gzip-js' });
+    assert.ok(r.gzipped, 'body is gzip');
+    assert.equal(r.json.api_key, KEY);
+    assert.equal(r.status, 200, `destination refused: ${r.text && r.text.slice(0, 300)}`);
+  }
+}
+
+test('the committed bundle is built from the current sources', () => {
+  assert.equal(stampOf(bundle), sourceHash(root), 'dist/index.js is stale: run `npm run build` and commit it');
+});
+
+test('the bundle is one file that imports nothing', () => {
+  assert.doesNotMatch(bundle, /\brequire\s*\(/);
+  assert.doesNotMatch(bundle, /^\s*import\s/m);
+  assert.doesNotMatch(bundle, /\bsetTimeout\b|\batob\b|import\.meta/);
+  // The host's import rewriting throws on any import it does not provide.
+  assert.doesNotThrow(() => transformLikeHost(bundle, {}));
+  assert.throws(() => transformLikeHost('const zlib = require("zlib");', {}), /Cannot import 'zlib'/);
+});
+
+test('it loads where setTimeout, TextEncoder, TextDecoder and require are absent', async (t) => {
+  const { destination, host } = await migration();
+  t.after(() => destination.close());
+  await host.load();
+  for (const name of ['setTimeout', 'setInterval', 'TextEncoder', 'TextDecoder', 'require', 'atob', 'process', 'queueMicrotask']) {
+    assert.ok(!host.globalsBeforePlugin.includes(name), `the sandbox has ${name}`);
+  }
+  assert.match(messages(host), /log: Migrating to http:\/\/127\.0\.0\.1:\d+: events before 2026-11-20T12:00:00\.000Z/);
+});
+
+test('bad settings stop setup with an error naming each field, and nothing is stored', async (t) => {
+  const { destination, host } = await migration({ config: { host: 'ftp://old', projectApiKey: 'phx_personal123456', startDate: '2021-02-30' } });
+  t.after(() => destination.close());
+  const error = await host.load().then(() => null, (e) => e);
+  assert.ok(error, 'setupPlugin accepted bad settings');
+  assert.match(error.message, /^3 settings to fix/);
+  assert.match(error.message, /Destination host \(host\): "ftp:\/\/old" is not accepted: only http:\/\/ and https:\/\//);
+  assert.match(error.message, /personal API key/);
+  assert.doesNotMatch(error.message, /phx_personal123456/);
+  assert.match(error.message, /Date to start exporting events from \(startDate\): "2021-02-30" is not accepted: it is not a real date/);
+  assert.equal(error.kind, 'bad_setting');
+  assert.equal(host.storageMap.size, 0);
+});
+
+for (const shape of ['1.30', '1.29']) {
+  test(`PostHog ${shape}: history then live events arrive exactly once, transformed`, async (t) => {
+    const { destination, host, sourceEvents, clock } = await migration({ shape, config: { batchSize: '4' } });
+    t.after(() => destination.close());
+    await host.load();
+    await host.runUntilExported();
+    const historical = destination.events();
+    assert.equal(historical.length, sourceEvents.length);
+    assert.ok(historical.every(({ request }) => request.json.historical_migration === true));
+
+    const live = sampleEvents({ count: 10, from: clock.now + 1000, to: clock.now + 5000, seed: 99 });
+    for (const event of live) await host.ingest(asLive(event, clock.now));
+    await host.teardown();
+
+    assertBatchRequests(destination);
+    const all = destination.events();
+    assert.equal(all.length, sourceEvents.length + live.length);
+    const liveReceived = all.slice(sourceEvents.length);
+    assert.ok(liveReceived.every(({ request }) => request.json.historical_migration === false));
+    const liveRequests = new Set(liveReceived.map(({ request }) => request));
+    assert.equal(liveRequests.size, 3, 'live events go in batches of 4, not one request each');
+
+    // Every source event once: matched by uuid for live events and >= 1.30 history,
+    // by content for <= 1.29 history (which has no uuid).
+    const uuids = all.map(({ event }) => event.uuid);
+    assert.equal(new Set(uuids).size, uuids.length, 'an event arrived twice');
+    for (const { event } of all) assert.match(event.uuid, /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/);
+    const byKey = (e) => `${e.event}|${e.distinct_id}|${new Date(e.timestamp).toISOString()}`;
+    const received = new Map(historical.map(({ event }) => [byKey(event), event]));
+    for (const source of sourceEvents) {
+      const got = received.get(byKey(source));
+      assert.ok(got, `history lost ${byKey(source)}`);
+      if (shape === '1.30') assert.equal(got.uuid, source.uuid);
+      assertTransformed(got, source, { historical: shape });
+    }
+    for (const [i, source] of live.entries()) {
+      assert.equal(liveReceived[i].event.uuid, source.uuid);
+      assertTransformed(liveReceived[i].event, source, { historical: false });
+    }
+    assert.match(messages(host), /log: The historical export has finished: 40 historical events delivered\./);
+  });
+}
+
+test('PostHog 1.29: a second export gives every event the same uuid again', async (t) => {
+  const runs = [];
+  for (let run = 0; run < 2; run++) {
+    const { destination, host } = await migration({ shape: '1.29' });
+    t.after(() => destination.close());
+    await host.load();
+    await host.runUntilExported();
+    runs.push(destination.events().map(({ event }) => event.uuid).sort());
+  }
+  assert.equal(runs[0].length, 40);
+  assert.deepEqual(runs[1], runs[0]);
+});
+
+test('live events wait for a full batch, 10 s of age, the minute task or teardown', async (t) => {
+  const { destination, host, clock } = await migration({ config: { batchSize: '3' }, withJobs: false });
+  t.after(() => destination.close());
+  await host.load();
+  const live = sampleEvents({ count: 8, from: clock.now, to: clock.now + 1000, seed: 5 }).map((e) => asLive(e, clock.now));
+  const liveCount = () => destination.events().length;
+
+  for (const e of live.slice(0, 4)) await host.ingest(e);
+  assert.equal(liveCount(), 3, 'a full batch goes at once');
+  await host.advance(9_000);
+  await host.ingest(live[4]);
+  assert.equal(liveCount(), 3, 'younger than 10 s: waits');
+  await host.advance(1_000);
+  await host.ingest(live[5]);
+  assert.equal(liveCount(), 6, 'the oldest waited 10 s: all waiting go');
+  await host.ingest(live[6]);
+  await host.advance(10_000);
+  await host.runEveryMinute();
+  assert.equal(liveCount(), 7, 'the minute task sends what waited long enough');
+  await host.ingest(live[7]);
+  await host.teardown();
+  assert.deepEqual(destination.events().map(({ event }) => event.uuid), live.map((e) => e.uuid));
+});
+
+test('a host without jobs forwards live events and says it cannot export history', async (t) => {
+  const { destination, host, clock } = await migration({ withJobs: false });
+  t.after(() => destination.close());
+  await host.load();
+  assert.match(messages(host), /warn: This PostHog runs no jobs for apps, so it cannot replay the history here: only new events are forwarded\./);
+  await host.runEveryMinute();
+  const live = sampleEvents({ count: 2, from: clock.now, to: clock.now + 10, seed: 3 });
+  for (const e of live) await host.ingest(asLive(e, clock.now));
+  await host.teardown();
+  assert.deepEqual(destination.events().map(({ event }) => event.uuid), live.map((e) => e.uuid));
+  assert.ok(destination.events().every(({ request }) => request.json.historical_migration === false));
+});
+
+test('a reload keeps the cut-over and does not start the export twice', async (t) => {
+  const storage = new Map();
+  const first = await migration({ storage });
+  t.after(() => first.destination.close());
+  await first.host.load();
+  await first.host.runEveryMinute();
+  const cutover = storage.get('migrator_cutover');
+  const second = new PluginHost({ ...first.host, bundlePath, storage, clock: { now: first.clock.now + DAY } });
+  await second.load();
+  await second.runEveryMinute();
+  assert.equal(storage.get('migrator_cutover'), cutover);
+  assert.doesNotMatch(messages(second), /Started the historical export/);
+  assert.match(messages(second), /events before 2026-11-20T12:00:00\.000Z/);
+});
+
+test('a failing destination makes the host retry the page; every event still arrives once', async (t) => {
+  const { destination, host, sourceEvents } = await migration();
+  t.after(() => destination.close());
+  destination.script({ status: 503, body: {} }, { status: 500, body: {} });
+  await host.load();
+  await host.runUntilExported();
+  const uuids = destination.events().map(({ event }) => event.uuid);
+  assert.deepEqual(new Set(uuids), new Set(sourceEvents.map((e) => e.uuid)));
+  assert.equal(uuids.length, sourceEvents.length);
+  assert.equal(destination.requests.filter((r) => r.status >= 500).length, 2);
+});
+
+test('[ADVANCED] Force restart resumes from the last window; resends keep their uuids', async (t) => {
+  const { destination, host, sourceEvents } = await migration();
+  t.after(() => destination.close());
+  await host.load();
+  await host.runUntilExported();
+  const before = destination.events().length;
+  const lastAcknowledged = Math.max(...sourceEvents.map((e) => Date.parse(e.timestamp)));
+  const resumeFrom = new Date(lastAcknowledged - 10 * 60_000).toISOString();
+  await host.runJob({ name: '[ADVANCED] Force restart', payload: {} });
+  await host.advance(60_000);
+  assert.deepEqual(host.hostErrors, []);
+  // A window (10 min) before the last acknowledged event, which precedes the host's cursor.
+  assert.ok(
+    messages(host).includes(`log: Restarted the historical export ("Export historical events") of events from ${resumeFrom} to 2026-11-20T12:00:00.000Z.`),
+    messages(host),
+  );
+  const after = destination.events().map(({ event }) => event.uuid);
+  assert.ok(after.length > before, 'the restart sent the last window again');
+  assert.deepEqual(new Set(after), new Set(sourceEvents.map((e) => e.uuid)));
+});
