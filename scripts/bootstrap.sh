@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Installs whatever the build and the tests need and is missing; costs seconds when
-# everything is present. Called by `npm start`, `npm test` and `.ci/run`.
+# Installs whatever is missing; costs seconds when everything is present.
+#   bootstrap.sh build   what `npm run build` and `npm start` need
+#   bootstrap.sh         that, plus what `npm test` needs (wasm-pack, Chromium)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+only_build=false; [ "${1:-}" = build ] && only_build=true
 
 say() { printf '[bootstrap] %s\n' "$*"; }
 
@@ -26,13 +28,13 @@ if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" != "$pinned" ]; 
   # Without --locked: its lock file names a crate version the registry here lacks.
   cargo install wasm-bindgen-cli --version "$pinned" --force
 fi
-if ! command -v wasm-pack >/dev/null; then
+if ! $only_build && ! command -v wasm-pack >/dev/null; then
   say "installing wasm-pack (a few minutes)"
   # The npm package of the same name downloads a binary at install time, which fails offline.
   cargo install wasm-pack --locked
 fi
 
-if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+if ! $only_build && { ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; }; then
   say "installing Chromium and ChromeDriver for the browser tests"
   sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
   $sudo apt-get update -qq

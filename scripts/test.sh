@@ -15,11 +15,11 @@ step "core, natively"
 cargo test --quiet
 
 step "wasm boundary in Node"
-wasm-pack --quiet test --node
+wasm-pack test --node
 
 step "wasm boundary in headless Chrome"
 # The boundary tests are not tied to a runner; this makes the runner pick the browser.
-WASM_BINDGEN_USE_BROWSER=1 CHROMEDRIVER="$(command -v chromedriver)" wasm-pack --quiet test --headless --chrome
+WASM_BINDGEN_USE_BROWSER=1 CHROMEDRIVER="$(command -v chromedriver)" wasm-pack test --headless --chrome
 
 step "the built plugin in a host-faithful plugin server"
 node --test tests/

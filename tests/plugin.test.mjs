@@ -275,3 +275,31 @@ test('[ADVANCED] Force restart resumes from the last window; resends keep their 
   assert.ok(after.length > before, 'the restart sent the last window again');
   assert.deepEqual(new Set(after), new Set(sourceEvents.map((e) => e.uuid)));
 });
+
+test('plugin.json describes the bundle, the settings the core reads, and the public job', async (t) => {
+  const manifest = JSON.parse(readFileSync(join(root, 'plugin.json'), 'utf8'));
+  assert.equal(join(root, manifest.main), bundlePath);
+  const fields = manifest.config.filter((c) => c.key);
+  assert.deepEqual(
+    fields.map((c) => c.key),
+    ['host', 'projectApiKey', 'startDate', 'posthogVersion', 'debug', 'batchSize', 'batchMaxKilobytes', 'gzip', 'eventsToIgnore'],
+  );
+  for (const field of fields) assert.ok(field.name && field.hint && field.type, `${field.key} lacks a name, hint or type`);
+  assert.deepEqual(fields.find((c) => c.key === 'posthogVersion').choices, ['1.29.0', '1.30.0', '1.30.0+', 'Latest']);
+  assert.deepEqual(fields.find((c) => c.key === 'debug').choices, ['OFF', 'ON']);
+
+  // The form's defaults are accepted as they are, and each field reaches the core:
+  // a bad value in any of them is reported under its key.
+  const { destination, host } = await migration();
+  t.after(() => destination.close());
+  const defaults = Object.fromEntries(fields.filter((c) => 'default' in c).map((c) => [c.key, c.default]));
+  host.config = { ...defaults, host: destination.url, projectApiKey: KEY };
+  await host.load();
+  for (const field of fields.filter((c) => !['startDate', 'eventsToIgnore', 'posthogVersion'].includes(c.key))) {
+    const { host: broken, destination: d } = await migration({ config: { [field.key]: '\u0000 not valid' } });
+    t.after(() => d.close());
+    const error = await broken.load().then(() => null, (e) => e);
+    assert.ok(error && error.message.includes(`(${field.key})`), `${field.key}: ${error && error.message}`);
+  }
+  for (const job of Object.keys(manifest.publicJobs)) assert.equal(typeof host.pluginJobs[job], 'function', job);
+});
