@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { PluginHost } from './harness/host.mjs';
+import { HOST_GLOBALS, PluginHost, plainVmGlobals } from './harness/host.mjs';
 import { startCaptureServer } from './harness/capture-server.mjs';
 import { asLive, sampleEvents } from './harness/source-events.mjs';
 import { transformLikeHost } from './harness/transforms.mjs';
@@ -57,7 +57,28 @@ function expectedElement(original) {
   return { ...lifted, ...own };
 }
 
+/**
+ * The exact event the destination must receive for a source event, by the rules:
+ * `historical` is the export shape ('1.30' or '1.29') or false for a live event.
+ */
+function expectedEvent(source, historical, receivedUuid) {
+  const { token, $elements, ...kept } = source.properties;
+  const properties = { ...kept, $geoip_disable: true };
+  const event = { event: source.event, distinct_id: source.distinct_id, timestamp: new Date(source.timestamp).toISOString() };
+  if (historical) {
+    // The source stored a top-level $set merged into properties.$set, and no elements
+    // before 1.30.
+    if (source.$set) properties.$set = { ...source.properties.$set, ...source.$set };
+    if ($elements && historical === '1.30') properties.$elements = $elements.map(expectedElement);
+  } else {
+    if (source.$set) event.$set = source.$set;
+    if ($elements) properties.$elements = $elements;
+  }
+  return { ...event, properties, uuid: historical === '1.29' ? receivedUuid : source.uuid };
+}
+
 function assertTransformed(received, source, { historical }) {
+  assert.deepEqual(received, expectedEvent(source, historical, received.uuid));
   assert.equal(received.event, source.event);
   assert.equal(received.distinct_id, source.distinct_id);
   assert.equal(received.timestamp, new Date(source.timestamp).toISOString());
@@ -115,6 +136,12 @@ test('it loads where setTimeout, TextEncoder, TextDecoder and require are absent
   const { destination, host } = await migration();
   t.after(() => destination.close());
   await host.load();
+  const plain = new Set(plainVmGlobals());
+  // vm2 has a `console` of its own, which the host replaces with its logger.
+  assert.deepEqual(
+    host.globalsBeforePlugin.filter((name) => !plain.has(name)).sort(),
+    HOST_GLOBALS.filter((name) => !plain.has(name)).sort(),
+  );
   for (const name of ['setTimeout', 'setInterval', 'TextEncoder', 'TextDecoder', 'require', 'atob', 'process', 'queueMicrotask']) {
     assert.ok(!host.globalsBeforePlugin.includes(name), `the sandbox has ${name}`);
   }

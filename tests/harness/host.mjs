@@ -11,6 +11,14 @@ import { asExported } from './source-events.mjs';
 
 export class RetryError extends Error {}
 
+/** The globals plugin server 1.10.x adds to a plain vm2 VM. */
+export const HOST_GLOBALS = ['console', 'posthog', 'fetch', 'google', '__pluginHostImports', 'RetryError', 'URL', '__asyncGuard', '__pluginHostMeta'];
+
+/** What a vm2 VM has before the host adds anything. */
+export function plainVmGlobals() {
+  return new VM({ sandbox: {} }).run('Object.getOwnPropertyNames(globalThis)');
+}
+
 const EXPORT_JOB = 'Export historical events';
 const EXPORT_PAGE_JOB = 'exportEventsFromTheBeginning';
 const EXPORT_WINDOW_MS = 10 * 60 * 1000;
@@ -109,16 +117,18 @@ export class PluginHost {
     vm.freeze(console_, 'console');
     vm.freeze({ capture: () => {} }, 'posthog');
     vm.freeze(fetch, 'fetch');
+    vm.freeze({ cloud: {} }, 'google');
     vm.freeze({}, '__pluginHostImports');
     vm.freeze(RetryError, 'RetryError');
     vm.freeze(URL, 'URL');
     vm.freeze(guardAsync, '__asyncGuard');
     vm.freeze(this.hostMeta(), '__pluginHostMeta');
+    // The plugin's clock is the fake one, so tests can let time pass without waiting;
+    // the global that carries it in is removed again.
     vm.freeze(() => this.clock.now, '__hostClock');
+    vm.run('((clock) => { Date.now = () => clock(); })(__hostClock); delete globalThis.__hostClock;');
     // What the plugin finds before its own code declares anything.
     this.globalsBeforePlugin = vm.run('Object.getOwnPropertyNames(globalThis)');
-    // The plugin's clock is the fake one, so tests can let time pass without waiting.
-    vm.run('Date.now = () => __hostClock();');
     vm.run(`const module = { exports: {} }; let exports = {};\n${code}`);
     // As the host does: meta is made inside the VM, `global` included, and passed last.
     const plugin = vm.run(`(() => {
