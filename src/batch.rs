@@ -77,7 +77,12 @@ impl Batcher {
     /// Adds an event; returns the batch it closed when the event did not fit beside
     /// the events already waiting.
     pub fn push(&mut self, event: &Prepared) -> Option<Batch> {
-        let grown = self.json.len() + usize::from(!self.is_empty()) + event.json.len() + FOOTER.len();
+        self.push_json(&event.uuid, &event.json)
+    }
+
+    /// Adds an event already serialised for capture.
+    pub fn push_json(&mut self, uuid: &str, json: &str) -> Option<Batch> {
+        let grown = self.json.len() + usize::from(!self.is_empty()) + json.len() + FOOTER.len();
         let closed = if !self.is_empty() && (grown > self.limits.max_bytes || self.len() >= self.limits.max_events) {
             self.flush()
         } else {
@@ -86,8 +91,8 @@ impl Batcher {
         if !self.is_empty() {
             self.json.push(',');
         }
-        self.json.push_str(&event.json);
-        self.uuids.push(event.uuid.clone());
+        self.json.push_str(json);
+        self.uuids.push(uuid.to_string());
         closed
     }
 

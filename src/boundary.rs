@@ -13,7 +13,8 @@ use serde_json::Value;
 use wasm_bindgen::prelude::*;
 
 use crate::batch::{Batch, Body};
-use crate::delivery;
+use crate::delivery::{self, Decision};
+use crate::export::{Actions, ExportState, Observations};
 use crate::migrator::{self, ExportPlan, InputError, Outcome};
 use crate::settings::{Settings, SettingsError};
 use crate::timestamp;
@@ -102,6 +103,7 @@ impl Migrator {
             batch_max_bytes: s.limits.max_bytes,
             gzip: s.gzip,
             events_to_ignore: s.events_to_ignore.iter().collect(),
+            events_per_minute: s.events_per_minute,
             cutover: timestamp::format(self.core.cutover()),
         })
     }
@@ -110,15 +112,6 @@ impl Migrator {
     #[wasm_bindgen(js_name = exportPlan)]
     pub fn export_plan(&self) -> JsValue {
         plan_to_js(self.core.export_plan())
-    }
-
-    /// The export to start again after a stall or a Force restart, from the host's
-    /// cursor and the last acknowledged event time (each in ms, or absent).
-    #[wasm_bindgen(js_name = resumePlan)]
-    pub fn resume_plan(&self, host_cursor_ms: Option<f64>, acknowledged_ms: Option<f64>) -> JsResult<JsValue> {
-        let host_cursor = host_cursor_ms.map(time).transpose()?;
-        let acknowledged = acknowledged_ms.map(time).transpose()?;
-        Ok(plan_to_js(self.core.resume_plan(host_cursor, acknowledged)))
     }
 
     /// Takes a JSON array of events from `exportEvents`; returns the requests for the
@@ -153,6 +146,95 @@ impl Migrator {
             Some(batch) => to_js(&self.request(&batch)),
             None => JsValue::UNDEFINED,
         })
+    }
+
+    /// What follows the answer to a sent request (`{body, encoding}`): `delivered`,
+    /// `split` (send `requests` instead), `rejected`, `retry` (after `delaySeconds`,
+    /// as `attempt`), `park` or `stop` (with a `message` for the user).
+    pub fn answer(
+        &self,
+        request: JsValue,
+        status: u16,
+        retry_after_seconds: Option<f64>,
+        response_text: Option<String>,
+        attempt: u32,
+    ) -> JsResult<JsValue> {
+        let field = |key: &str| Reflect::get(&request, &key.into()).ok().and_then(|v| v.as_string());
+        let (Some(body), Some(encoding)) = (field("body"), field("encoding")) else {
+            return Err(bad_input("the request to answer for has no body and encoding"));
+        };
+        let s = &self.core.settings;
+        let retry_after = retry_after_seconds.filter(|s| s.is_finite() && *s >= 0.0).map(|s| s.ceil() as u64);
+        let sent = delivery::Sent { body: &body, encoding: &encoding, attempt: attempt.max(1) };
+        let decision =
+            delivery::decide(sent, status, retry_after, response_text.as_deref().unwrap_or(""), s.limits, s.gzip)
+                .map_err(|e| bad_input(&e.to_string()))?;
+        Ok(match decision {
+            Decision::Delivered { count } => {
+                to_js(&DecisionOut { action: "delivered", count: Some(count), ..DecisionOut::default() })
+            }
+            Decision::Split(batches) => to_js(&DecisionOut {
+                action: "split",
+                requests: Some(batches.iter().map(|b| self.request(b)).collect()),
+                ..DecisionOut::default()
+            }),
+            Decision::Rejected(rejected) => to_js(&DecisionOut {
+                action: "rejected",
+                rejected: Some(RejectedOut::from(&rejected)),
+                ..DecisionOut::default()
+            }),
+            Decision::Retry { delay_seconds, attempt } => to_js(&DecisionOut {
+                action: "retry",
+                delay_seconds: Some(delay_seconds),
+                attempt: Some(attempt),
+                ..DecisionOut::default()
+            }),
+            Decision::Park => to_js(&DecisionOut { action: "park", ..DecisionOut::default() }),
+            Decision::Stop { message } => {
+                to_js(&DecisionOut { action: "stop", message: Some(message), ..DecisionOut::default() })
+            }
+        })
+    }
+
+    /// Seconds to hold historical events back to keep to the rate set, or `undefined`.
+    #[wasm_bindgen(js_name = paceDelay)]
+    pub fn pace_delay(&self, sent_including_these: f64, elapsed_seconds: f64) -> Option<f64> {
+        let whole = |n: f64| if n.is_finite() && n > 0.0 { n as u64 } else { 0 };
+        delivery::pace_delay_seconds(
+            self.core.settings.events_per_minute,
+            whole(sent_including_these),
+            whole(elapsed_seconds),
+        )
+        .map(|s| s as f64)
+    }
+
+    /// One minute's look at the history: `state` as stored (or `null` to begin),
+    /// `observations` as read from storage. Returns the state to store and what to do.
+    #[wasm_bindgen(js_name = exportTick)]
+    pub fn export_tick(&self, state: Option<String>, observations: JsValue, now_ms: f64) -> JsResult<JsValue> {
+        let now = time(now_ms)?;
+        let seen: Observations = serde_wasm_bindgen::from_value(observations)
+            .map_err(|e| bad_input(&format!("the export observations cannot be read: {e}")))?;
+        let mut state = self.stored_state(state, now)?;
+        let actions = state.tick(&seen, now);
+        Ok(export_step(&state, actions))
+    }
+
+    /// `[ADVANCED] Force restart`: the current chunk again, from the acknowledged position.
+    #[wasm_bindgen(js_name = exportRestart)]
+    pub fn export_restart(&self, state: Option<String>, now_ms: f64) -> JsResult<JsValue> {
+        let now = time(now_ms)?;
+        let mut state = self.stored_state(state, now)?;
+        let actions = state.restart(now);
+        Ok(export_step(&state, actions))
+    }
+
+    fn stored_state(&self, state: Option<String>, now: DateTime<Utc>) -> JsResult<ExportState> {
+        match state {
+            Some(json) => serde_json::from_str(&json)
+                .map_err(|e| bad_input(&format!("the stored export state cannot be read: {e}"))),
+            None => Ok(ExportState::new(&self.core.export_plan(), now)),
+        }
     }
 
     #[wasm_bindgen(getter, js_name = liveWaiting)]
@@ -207,20 +289,61 @@ impl Migrator {
     }
 }
 
-/// What an HTTP status from capture means: `delivered`, `unauthorized`, `refused` or `retry`.
-#[wasm_bindgen(js_name = classifyAnswer)]
-pub fn classify_answer(status: u16) -> String {
-    delivery::classify(status).code().to_string()
-}
-
-fn plan_to_js(plan: ExportPlan) -> JsValue {
-    to_js(&ExportPlanOut {
+fn plan_out(plan: &ExportPlan) -> ExportPlanOut {
+    ExportPlanOut {
         job: plan.job.name(),
         payload: ExportPayload {
             date_from: plan.date_from.map(timestamp::format),
             date_to: timestamp::format(plan.date_to),
         },
+    }
+}
+
+fn plan_to_js(plan: ExportPlan) -> JsValue {
+    to_js(&plan_out(&plan))
+}
+
+fn export_step(state: &ExportState, actions: Actions) -> JsValue {
+    to_js(&ExportStepOut {
+        // Serialising our own state cannot fail.
+        state: serde_json::to_string(state).unwrap_or_default(),
+        done: state.done,
+        share_done: state.share_done(),
+        reset_host: actions.reset_host,
+        start: actions.start.as_ref().map(plan_out),
+        log: actions.log,
+        warn: actions.warn,
     })
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ExportStepOut {
+    state: String,
+    done: bool,
+    share_done: f64,
+    reset_host: bool,
+    start: Option<ExportPlanOut>,
+    log: Vec<String>,
+    warn: Vec<String>,
+}
+
+#[derive(Serialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct DecisionOut<'a> {
+    action: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    count: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    requests: Option<Vec<RequestOut<'a>>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rejected: Option<RejectedOut<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    delay_seconds: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    attempt: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -236,6 +359,7 @@ struct SettingsOut<'a> {
     batch_max_bytes: usize,
     gzip: bool,
     events_to_ignore: Vec<&'a String>,
+    events_per_minute: Option<u64>,
     cutover: String,
 }
 

@@ -1,14 +1,41 @@
-//! What an answer from capture means for the events of a request.
+//! What an answer from capture means for the events of a request, and what to do next:
+//! send, split, reject, retry later, park, or stop for the user to fix a setting.
+//!
+//! Stateless on purpose: a failed request is kept by the shim as it was sent (its body)
+//! and may be answered for in another worker thread, or after a reload.
 
-/// The status codes as capture uses them (see the capture API notes in the README).
+use std::io::Read;
+
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
+use flate2::read::GzDecoder;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::batch::{Batch, BatchLimits, Batcher};
+use crate::transform::{Rejected, Rejection};
+
+/// Attempts at a request before it is parked (kept in storage until a user resends it).
+pub const MAX_ATTEMPTS: u32 = 12;
+/// Back-off: 15 s, 30 s, 1 min, ... doubling, at most an hour: about 4 hours in all.
+const FIRST_DELAY_SECONDS: u64 = 15;
+const LONGEST_DELAY_SECONDS: u64 = 3600;
+/// A `Retry-After` longer than this is taken as this.
+const LONGEST_RETRY_AFTER_SECONDS: u64 = 6 * 3600;
+
+/// The status codes as capture uses them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Answer {
     /// 2xx: the events are in (over-quota drops also answer 200; nothing tells them apart).
     Delivered,
-    /// 401/403: wrong project API key or host; nothing will get through until fixed.
+    /// 400: at least one event of the request is malformed; the whole request is refused.
+    Invalid,
+    /// 413: the request is too large for this destination.
+    TooLarge,
+    /// 401/403: wrong project API key or host.
     Unauthorized,
-    /// 400 and 413 and other 4xx: this request as it stands will never be accepted.
-    Refused,
+    /// Other 4xx (404, 405, ...): this is not a capture endpoint; the host is wrong.
+    WrongDestination,
     /// 408, 429, 5xx, and no answer at all: the same request may succeed later.
     Retry,
 }
@@ -16,48 +43,180 @@ pub enum Answer {
 pub fn classify(status: u16) -> Answer {
     match status {
         200..=299 => Answer::Delivered,
+        400 => Answer::Invalid,
+        413 => Answer::TooLarge,
         401 | 403 => Answer::Unauthorized,
         408 | 429 => Answer::Retry,
-        400..=499 => Answer::Refused,
+        402 | 404..=407 | 409..=412 | 414..=428 | 430..=499 => Answer::WrongDestination,
         // 1xx/3xx are not answers capture gives: treat them like a failing server.
         _ => Answer::Retry,
     }
 }
 
-impl Answer {
-    pub fn code(self) -> &'static str {
-        match self {
-            Answer::Delivered => "delivered",
-            Answer::Unauthorized => "unauthorized",
-            Answer::Refused => "refused",
-            Answer::Retry => "retry",
-        }
+/// The wait before attempt `attempt + 1`, honouring the destination's `Retry-After`.
+pub fn backoff_seconds(attempt: u32, retry_after: Option<u64>) -> u64 {
+    let doubling = FIRST_DELAY_SECONDS.saturating_mul(1u64 << attempt.min(20)).min(LONGEST_DELAY_SECONDS);
+    doubling.max(retry_after.unwrap_or(0).min(LONGEST_RETRY_AFTER_SECONDS))
+}
+
+/// What to do with a request after its answer.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Decision {
+    Delivered {
+        count: usize,
+    },
+    /// Send these instead (the halves of a refused request).
+    Split(Vec<Batch>),
+    /// The request held one event and the destination refused it.
+    Rejected(Rejected),
+    /// Send it again after `delay_seconds`, as attempt `attempt`.
+    Retry {
+        delay_seconds: u64,
+        attempt: u32,
+    },
+    /// Tried `MAX_ATTEMPTS` times: keep it until the user resends it.
+    Park,
+    /// Nothing will get through until the user fixes a setting: keep the request.
+    Stop {
+        message: String,
+    },
+}
+
+/// A request as it was sent, handed back with its answer.
+#[derive(Debug, Clone, Copy)]
+pub struct Sent<'a> {
+    pub body: &'a str,
+    /// `json` or `gzip-base64`.
+    pub encoding: &'a str,
+    /// How many times it has been sent, this time included.
+    pub attempt: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnreadableRequest(pub String);
+
+impl std::fmt::Display for UnreadableRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the request to answer for cannot be read: {}", self.0)
     }
+}
+
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    api_key: String,
+    historical_migration: bool,
+    #[serde(borrow)]
+    batch: Vec<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct Identity {
+    uuid: Option<String>,
+    event: Option<String>,
+}
+
+/// The JSON text of a sent body.
+pub fn body_json(sent: Sent<'_>) -> Result<String, UnreadableRequest> {
+    match sent.encoding {
+        "json" => Ok(sent.body.to_string()),
+        "gzip-base64" => {
+            let bytes = BASE64.decode(sent.body).map_err(|e| UnreadableRequest(format!("not base64 ({e})")))?;
+            let mut json = String::new();
+            GzDecoder::new(bytes.as_slice())
+                .read_to_string(&mut json)
+                .map_err(|e| UnreadableRequest(format!("not gzip ({e})")))?;
+            Ok(json)
+        }
+        other => Err(UnreadableRequest(format!("unknown encoding {other:?}"))),
+    }
+}
+
+/// Decides what follows `status` for `sent`. `limits` and `gzip` shape any halves.
+pub fn decide(
+    sent: Sent<'_>,
+    status: u16,
+    retry_after: Option<u64>,
+    response: &str,
+    limits: BatchLimits,
+    gzip: bool,
+) -> Result<Decision, UnreadableRequest> {
+    let answer = classify(status);
+    let split_or_reject = |too_large: bool| -> Result<Decision, UnreadableRequest> {
+        let json = body_json(sent)?;
+        let envelope: Envelope<'_> =
+            serde_json::from_str(&json).map_err(|e| UnreadableRequest(format!("not a batch ({e})")))?;
+        if envelope.batch.len() > 1 {
+            return Ok(Decision::Split(halves(&envelope, limits, gzip)));
+        }
+        let identity = envelope.batch.first().and_then(|raw| serde_json::from_str::<Identity>(raw.get()).ok());
+        let said = response.trim().chars().take(200).collect::<String>();
+        let reason = if too_large {
+            Rejection::Refused(format!("the destination finds it too large (HTTP {status}) {said}").trim().to_string())
+        } else {
+            Rejection::Refused(format!("the destination refused it (HTTP {status}) {said}").trim().to_string())
+        };
+        Ok(Decision::Rejected(Rejected {
+            reason,
+            event_name: identity.as_ref().and_then(|i| i.event.clone()),
+            uuid: identity.and_then(|i| i.uuid),
+        }))
+    };
+    Ok(match answer {
+        Answer::Delivered => Decision::Delivered { count: count_events(sent)? },
+        Answer::Invalid => split_or_reject(false)?,
+        Answer::TooLarge => split_or_reject(true)?,
+        Answer::Unauthorized => Decision::Stop {
+            message: format!(
+                "The destination refused the project API key (HTTP {status}). Check the settings \
+                 \"Destination host\" and \"Destination project API key\"; saving them resends what waits."
+            ),
+        },
+        Answer::WrongDestination => Decision::Stop {
+            message: format!(
+                "The destination answered HTTP {status}: it does not look like PostHog's capture. Check the \
+                 setting \"Destination host\"; saving it resends what waits."
+            ),
+        },
+        Answer::Retry if sent.attempt >= MAX_ATTEMPTS => Decision::Park,
+        Answer::Retry => {
+            Decision::Retry { delay_seconds: backoff_seconds(sent.attempt - 1, retry_after), attempt: sent.attempt + 1 }
+        }
+    })
+}
+
+fn count_events(sent: Sent<'_>) -> Result<usize, UnreadableRequest> {
+    let json = body_json(sent)?;
+    let envelope: Envelope<'_> =
+        serde_json::from_str(&json).map_err(|e| UnreadableRequest(format!("not a batch ({e})")))?;
+    Ok(envelope.batch.len())
+}
+
+/// The two halves of a refused request, each re-batched within the limits.
+fn halves(envelope: &Envelope<'_>, limits: BatchLimits, gzip: bool) -> Vec<Batch> {
+    let middle = envelope.batch.len() / 2;
+    let mut out = Vec::new();
+    for half in [&envelope.batch[..middle], &envelope.batch[middle..]] {
+        let mut batcher = Batcher::new(&envelope.api_key, envelope.historical_migration, limits, gzip);
+        for raw in half {
+            let uuid = serde_json::from_str::<Identity>(raw.get()).ok().and_then(|i| i.uuid).unwrap_or_default();
+            out.extend(batcher.push_json(&uuid, raw.get()));
+        }
+        out.extend(batcher.flush());
+    }
+    out
+}
+
+/// Pacing to the events-per-minute the user set, as a budget since the export began
+/// (one minute's worth ahead is allowed). `sent_including_these` counts every event
+/// sent or reserved so far, these included. `None`: send now; else wait that long
+/// (the slot stays reserved).
+pub fn pace_delay_seconds(per_minute: Option<u64>, sent_including_these: u64, elapsed_seconds: u64) -> Option<u64> {
+    let limit = per_minute.filter(|l| *l > 0)?;
+    let allowed = limit.saturating_mul(elapsed_seconds.saturating_add(60)) / 60;
+    let over = sent_including_these.checked_sub(allowed).filter(|over| *over > 0)?;
+    Some(over.saturating_mul(60).div_ceil(limit))
 }
 
 #[cfg(all(test, not(target_arch = "wasm32")))]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_status_has_a_meaning() {
-        let cases = [
-            (200, Answer::Delivered),
-            (204, Answer::Delivered),
-            (400, Answer::Refused),
-            (413, Answer::Refused),
-            (404, Answer::Refused),
-            (401, Answer::Unauthorized),
-            (403, Answer::Unauthorized),
-            (408, Answer::Retry),
-            (429, Answer::Retry),
-            (500, Answer::Retry),
-            (503, Answer::Retry),
-            (302, Answer::Retry),
-            (0, Answer::Retry),
-        ];
-        for (status, answer) in cases {
-            assert_eq!(classify(status), answer, "{status}");
-        }
-    }
-}
+#[path = "delivery_tests.rs"]
+mod tests;

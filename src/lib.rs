@@ -7,6 +7,7 @@ pub mod batch;
 pub mod delivery;
 pub mod elements;
 pub mod event_id;
+pub mod export;
 pub mod host;
 pub mod migrator;
 pub mod settings;

@@ -15,9 +15,6 @@ use crate::version::ExportJob;
 /// (the sandbox has no timer). The host's own export buffer waits as long.
 pub const LIVE_MAX_WAIT: Duration = Duration::seconds(10);
 
-/// The window the host's historical export pages through.
-const HOST_WINDOW: Duration = Duration::minutes(10);
-
 /// What became of a list of events handed to the core.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Outcome {
@@ -77,19 +74,6 @@ impl Migrator {
     /// History runs from the start date (or the first event) up to the cut-over.
     pub fn export_plan(&self) -> ExportPlan {
         ExportPlan { job: self.settings.version.export_job, date_from: self.settings.start, date_to: self.cutover }
-    }
-
-    /// Where a restarted export picks up: one host window (10 minutes) before the
-    /// earlier of the host's cursor and the last event the destination acknowledged,
-    /// so no event of a half-sent window is skipped; events sent twice carry the same
-    /// uuid and merge at the destination.
-    pub fn resume_plan(&self, host_cursor: Option<DateTime<Utc>>, acknowledged: Option<DateTime<Utc>>) -> ExportPlan {
-        let from = match (host_cursor, acknowledged) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        let date_from = from.map(|t| t - HOST_WINDOW).max(self.settings.start).or(self.settings.start);
-        ExportPlan { date_from, ..self.export_plan() }
     }
 
     /// Historical events of one export page, as whole batches; live events, and
@@ -306,24 +290,6 @@ mod tests {
         assert_eq!(plan.date_to, cutover);
         assert_eq!(migrator("Latest", 1).export_plan().job, ExportJob::V2);
         assert_eq!(migrator("Latest", 1).export_plan().date_from, None);
-    }
-
-    #[test]
-    fn a_restart_resumes_a_window_before_the_earliest_known_progress() {
-        let m = migrator("1.30.0", 1);
-        let t = |s: &str| timestamp::parse_iso(s);
-        let plan = m.resume_plan(t("2022-03-01T10:20:00Z"), t("2022-03-01T10:25:00Z"));
-        assert_eq!(plan.date_from.map(timestamp::format).as_deref(), Some("2022-03-01T10:10:00.000Z"));
-        assert_eq!(plan.date_to, now());
-        let plan = m.resume_plan(None, t("2022-03-01T10:25:00Z"));
-        assert_eq!(plan.date_from.map(timestamp::format).as_deref(), Some("2022-03-01T10:15:00.000Z"));
-        assert_eq!(m.resume_plan(None, None).date_from, None);
-        // Never before the start date.
-        let config = json!({"host": "h.example.com", "projectApiKey": "k", "startDate": "2022-03-01"});
-        let m = Migrator::new(Settings::parse(config.as_object().unwrap(), now()).unwrap(), now());
-        let plan = m.resume_plan(t("2022-03-01T00:05:00Z"), None);
-        assert_eq!(plan.date_from.map(timestamp::format).as_deref(), Some("2022-03-01T00:00:00.000Z"));
-        assert_eq!(m.resume_plan(None, None).date_from, m.settings.start);
     }
 
     #[test]

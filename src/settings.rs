@@ -23,6 +23,8 @@ pub struct Settings {
     pub limits: BatchLimits,
     pub gzip: bool,
     pub events_to_ignore: BTreeSet<String>,
+    /// Historical events sent per minute at most; `None`: as fast as the host goes.
+    pub events_per_minute: Option<u64>,
 }
 
 /// One field of the form, as plugin.json names it and as the form labels it.
@@ -41,10 +43,12 @@ pub const BATCH_SIZE: Field = Field { key: "batchSize", label: "Events per reque
 pub const BATCH_KILOBYTES: Field = Field { key: "batchMaxKilobytes", label: "Largest request, in kilobytes" };
 pub const GZIP: Field = Field { key: "gzip", label: "Compress requests (gzip)" };
 pub const EVENTS_TO_IGNORE: Field = Field { key: "eventsToIgnore", label: "Events to ignore" };
+pub const EVENTS_PER_MINUTE: Field = Field { key: "eventsPerMinute", label: "Historical events per minute at most" };
 
 pub const BATCH_SIZE_RANGE: (usize, usize) = (1, 10_000);
 /// Capture takes 20 MB per request; 1,000 kB still fits the largest event we send.
 pub const BATCH_KILOBYTES_RANGE: (usize, usize) = (1_000, 19_000);
+pub const EVENTS_PER_MINUTE_RANGE: (usize, usize) = (100, 10_000_000);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SettingProblem {
@@ -93,7 +97,26 @@ impl Settings {
         let max_kilobytes = form.read(BATCH_KILOBYTES, |t| number(t, 1_800, BATCH_KILOBYTES_RANGE));
         let gzip = form.read(GZIP, |t| on_off(t, true));
         let events_to_ignore = form.read(EVENTS_TO_IGNORE, |t| Ok(event_names(t)));
-        match (destination, project_api_key, start, version, debug, max_events, max_kilobytes, gzip, events_to_ignore) {
+        let events_per_minute = form.read(EVENTS_PER_MINUTE, |t| {
+            let unlimited = t.trim().is_empty() || t.trim() == "0";
+            if unlimited {
+                Ok(None)
+            } else {
+                number(t, 0, EVENTS_PER_MINUTE_RANGE).map(|n| Some(n as u64))
+            }
+        });
+        match (
+            destination,
+            project_api_key,
+            start,
+            version,
+            debug,
+            max_events,
+            max_kilobytes,
+            gzip,
+            events_to_ignore,
+            events_per_minute,
+        ) {
             (
                 Some(destination),
                 Some(project_api_key),
@@ -104,6 +127,7 @@ impl Settings {
                 Some(max_kilobytes),
                 Some(gzip),
                 Some(events_to_ignore),
+                Some(events_per_minute),
             ) => Ok(Settings {
                 destination,
                 project_api_key,
@@ -113,6 +137,7 @@ impl Settings {
                 limits: BatchLimits { max_events, max_bytes: max_kilobytes * 1000 },
                 gzip,
                 events_to_ignore,
+                events_per_minute,
             }),
             _ => Err(SettingsError(form.problems)),
         }
@@ -291,6 +316,11 @@ mod tests {
         assert!(!s.gzip);
         assert!(s.debug);
         assert_eq!(s.events_to_ignore.iter().collect::<Vec<_>>(), ["$feature_flag_called", "$pageleave"]);
+        assert_eq!(s.events_per_minute, None);
+        for (typed, expected) in [("10000", Some(10_000)), ("0", None), (" ", None)] {
+            let s = Settings::parse(&config(json!({"eventsPerMinute": typed})), now()).unwrap();
+            assert_eq!(s.events_per_minute, expected, "{typed}");
+        }
         assert_eq!(s.start.map(timestamp::format).as_deref(), Some("2021-06-01T08:30:00.000Z"));
     }
 
@@ -320,6 +350,8 @@ mod tests {
             (json!({"batchSize": "-5"}), "batchSize", "-5", "whole number"),
             (json!({"batchMaxKilobytes": "20000"}), "batchMaxKilobytes", "20000", "1000 to 19000"),
             (json!({"batchMaxKilobytes": "999"}), "batchMaxKilobytes", "999", "1000 to 19000"),
+            (json!({"eventsPerMinute": "50"}), "eventsPerMinute", "50", "100 to 10000000"),
+            (json!({"eventsPerMinute": "fast"}), "eventsPerMinute", "fast", "whole number"),
         ];
         for (changes, key, value, needle) in cases {
             let found = problems(changes.clone());

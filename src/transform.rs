@@ -70,7 +70,11 @@ pub enum Rejection {
     MissingDistinctId,
     BadDistinctId,
     PropertiesNotAnObject,
-    TooLarge { bytes: usize },
+    TooLarge {
+        bytes: usize,
+    },
+    /// The destination refused the event, alone in its request.
+    Refused(String),
 }
 
 impl Rejection {
@@ -83,6 +87,7 @@ impl Rejection {
             Rejection::BadDistinctId => "bad_distinct_id",
             Rejection::PropertiesNotAnObject => "properties_not_an_object",
             Rejection::TooLarge { .. } => "too_large",
+            Rejection::Refused(_) => "refused_by_destination",
         }
     }
 }
@@ -101,6 +106,7 @@ impl fmt::Display for Rejection {
                 f,
                 "the event is {bytes} bytes once serialised, over the {MAX_EVENT_BYTES} bytes capture accepts for one event"
             ),
+            Rejection::Refused(what) => f.write_str(what),
         }
     }
 }

@@ -168,21 +168,65 @@ fn the_export_plan_names_the_job_and_window() {
 }
 
 #[wasm_bindgen_test]
-fn a_resumed_export_starts_a_window_before_the_progress_point() {
+fn answers_become_decisions_for_the_shim() {
     let m = Migrator::new(config(json!({})), NOW, None).unwrap();
-    let cursor = 1_646_130_000_000.0; // 2022-03-01T10:20:00Z
-    let payload = get(&m.resume_plan(Some(cursor), None).unwrap(), "payload");
-    assert_eq!(text(&payload, "dateFrom"), "2022-03-01T10:10:00.000Z");
-    error_of_kind(m.resume_plan(Some(f64::NAN), None).err().unwrap(), "bad_input");
+    let events = json!([historical(1), historical(2), historical(3)]);
+    let request = Array::from(&get(&m.export_historical(&events.to_string(), NOW).unwrap(), "requests")).get(0);
+
+    let delivered = m.answer(request.clone(), 200, None, None, 1).unwrap();
+    assert_eq!((text(&delivered, "action"), get(&delivered, "count").as_f64()), ("delivered".into(), Some(3.0)));
+
+    let split = m.answer(request.clone(), 400, None, Some("bad".into()), 1).unwrap();
+    assert_eq!(text(&split, "action"), "split");
+    let halves = Array::from(&get(&split, "requests"));
+    assert_eq!(halves.length(), 2);
+    assert_eq!(body_json(&halves.get(0))["batch"][0]["uuid"], "00000000-0000-4000-8000-000000000001");
+    let single = m.answer(halves.get(0), 400, None, Some("{\"type\":\"validation_error\"}".into()), 1).unwrap();
+    assert_eq!(text(&single, "action"), "rejected");
+    assert_eq!(text(&get(&single, "rejected"), "uuid"), "00000000-0000-4000-8000-000000000001");
+
+    let retry = m.answer(request.clone(), 429, Some(90.0), None, 1).unwrap();
+    assert_eq!(
+        (text(&retry, "action"), get(&retry, "delaySeconds").as_f64(), get(&retry, "attempt").as_f64()),
+        ("retry".into(), Some(90.0), Some(2.0))
+    );
+    assert_eq!(text(&m.answer(request.clone(), 503, None, None, 12).unwrap(), "action"), "park");
+    let stop = m.answer(request.clone(), 401, None, None, 1).unwrap();
+    assert!(text(&stop, "message").contains("Destination project API key"));
+
+    error_of_kind(m.answer(JsValue::from_str("x"), 200, None, None, 1).err().unwrap(), "bad_input");
+    let garbled = js_sys::JSON::parse("{\"body\": \"!!\", \"encoding\": \"gzip-base64\"}").unwrap();
+    error_of_kind(m.answer(garbled, 400, None, None, 1).err().unwrap(), "bad_input");
 }
 
 #[wasm_bindgen_test]
-fn answers_are_classified_for_the_shim() {
-    use migrator3000::boundary::classify_answer;
-    assert_eq!(classify_answer(200), "delivered");
-    assert_eq!(classify_answer(401), "unauthorized");
-    assert_eq!(classify_answer(400), "refused");
-    assert_eq!(classify_answer(503), "retry");
+fn the_export_moves_through_ticks_with_state_kept_by_the_shim() {
+    let m = Migrator::new(config(json!({"posthogVersion": "1.30.0"})), NOW, None).unwrap();
+    let quiet = js_sys::JSON::parse("{}").unwrap();
+    let first = m.export_tick(None, quiet.clone(), NOW).unwrap();
+    let start = get(&first, "start");
+    assert_eq!(text(&start, "job"), "Export historical events");
+    assert_eq!(text(&get(&start, "payload"), "dateFrom"), "2021-06-01T00:00:00.000Z");
+    assert_eq!(text(&get(&start, "payload"), "dateTo"), "2021-06-02T00:00:00.000Z");
+    let state = text(&first, "state");
+    let running = js_sys::JSON::parse("{\"hostRunning\": true, \"delivered\": 5}").unwrap();
+    let second = m.export_tick(Some(state.clone()), running, NOW + 60_000.0).unwrap();
+    assert!(get(&second, "start").is_null());
+    assert!(Array::from(&get(&second, "log")).get(0).as_string().unwrap().starts_with("History: 0%"));
+    let restart = m.export_restart(Some(state), NOW).unwrap();
+    assert_eq!(get(&restart, "resetHost").as_bool(), Some(true));
+    error_of_kind(m.export_tick(Some("{".into()), quiet.clone(), NOW).err().unwrap(), "bad_input");
+    error_of_kind(m.export_tick(None, JsValue::from_str("x"), NOW).err().unwrap(), "bad_input");
+}
+
+#[wasm_bindgen_test]
+fn pacing_follows_the_setting() {
+    let unpaced = Migrator::new(config(json!({})), NOW, None).unwrap();
+    assert_eq!(unpaced.pace_delay(1e9, 0.0), None);
+    let paced = Migrator::new(config(json!({"eventsPerMinute": "1000"})), NOW, None).unwrap();
+    assert_eq!(paced.pace_delay(1000.0, 0.0), None);
+    assert_eq!(paced.pace_delay(1500.0, 0.0), Some(30.0));
+    assert_eq!(paced.pace_delay(f64::NAN, f64::NAN), None);
 }
 
 #[wasm_bindgen_test]
