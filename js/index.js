@@ -1,21 +1,35 @@
 // The plugin's hooks. This file only routes the host's hooks into the Rust core and
 // does the I/O (fetch, storage, jobs, log): every decision about settings, events,
-// batches, answers and the export window is the core's.
-import { Migrator, classifyAnswer, initSync } from 'core-glue';
+// batches, answers, retries and the export window is the core's.
+import { Migrator, initSync } from 'core-glue';
 import WASM_BASE64 from 'core-wasm-base64';
 import { base64ToBytes } from './base64.js';
 
 // Our storage keys.
 const CUTOVER = 'migrator_cutover';
 const EXPORT = 'migrator_export';
-const PROGRESS = 'migrator_progress';
-// The host's own keys for its historical export (plugin server 1.10.x and 1.30.x):
-// the flag it clears when done, and the window it is in and the last one it will do.
+const BLOCKED = 'migrator_blocked';
+const LAST_PAGE = 'migrator_last_page_at';
+const PACE_START = 'migrator_pace_start';
+const REJECTED_SAMPLE = 'migrator_rejected_sample';
+const PARCEL = (id) => `migrator_parcel_${id}`;
+// Counters, atomic where the host offers `utils.cursor`.
+const DELIVERED = 'migrator_delivered';
+const REJECTED = 'migrator_rejected';
+const RETRIED = 'migrator_retried';
+const PARKED = 'migrator_parked';
+const OPEN_PARCELS = 'migrator_open_parcels';
+const PAGES_IN_FLIGHT = 'migrator_pages_in_flight';
+const PACED_EVENTS = 'migrator_paced_events';
+const PARCEL_SEQ = 'migrator_parcel_seq';
+// The host's own keys for its historical export (plugin server 1.10.x and 1.30.x).
 const HOST_EXPORT_RUNNING = 'is_export_running';
 const HOST_CURSOR = 'timestamp_cursor';
 const HOST_LAST = 'max_timestamp';
-// How long after starting the export to say plainly that nothing has come of it.
-const EXPORT_SILENT_AFTER_MS = 15 * 60 * 1000;
+
+const RESEND_JOB = 'Resend events';
+const RESEND_PARKED_JOB = 'Resend parked events';
+const REJECTED_SAMPLE_SIZE = 100;
 
 let coreLoaded = false;
 function loadCore() {
@@ -32,7 +46,21 @@ function core(meta) {
   return migrator;
 }
 
-const retryError = (message) => (typeof RetryError === 'function' ? new RetryError(message) : new Error(message));
+async function add(meta, key, by) {
+  if (meta.utils && meta.utils.cursor) return Number(await meta.utils.cursor.increment(key, by));
+  const next = Number(await meta.storage.get(key, 0)) + by;
+  await meta.storage.set(key, next);
+  return next;
+}
+
+async function counted(meta, key) {
+  return Math.max(0, Number(await meta.storage.get(key, 0)) || 0);
+}
+
+function metric(meta, name, by) {
+  const m = meta.metrics && meta.metrics[name];
+  if (m && by) m.increment(by);
+}
 
 // TRICKY: bytes made in the sandbox reach the host's fetch as a proxy it sends as
 // "31,139,...": gzip bodies come from the core as base64 for the host's Buffer.
@@ -41,54 +69,117 @@ function bodyOf(request) {
   return typeof Buffer === 'function' ? Buffer.from(request.body, 'base64') : base64ToBytes(request.body);
 }
 
-async function send(request) {
+async function post(request) {
   try {
     const response = await fetch(request.url, {
       method: 'POST',
       headers: { 'Content-Type': 'application/json' },
       body: bodyOf(request),
     });
-    return { answer: classifyAnswer(response.status), status: `HTTP ${response.status}` };
+    const text = await response.text();
+    return { status: response.status, retryAfter: response.headers.get('retry-after') || undefined, text };
   } catch (error) {
-    return { answer: 'retry', status: `no answer (${error && error.message})` };
+    return { status: 0, text: `no answer (${error && error.message})` };
   }
 }
 
-function explain(answer, status, count, what) {
-  switch (answer) {
-    case 'unauthorized':
-      return `${count} ${what} not accepted (${status}): the destination refused the project API key. Check the "Destination host" and "Destination project API key" settings.`;
-    case 'refused':
-      return `${count} ${what} refused by the destination (${status}).`;
-    default:
-      return `${count} ${what} not delivered yet (${status}).`;
+async function recordRejected(meta, rejected, path) {
+  if (!rejected.length) return;
+  for (const r of rejected) {
+    console.warn(`Skipped a ${path} event${r.event ? ` "${r.event}"` : ''}${r.uuid ? ` (uuid ${r.uuid})` : ''}: ${r.reason}.`);
+  }
+  await add(meta, REJECTED, rejected.length);
+  metric(meta, 'events_rejected', rejected.length);
+  const sample = await meta.storage.get(REJECTED_SAMPLE, []);
+  if (sample.length < REJECTED_SAMPLE_SIZE) {
+    const at = new Date(Date.now()).toISOString();
+    const more = rejected.map((r) => ({ uuid: r.uuid, event: r.event, reason: r.reason, code: r.code, at }));
+    await meta.storage.set(REJECTED_SAMPLE, sample.concat(more).slice(0, REJECTED_SAMPLE_SIZE));
   }
 }
 
-function logRejected(outcome, what) {
-  for (const r of outcome.rejected) {
-    console.warn(`Skipped a ${what} event${r.event ? ` "${r.event}"` : ''}${r.uuid ? ` (uuid ${r.uuid})` : ''}: ${r.reason}.`);
+// A request that could not be delivered now is kept in storage, never dropped:
+// `waiting` (a job resends it later), `parked` (tried too often) or `held` (the
+// settings must be fixed first).
+async function keep(meta, request, historical, { state, attempt = 1, delaySeconds = 0, reason }) {
+  const id = await add(meta, PARCEL_SEQ, 1);
+  await meta.storage.set(PARCEL(id), { request, historical, attempt, state, reason });
+  await add(meta, state === 'parked' ? PARKED : OPEN_PARCELS, 1);
+  if (state === 'waiting' && meta.jobs) await meta.jobs[RESEND_JOB]({ id }).runIn(Math.max(1, delaySeconds), 'seconds');
+  return id;
+}
+
+// What the core decided for a request that was not delivered.
+async function settle(meta, request, historical, attempt, decision, answer) {
+  const path = historical ? 'historical' : 'live';
+  const n = request.uuids.length;
+  const status = answer.status ? `HTTP ${answer.status}` : answer.text;
+  if (decision.action === 'rejected') {
+    await recordRejected(meta, [decision.rejected], path);
+  } else if (decision.action === 'retry') {
+    await keep(meta, request, historical, { state: 'waiting', attempt: decision.attempt, delaySeconds: decision.delaySeconds });
+    await add(meta, RETRIED, 1);
+    metric(meta, 'events_retried', n);
+    console.warn(`${n} ${path} events not delivered yet (${status}): sending them again in ${decision.delaySeconds} s (attempt ${decision.attempt}).`);
+  } else if (decision.action === 'park') {
+    await keep(meta, request, historical, { state: 'parked', reason: status });
+    metric(meta, 'events_parked', n);
+    console.error(
+      `${n} ${path} events are parked after ${attempt} attempts (last answer: ${status}). They are kept;` +
+        ` run the job "${RESEND_PARKED_JOB}" to send them again.`,
+    );
+  } else {
+    // 'stop': nothing gets through until a setting is fixed.
+    await keep(meta, request, historical, { state: 'held', reason: decision.message });
+    await meta.storage.set(BLOCKED, { message: decision.message, since: Date.now() });
+    console.error(`${decision.message} (${n} ${path} events are kept until then.)`);
   }
 }
 
-// Live requests: sent as they fill; what fails is logged.
-async function deliverLive(requests) {
+// Sends requests and follows the core's decision for each answer. `attempt` is that
+// of the first request (a resend's); halves of a refused request start afresh.
+async function deliver(meta, requests, historical, attempt = 1) {
+  const migrator = core(meta);
+  const queue = requests.map((request) => ({ request, attempt }));
   let delivered = 0;
-  for (const request of requests) {
-    const { answer, status } = await send(request);
-    if (answer === 'delivered') delivered += request.uuids.length;
-    else console.error(explain(answer, status, request.uuids.length, 'live events'));
+  while (queue.length > 0) {
+    const next = queue.shift();
+    const answer = await post(next.request);
+    const decision = migrator.answer(next.request, answer.status, answer.retryAfter, answer.text, next.attempt, Date.now());
+    if (decision.action === 'delivered') delivered += decision.count;
+    else if (decision.action === 'split') queue.unshift(...decision.requests.map((half) => ({ request: half, attempt: 1 })));
+    else await settle(meta, next.request, historical, next.attempt, decision, answer);
   }
-  return delivered;
+  if (delivered) {
+    await add(meta, DELIVERED, delivered);
+    metric(meta, 'events_delivered', delivered);
+  }
+}
+
+// Requests held or parked go back to waiting, to be sent at once.
+async function releaseParcels(meta, states) {
+  const last = await counted(meta, PARCEL_SEQ);
+  let released = 0;
+  for (let id = 1; id <= last; id++) {
+    const parcel = await meta.storage.get(PARCEL(id), null);
+    if (!parcel || !states.includes(parcel.state)) continue;
+    if (parcel.state === 'parked') {
+      await add(meta, PARKED, -1);
+      await add(meta, OPEN_PARCELS, 1);
+    }
+    await meta.storage.set(PARCEL(id), { ...parcel, state: 'waiting', attempt: 1 });
+    await meta.jobs[RESEND_JOB]({ id }).runNow();
+    released += parcel.request.uuids.length;
+  }
+  return released;
 }
 
 export async function setupPlugin(meta) {
   loadCore();
   const { config, global, storage } = meta;
   const stored = await storage.get(CUTOVER, null);
-  const now = Date.now();
   // Throws an Error naming each bad setting; the host shows it and disables the app.
-  const migrator = new Migrator(config, now, stored ? Date.parse(stored) : undefined);
+  const migrator = new Migrator(config, Date.now(), stored ? Date.parse(stored) : undefined);
   const settings = migrator.settings;
   if (!stored) await storage.set(CUTOVER, settings.cutover);
   global.migrator = migrator;
@@ -99,9 +190,14 @@ export async function setupPlugin(meta) {
       ` Source PostHog ${settings.posthogVersion}: its historical events ${settings.historicalEvents}.`,
   );
   if (!meta.jobs) {
-    console.warn(
-      'This PostHog runs no jobs for apps, so it cannot replay the history here: only new events are forwarded.',
-    );
+    console.warn('This PostHog runs no jobs for apps, so it cannot replay the history here: only new events are forwarded.');
+  }
+  // Saved settings after a 401/403/404: what was held goes out again.
+  const blocked = await storage.get(BLOCKED, null);
+  if (blocked && meta.jobs) {
+    await storage.del(BLOCKED);
+    const released = await releaseParcels(meta, ['held']);
+    console.log(`Settings saved: sending the ${released} events kept since "${blocked.message}"`);
   }
 }
 
@@ -109,100 +205,117 @@ export async function teardownPlugin(meta) {
   const migrator = meta.global.migrator;
   if (!migrator) return;
   const last = migrator.flushLive();
-  if (last) await deliverLive([last]);
+  if (last) await deliver(meta, [last], false);
 }
 
 // Live events arrive here on every PostHog generation (newer ones call nothing else),
 // so this is the live path. The host may also pass live events to exportEvents
 // through its export buffer; the core skips them there, so each is sent once.
 export async function onEvent(event, meta) {
-  const migrator = core(meta);
-  const outcome = migrator.addLive(JSON.stringify([event]), Date.now());
-  logRejected(outcome, 'live');
-  await deliverLive(outcome.requests);
+  const outcome = core(meta).addLive(JSON.stringify([event]), Date.now());
+  await recordRejected(meta, outcome.rejected, 'live');
+  await deliver(meta, outcome.requests, false);
 }
 
-// Historical events: one page of the host's export. A request the destination may
-// accept later makes the host retry the whole page (resends carry the same uuids).
+// Historical events: one page of the host's export.
 export async function exportEvents(events, meta) {
   const migrator = core(meta);
   const outcome = migrator.exportHistorical(JSON.stringify(events), Date.now());
-  logRejected(outcome, 'historical');
-  let delivered = 0;
-  for (const request of outcome.requests) {
-    const { answer, status } = await send(request);
-    if (answer === 'delivered') {
-      delivered += request.uuids.length;
-    } else if (answer === 'refused') {
-      console.error(explain(answer, status, request.uuids.length, 'historical events'));
-    } else {
-      throw retryError(`${explain(answer, status, request.uuids.length, 'historical events')} The page will be retried.`);
+  const historical = outcome.requests.length + outcome.rejected.length + outcome.afterCutover;
+  if (historical === 0) return; // only live events, from the host's buffer
+  // Counted while handled: a crash mid-page leaves the count up, and the export
+  // stalls and starts the chunk again rather than skip the page.
+  await add(meta, PAGES_IN_FLIGHT, 1);
+  await meta.storage.set(LAST_PAGE, Date.now());
+  try {
+    await recordRejected(meta, outcome.rejected, 'historical');
+    for (const request of outcome.requests) {
+      const wait = await paceDelay(meta, migrator, request.uuids.length);
+      if (wait) await keep(meta, request, true, { state: 'waiting', delaySeconds: wait });
+      else await deliver(meta, [request], true);
     }
-  }
-  if (delivered > 0) {
-    const progress = await meta.storage.get(PROGRESS, { delivered: 0, latest: null });
-    progress.delivered += delivered;
-    if (outcome.latest && (!progress.latest || outcome.latest > progress.latest)) progress.latest = outcome.latest;
-    await meta.storage.set(PROGRESS, progress);
+  } finally {
+    await add(meta, PAGES_IN_FLIGHT, -1);
   }
   if (meta.global.debug) {
     console.log(
-      `Export page: ${events.length} events in, ${delivered} delivered, ${outcome.rejected.length} skipped,` +
+      `Export page: ${events.length} events, ${outcome.requests.length} requests, ${outcome.rejected.length} skipped,` +
         ` ${outcome.otherPath + outcome.afterCutover} left to the live path, ${outcome.ignored} ignored.`,
     );
   }
 }
 
-async function startExport(meta, plan, verb) {
-  await meta.jobs[plan.job](plan.payload).runNow();
-  await meta.storage.set(EXPORT, { job: plan.job, payload: plan.payload, startedAt: Date.now(), seenRunning: false });
-  console.log(
-    `${verb} the historical export ("${plan.job}") of events from ${plan.payload.dateFrom || 'the first event'} to ${plan.payload.dateTo}.`,
-  );
+async function paceDelay(meta, migrator, count) {
+  if (!migrator.settings.eventsPerMinute) return undefined;
+  let start = await meta.storage.get(PACE_START, null);
+  if (start === null) {
+    start = Date.now();
+    await meta.storage.set(PACE_START, start);
+  }
+  const sent = await add(meta, PACED_EVENTS, count);
+  return migrator.paceDelay(sent, (Date.now() - start) / 1000);
+}
+
+async function applyExportStep(meta, step) {
+  const { storage } = meta;
+  await storage.set(EXPORT, step.state);
+  if (step.resetHost) {
+    // The host refuses to start an export while its flag says one is running, and a
+    // page lost in a crash would hold our count up for ever.
+    await storage.del(HOST_EXPORT_RUNNING);
+    await storage.set(PAGES_IN_FLIGHT, 0);
+  }
+  if (step.start) await meta.jobs[step.start.job](step.start.payload).runNow();
+  for (const line of step.log) console.log(line);
+  for (const line of step.warn) console.warn(line);
 }
 
 export async function runEveryMinute(meta) {
   const migrator = core(meta);
   const due = migrator.flushLiveIfDue(Date.now());
-  if (due) await deliverLive([due]);
+  if (due) await deliver(meta, [due], false);
   if (!meta.jobs) return;
-
   const { storage } = meta;
-  const state = await storage.get(EXPORT, null);
-  if (!state) return startExport(meta, migrator.exportPlan(), 'Started');
-  if (state.done) return;
-  const running = await storage.get(HOST_EXPORT_RUNNING, null);
-  const progress = await storage.get(PROGRESS, { delivered: 0, latest: null });
-  const cursor = await storage.get(HOST_CURSOR, null);
-  const last = await storage.get(HOST_LAST, null);
-  // The export may start and finish between two of these minutes: the host's cursor
-  // past its last window says so too.
-  const finished = state.seenRunning || (cursor !== null && last !== null && Number(cursor) > Number(last));
-  if (running) {
-    if (!state.seenRunning) await storage.set(EXPORT, { ...state, seenRunning: true });
-  } else if (finished) {
-    await storage.set(EXPORT, { ...state, done: true });
-    console.log(`The historical export has finished: ${progress.delivered} historical events delivered.`);
-  } else if (progress.delivered === 0 && !state.warned && Date.now() - state.startedAt > EXPORT_SILENT_AFTER_MS) {
-    await storage.set(EXPORT, { ...state, warned: true });
-    console.warn(
-      `No historical events have arrived since "${state.job}" was started. This PostHog may not offer that export;` +
-        ' check the "PostHog version" setting. New events are still forwarded.',
-    );
-  }
+  // A settings problem stops the history where it is; saving the settings resumes it.
+  if (await storage.get(BLOCKED, null)) return;
+  const number = (value) => (value === null || value === undefined ? undefined : Number(value));
+  const seen = {
+    hostRunning: Boolean(await storage.get(HOST_EXPORT_RUNNING, false)),
+    hostCursor: number(await storage.get(HOST_CURSOR, null)),
+    hostLast: number(await storage.get(HOST_LAST, null)),
+    openParcels: await counted(meta, OPEN_PARCELS),
+    pagesInFlight: await counted(meta, PAGES_IN_FLIGHT),
+    lastPageAt: number(await storage.get(LAST_PAGE, null)),
+    delivered: await counted(meta, DELIVERED),
+    rejected: await counted(meta, REJECTED),
+    retried: await counted(meta, RETRIED),
+    parked: await counted(meta, PARKED),
+  };
+  await applyExportStep(meta, migrator.exportTick(await storage.get(EXPORT, null), seen, Date.now()));
 }
 
 export const jobs = {
+  // A kept request, sent again; whatever fails of it is kept anew before it goes.
+  [RESEND_JOB]: async ({ id }, meta) => {
+    const parcel = await meta.storage.get(PARCEL(id), null);
+    if (!parcel || parcel.state !== 'waiting') return;
+    await deliver(meta, [parcel.request], parcel.historical, parcel.attempt);
+    await meta.storage.del(PARCEL(id));
+    await add(meta, OPEN_PARCELS, -1);
+  },
+  [RESEND_PARKED_JOB]: async (_payload, meta) => {
+    const released = await releaseParcels(meta, ['parked', 'held']);
+    console.log(`Sending again ${released} parked events.`);
+  },
   '[ADVANCED] Force restart': async (_payload, meta) => {
     const migrator = core(meta);
-    const cursor = await meta.storage.get(HOST_CURSOR, null);
-    const progress = await meta.storage.get(PROGRESS, { delivered: 0, latest: null });
-    const plan = migrator.resumePlan(
-      cursor === null ? undefined : Number(cursor),
-      progress.latest ? Date.parse(progress.latest) : undefined,
-    );
-    // The host refuses to start an export while its flag says one is running.
-    await meta.storage.del(HOST_EXPORT_RUNNING);
-    await startExport(meta, plan, 'Restarted');
+    await applyExportStep(meta, migrator.exportRestart(await meta.storage.get(EXPORT, null), Date.now()));
   },
+};
+
+export const metrics = {
+  events_delivered: 'sum',
+  events_rejected: 'sum',
+  events_retried: 'sum',
+  events_parked: 'sum',
 };

@@ -148,23 +148,26 @@ impl Migrator {
         })
     }
 
-    /// What follows the answer to a sent request (`{body, encoding}`): `delivered`,
+    /// What follows the answer to a sent request (`{body, encoding}`), given its status,
+    /// `Retry-After` header and text: `delivered`,
     /// `split` (send `requests` instead), `rejected`, `retry` (after `delaySeconds`,
     /// as `attempt`), `park` or `stop` (with a `message` for the user).
     pub fn answer(
         &self,
         request: JsValue,
         status: u16,
-        retry_after_seconds: Option<f64>,
+        retry_after: Option<String>,
         response_text: Option<String>,
         attempt: u32,
+        now_ms: f64,
     ) -> JsResult<JsValue> {
+        let now = time(now_ms)?;
         let field = |key: &str| Reflect::get(&request, &key.into()).ok().and_then(|v| v.as_string());
         let (Some(body), Some(encoding)) = (field("body"), field("encoding")) else {
             return Err(bad_input("the request to answer for has no body and encoding"));
         };
         let s = &self.core.settings;
-        let retry_after = retry_after_seconds.filter(|s| s.is_finite() && *s >= 0.0).map(|s| s.ceil() as u64);
+        let retry_after = retry_after.and_then(|header| delivery::retry_after_seconds(&header, now));
         let sent = delivery::Sent { body: &body, encoding: &encoding, attempt: attempt.max(1) };
         let decision =
             delivery::decide(sent, status, retry_after, response_text.as_deref().unwrap_or(""), s.limits, s.gzip)

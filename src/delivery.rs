@@ -8,6 +8,7 @@ use std::io::Read;
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
+use chrono::{DateTime, Utc};
 use flate2::read::GzDecoder;
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -51,6 +52,16 @@ pub fn classify(status: u16) -> Answer {
         // 1xx/3xx are not answers capture gives: treat them like a failing server.
         _ => Answer::Retry,
     }
+}
+
+/// A `Retry-After` header: seconds, or an HTTP date.
+pub fn retry_after_seconds(header: &str, now: DateTime<Utc>) -> Option<u64> {
+    let header = header.trim();
+    if let Ok(seconds) = header.parse::<u64>() {
+        return Some(seconds);
+    }
+    let at = DateTime::parse_from_rfc2822(header).ok()?;
+    Some(u64::try_from((at.with_timezone(&Utc) - now).num_seconds()).unwrap_or(0))
 }
 
 /// The wait before attempt `attempt + 1`, honouring the destination's `Retry-After`.

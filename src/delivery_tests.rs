@@ -1,6 +1,6 @@
 use super::*;
 use crate::transform::Prepared;
-use chrono::DateTime;
+use chrono::{DateTime, Duration};
 use serde_json::{json, Value};
 
 const LIMITS: BatchLimits = BatchLimits { max_events: 100, max_bytes: 1_000_000 };
@@ -130,4 +130,15 @@ fn pacing_keeps_to_the_budget_since_the_start() {
     assert_eq!(pace_delay_seconds(Some(1000), 1500, 30), None);
     assert_eq!(pace_delay_seconds(Some(1000), 4000, 60), Some(120));
     assert_eq!(pace_delay_seconds(Some(10), 11, 0), Some(6));
+}
+
+#[test]
+fn retry_after_is_read_as_seconds_or_a_date() {
+    let now = crate::timestamp::parse_iso("2015-10-21T07:28:00Z").unwrap();
+    assert_eq!(retry_after_seconds("120", now), Some(120));
+    assert_eq!(retry_after_seconds(" 0 ", now), Some(0));
+    assert_eq!(retry_after_seconds("Wed, 21 Oct 2015 07:30:00 GMT", now), Some(120));
+    assert_eq!(retry_after_seconds("Wed, 21 Oct 2015 07:00:00 GMT", now), Some(0));
+    assert_eq!(retry_after_seconds("soon", now), None);
+    assert_eq!(retry_after_seconds("-5", now + Duration::zero()), None);
 }

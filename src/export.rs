@@ -157,7 +157,11 @@ impl ExportState {
         if finished {
             self.position = Some(chunk.to);
             self.chunk = None;
-            return self.start_next(now, actions);
+            let mut actions = self.start_next(now, actions);
+            if self.done {
+                actions.log.push(self.progress_line(seen, now));
+            }
+            return actions;
         }
         let paged = ms(seen.last_page_at).is_some_and(|t| t >= chunk.started_at);
         let stalled = quiet && seen.open_parcels == 0 && (seen.host_running || seen.pages_in_flight > 0);

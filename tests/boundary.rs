@@ -173,30 +173,30 @@ fn answers_become_decisions_for_the_shim() {
     let events = json!([historical(1), historical(2), historical(3)]);
     let request = Array::from(&get(&m.export_historical(&events.to_string(), NOW).unwrap(), "requests")).get(0);
 
-    let delivered = m.answer(request.clone(), 200, None, None, 1).unwrap();
+    let delivered = m.answer(request.clone(), 200, None, None, 1, NOW).unwrap();
     assert_eq!((text(&delivered, "action"), get(&delivered, "count").as_f64()), ("delivered".into(), Some(3.0)));
 
-    let split = m.answer(request.clone(), 400, None, Some("bad".into()), 1).unwrap();
+    let split = m.answer(request.clone(), 400, None, Some("bad".into()), 1, NOW).unwrap();
     assert_eq!(text(&split, "action"), "split");
     let halves = Array::from(&get(&split, "requests"));
     assert_eq!(halves.length(), 2);
     assert_eq!(body_json(&halves.get(0))["batch"][0]["uuid"], "00000000-0000-4000-8000-000000000001");
-    let single = m.answer(halves.get(0), 400, None, Some("{\"type\":\"validation_error\"}".into()), 1).unwrap();
+    let single = m.answer(halves.get(0), 400, None, Some("{\"type\":\"validation_error\"}".into()), 1, NOW).unwrap();
     assert_eq!(text(&single, "action"), "rejected");
     assert_eq!(text(&get(&single, "rejected"), "uuid"), "00000000-0000-4000-8000-000000000001");
 
-    let retry = m.answer(request.clone(), 429, Some(90.0), None, 1).unwrap();
+    let retry = m.answer(request.clone(), 429, Some("90".into()), None, 1, NOW).unwrap();
     assert_eq!(
         (text(&retry, "action"), get(&retry, "delaySeconds").as_f64(), get(&retry, "attempt").as_f64()),
         ("retry".into(), Some(90.0), Some(2.0))
     );
-    assert_eq!(text(&m.answer(request.clone(), 503, None, None, 12).unwrap(), "action"), "park");
-    let stop = m.answer(request.clone(), 401, None, None, 1).unwrap();
+    assert_eq!(text(&m.answer(request.clone(), 503, None, None, 12, NOW).unwrap(), "action"), "park");
+    let stop = m.answer(request.clone(), 401, None, None, 1, NOW).unwrap();
     assert!(text(&stop, "message").contains("Destination project API key"));
 
-    error_of_kind(m.answer(JsValue::from_str("x"), 200, None, None, 1).err().unwrap(), "bad_input");
+    error_of_kind(m.answer(JsValue::from_str("x"), 200, None, None, 1, NOW).err().unwrap(), "bad_input");
     let garbled = js_sys::JSON::parse("{\"body\": \"!!\", \"encoding\": \"gzip-base64\"}").unwrap();
-    error_of_kind(m.answer(garbled, 400, None, None, 1).err().unwrap(), "bad_input");
+    error_of_kind(m.answer(garbled, 400, None, None, 1, NOW).err().unwrap(), "bad_input");
 }
 
 #[wasm_bindgen_test]

@@ -201,7 +201,8 @@ for (const shape of ['1.30', '1.29']) {
       assert.equal(liveReceived[i].event.uuid, source.uuid);
       assertTransformed(liveReceived[i].event, source, { historical: false });
     }
-    assert.match(messages(host), /log: The historical export has finished: 40 historical events delivered\./);
+    assert.match(messages(host), /log: The history is complete: everything up to 2026-11-20T12:00:00\.000Z is acknowledged\./);
+    assert.match(messages(host), /log: History: 100% of 2026-11-01T00:00:00\.000Z to 2026-11-20T12:00:00\.000Z acknowledged; 40 delivered, 0 rejected, 0 retries, 0 parked;/);
   });
 }
 
@@ -282,25 +283,21 @@ test('a failing destination makes the host retry the page; every event still arr
   assert.equal(destination.requests.filter((r) => r.status >= 500).length, 2);
 });
 
-test('[ADVANCED] Force restart resumes from the last window; resends keep their uuids', async (t) => {
+test('[ADVANCED] Force restart resumes from the last acknowledged day; resends keep their uuids', async (t) => {
   const { destination, host, sourceEvents } = await migration();
   t.after(() => destination.close());
   await host.load();
-  await host.runUntilExported();
-  const before = destination.events().length;
-  const lastAcknowledged = Math.max(...sourceEvents.map((e) => Date.parse(e.timestamp)));
-  const resumeFrom = new Date(lastAcknowledged - 10 * 60_000).toISOString();
+  for (let minute = 0; minute < 3; minute++) {
+    await host.runEveryMinute();
+    await host.advance(60_000);
+  }
+  assert.equal(host.exportState().position, '2026-11-03T00:00:00Z');
   await host.runJob({ name: '[ADVANCED] Force restart', payload: {} });
-  await host.advance(60_000);
   assert.deepEqual(host.hostErrors, []);
-  // A window (10 min) before the last acknowledged event, which precedes the host's cursor.
-  assert.ok(
-    messages(host).includes(`log: Restarted the historical export ("Export historical events") of events from ${resumeFrom} to 2026-11-20T12:00:00.000Z.`),
-    messages(host),
-  );
-  const after = destination.events().map(({ event }) => event.uuid);
-  assert.ok(after.length > before, 'the restart sent the last window again');
-  assert.deepEqual(new Set(after), new Set(sourceEvents.map((e) => e.uuid)));
+  assert.match(messages(host), /log: Exporting history from 2026-11-03T00:00:00\.000Z to 2026-11-04T00:00:00\.000Z \("Export historical events"\)\.\n.*\n?log: Exporting history from 2026-11-03T00:00:00\.000Z/);
+  await host.runUntilExported();
+  const uuids = destination.events().map(({ event }) => event.uuid);
+  assert.deepEqual(new Set(uuids), new Set(sourceEvents.map((e) => e.uuid)));
 });
 
 test('plugin.json describes the bundle, the settings the core reads, and the public job', async (t) => {

@@ -322,13 +322,18 @@ export class PluginHost {
     }
   }
 
+  /** The app's export state, as it stored it. */
+  exportState() {
+    const stored = this.storageMap.get('migrator_export');
+    return stored ? JSON.parse(JSON.parse(stored)) : null;
+  }
+
   /** Runs the scheduled minute task and the job queue until the export is done. */
-  async runUntilExported(maxMinutes = 100000) {
+  async runUntilExported(maxMinutes = 3000) {
     for (let minute = 0; minute < maxMinutes; minute++) {
       await this.runEveryMinute();
       await this.advance(60_000);
-      const state = await this.meta.storage.get('migrator_export', null);
-      if (state && state.done) return minute;
+      if (this.exportState()?.done) return minute;
     }
     throw new Error(`the export did not finish within ${maxMinutes} simulated minutes`);
   }
