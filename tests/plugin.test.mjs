@@ -3,44 +3,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { HOST_GLOBALS, PluginHost, plainVmGlobals } from './harness/host.mjs';
-import { startCaptureServer } from './harness/capture-server.mjs';
+import { DAY, KEY, bundlePath, messages, migration, root } from './harness/scenario.mjs';
 import { asLive, sampleEvents } from './harness/source-events.mjs';
 import { transformLikeHost } from './harness/transforms.mjs';
 import { sourceHash, stampOf } from '../scripts/sources.mjs';
 
-const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-const bundlePath = join(root, 'dist', 'index.js');
 const bundle = readFileSync(bundlePath, 'utf8');
-const DAY = 86_400_000;
-const KEY = 'phc_destination_key';
-
-async function migration({ shape = '1.30', config = {}, history = 40, withJobs = true, storage } = {}) {
-  const destination = await startCaptureServer();
-  const clock = { now: Date.parse('2026-11-20T12:00:00Z') };
-  const sourceEvents = sampleEvents({ count: history, from: clock.now - 5 * DAY, to: clock.now - 60_000 });
-  const host = new PluginHost({
-    bundlePath,
-    clock,
-    sourceShape: shape,
-    sourceEvents,
-    withJobs,
-    storage,
-    config: {
-      host: destination.url,
-      projectApiKey: KEY,
-      posthogVersion: shape === '1.29' ? '1.29.0' : '1.30.0',
-      startDate: '2026-11-01',
-      debug: 'OFF',
-      ...config,
-    },
-  });
-  return { destination, host, sourceEvents, clock };
-}
-
-const messages = (host) => host.logs.map((l) => `${l.level}: ${l.message}`).join('\n');
 
 /** What the rules make of a posthog-js element after the >= 1.30 export rebuilt it. */
 function expectedElement(original) {
@@ -306,7 +276,7 @@ test('plugin.json describes the bundle, the settings the core reads, and the pub
   const fields = manifest.config.filter((c) => c.key);
   assert.deepEqual(
     fields.map((c) => c.key),
-    ['host', 'projectApiKey', 'startDate', 'posthogVersion', 'debug', 'batchSize', 'batchMaxKilobytes', 'gzip', 'eventsToIgnore'],
+    ['host', 'projectApiKey', 'startDate', 'posthogVersion', 'debug', 'batchSize', 'batchMaxKilobytes', 'gzip', 'eventsPerMinute', 'eventsToIgnore'],
   );
   for (const field of fields) assert.ok(field.name && field.hint && field.type, `${field.key} lacks a name, hint or type`);
   assert.deepEqual(fields.find((c) => c.key === 'posthogVersion').choices, ['1.29.0', '1.30.0', '1.30.0+', 'Latest']);

@@ -23,6 +23,7 @@ import { gunzipSync } from 'node:zlib';
 export async function startCaptureServer() {
   const requests = [];
   const scripted = [];
+  let fault = null;
   const server = createServer((req, res) => {
     const chunks = [];
     req.on('data', (c) => chunks.push(c));
@@ -40,10 +41,19 @@ export async function startCaptureServer() {
       }
       const record = { method: req.method, path: url.pathname, query: Object.fromEntries(url.searchParams), headers: req.headers, gzipped, bytes: raw.length, text, json };
       requests.push(record);
-      const answer = (scripted.length && scripted.shift()) || captureAnswer(json);
+      const answer = (scripted.length && scripted.shift()) || (fault && fault(record)) || captureAnswer(json);
+      if (answer.drop) {
+        record.status = 'dropped';
+        req.socket.destroy();
+        return;
+      }
       record.status = answer.status;
-      res.writeHead(answer.status, { 'Content-Type': 'application/json', ...(answer.headers || {}) });
-      res.end(JSON.stringify(answer.body ?? {}));
+      const respond = () => {
+        res.writeHead(answer.status, { 'Content-Type': 'application/json', ...(answer.headers || {}) });
+        res.end(JSON.stringify(answer.body ?? {}));
+      };
+      if (answer.delayMs) setTimeout(respond, answer.delayMs);
+      else respond();
     });
   });
   await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -53,6 +63,14 @@ export async function startCaptureServer() {
     requests,
     /** Answers for the next requests, in order, before falling back to 200. */
     script: (...answers) => scripted.push(...answers),
+    /**
+     * A fault for every request from now on: `(record) => answer | undefined`, where an
+     * answer is `{status, headers?, body?, delayMs?}` or `{drop: true}` to cut the
+     * connection without a word; `undefined` lets capture answer.
+     */
+    inject: (handler) => {
+      fault = handler;
+    },
     /** Events the destination accepted (answered 2xx), each with its request. */
     events: () =>
       requests

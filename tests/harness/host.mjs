@@ -28,16 +28,20 @@ const BUFFER_BYTES = 1024 * 1024;
 const BUFFER_SECONDS = 10;
 const UNITS = { milliseconds: 1, seconds: 1000, minutes: 60e3, hours: 3600e3, days: 86400e3 };
 
-function guardAsync(promise) {
-  let timer;
-  const timeout = new Promise((_, reject) => {
-    timer = setTimeout(
-      () => reject(new Error(`Script execution timed out after promise waited for ${TASK_TIMEOUT_SECONDS} seconds`)),
-      TASK_TIMEOUT_SECONDS * 1000,
-    );
-    timer.unref();
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+// The host's guard around every `await`: a promise that takes longer than the task
+// timeout rejects. (Tests may shorten the timeout to stand for 30 s.)
+function asyncGuard(seconds) {
+  return (promise) => {
+    let timer;
+    const timeout = new Promise((_, reject) => {
+      timer = setTimeout(
+        () => reject(new Error(`Script execution timed out after promise waited for ${seconds} seconds`)),
+        seconds * 1000,
+      );
+      timer.unref();
+    });
+    return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+  };
 }
 
 // Postgres-backed storage: JSON values, the default for a missing key.
@@ -86,7 +90,8 @@ export class PluginHost {
    * @param {boolean} [options.withJobs] false: a host that runs no jobs (newer PostHog)
    * @param {object} [options.storage] a Map shared across reloads, as Postgres would be
    */
-  constructor({ bundlePath, config, sourceShape = '1.30', sourceEvents = [], withJobs = true, storage, clock }) {
+  constructor({ bundlePath, config, sourceShape = '1.30', sourceEvents = [], withJobs = true, storage, clock, taskTimeoutSeconds = TASK_TIMEOUT_SECONDS }) {
+    this.taskTimeoutSeconds = taskTimeoutSeconds;
     this.bundlePath = bundlePath;
     this.config = config;
     this.sourceShape = sourceShape;
@@ -121,7 +126,7 @@ export class PluginHost {
     vm.freeze({}, '__pluginHostImports');
     vm.freeze(RetryError, 'RetryError');
     vm.freeze(URL, 'URL');
-    vm.freeze(guardAsync, '__asyncGuard');
+    vm.freeze(asyncGuard(this.taskTimeoutSeconds), '__asyncGuard');
     vm.freeze(this.hostMeta(), '__pluginHostMeta');
     // The plugin's clock is the fake one, so tests can let time pass without waiting;
     // the global that carries it in is removed again.
@@ -226,6 +231,13 @@ export class PluginHost {
       // The host logs a failing job; it does not retry it.
       this.hostErrors.push({ job: name, error });
     }
+  }
+
+  /** A reload, as after a settings change: teardown, then a new VM; storage and jobs stay. */
+  async reload(config = this.config) {
+    if (this.methods.teardownPlugin) await this.methods.teardownPlugin();
+    this.config = config;
+    await this.load();
   }
 
   async runEveryMinute() {
