@@ -1,6 +1,7 @@
 // The plugin's hooks. This file only routes the host's hooks into the Rust core and
 // does the I/O (fetch, storage, jobs, log): every decision about settings, events,
 // batches, answers, retries and the export window is the core's.
+import { inflateSync } from 'fflate';
 import { Migrator, initSync } from 'core-glue';
 import WASM_BASE64 from 'core-wasm-base64';
 import { base64ToBytes } from './base64.js';
@@ -34,9 +35,10 @@ const REJECTED_SAMPLE_SIZE = 100;
 let coreLoaded = false;
 function loadCore() {
   if (coreLoaded) return;
-  // TRICKY: a plugin is one file in a sandbox without fs: the module travels inside
-  // this file and is compiled synchronously from bytes made in the sandbox's realm.
-  initSync({ module: base64ToBytes(WASM_BASE64) });
+  // TRICKY: a plugin is one file in a sandbox without fs or zlib: the module travels
+  // inside this file, deflated, and is compiled synchronously from bytes made in the
+  // sandbox's realm.
+  initSync({ module: inflateSync(base64ToBytes(WASM_BASE64)) });
   coreLoaded = true;
 }
 

@@ -1,10 +1,6 @@
 //! Request bodies for capture's `POST /batch/`, bounded in events and bytes.
 
-use std::io::Write;
-
-use flate2::write::GzEncoder;
-use flate2::Compression;
-
+use crate::gzip;
 use crate::transform::Prepared;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,28 +102,15 @@ impl Batcher {
         let header = self.json[..self.header_len].to_string();
         let json = std::mem::replace(&mut self.json, header);
         let uuids = std::mem::take(&mut self.uuids);
-        let body = match self.gzip.then(|| gzip(json.as_bytes())).flatten() {
-            Some(compressed) => Body::Gzip(compressed),
-            None => Body::Json(json),
-        };
+        let body = if self.gzip { Body::Gzip(gzip::compress(json.as_bytes())) } else { Body::Json(json) };
         Some(Batch { body, json_bytes, uuids })
     }
-}
-
-/// `None` only if the encoder fails, which writing into memory does not; the batch
-/// then goes uncompressed rather than not at all.
-fn gzip(bytes: &[u8]) -> Option<Vec<u8>> {
-    let mut encoder = GzEncoder::new(Vec::with_capacity(bytes.len() / 4), Compression::default());
-    encoder.write_all(bytes).ok()?;
-    encoder.finish().ok()
 }
 
 #[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests {
     use super::*;
-    use flate2::read::GzDecoder;
     use serde_json::{json, Value};
-    use std::io::Read;
 
     fn event(n: usize, padding: usize) -> Prepared {
         let json = json!({"event": "e", "n": n, "pad": "x".repeat(padding)}).to_string();
@@ -149,11 +132,7 @@ mod tests {
 
     fn decode(batch: &Batch) -> Value {
         let text = match &batch.body {
-            Body::Gzip(bytes) => {
-                let mut text = String::new();
-                GzDecoder::new(bytes.as_slice()).read_to_string(&mut text).unwrap();
-                text
-            }
+            Body::Gzip(bytes) => String::from_utf8(gzip::decompress(bytes).unwrap()).unwrap(),
             Body::Json(text) => text.clone(),
         };
         assert_eq!(text.len(), batch.json_bytes);

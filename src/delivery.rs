@@ -4,12 +4,9 @@
 //! Stateless on purpose: a failed request is kept by the shim as it was sent (its body)
 //! and may be answered for in another worker thread, or after a reload.
 
-use std::io::Read;
-
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use chrono::{DateTime, Utc};
-use flate2::read::GzDecoder;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -60,8 +57,8 @@ pub fn retry_after_seconds(header: &str, now: DateTime<Utc>) -> Option<u64> {
     if let Ok(seconds) = header.parse::<u64>() {
         return Some(seconds);
     }
-    let at = DateTime::parse_from_rfc2822(header).ok()?;
-    Some(u64::try_from((at.with_timezone(&Utc) - now).num_seconds()).unwrap_or(0))
+    let at = crate::timestamp::parse_http_date(header)?;
+    Some(u64::try_from((at - now).num_seconds()).unwrap_or(0))
 }
 
 /// The wait before attempt `attempt + 1`, honouring the destination's `Retry-After`.
@@ -132,13 +129,10 @@ pub fn body_json(sent: Sent<'_>) -> Result<String, UnreadableRequest> {
         "json" => Ok(sent.body.to_string()),
         "gzip-base64" => {
             let bytes = BASE64.decode(sent.body).map_err(|e| UnreadableRequest(format!("not base64 ({e})")))?;
-            let mut json = String::new();
-            GzDecoder::new(bytes.as_slice())
-                .read_to_string(&mut json)
-                .map_err(|e| UnreadableRequest(format!("not gzip ({e})")))?;
-            Ok(json)
+            let json = crate::gzip::decompress(&bytes).map_err(|e| UnreadableRequest(e.to_string()))?;
+            String::from_utf8(json).map_err(|_| UnreadableRequest("not UTF-8".into()))
         }
-        other => Err(UnreadableRequest(format!("unknown encoding {other:?}"))),
+        other => Err(UnreadableRequest(format!("unknown encoding \"{other}\""))),
     }
 }
 

@@ -24,8 +24,11 @@ const QUIET_RESTARTS: u32 = 2;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Chunk {
     /// `None`: from the source's first event.
+    #[serde(with = "timestamp::iso::option")]
     pub from: Option<DateTime<Utc>>,
+    #[serde(with = "timestamp::iso")]
     pub to: DateTime<Utc>,
+    #[serde(with = "timestamp::iso")]
     pub started_at: DateTime<Utc>,
     /// The host's flag was seen up for this chunk.
     pub seen_running: bool,
@@ -35,13 +38,18 @@ pub struct Chunk {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExportState {
     pub job: String,
+    #[serde(with = "timestamp::iso::option")]
     pub from: Option<DateTime<Utc>>,
+    #[serde(with = "timestamp::iso")]
     pub to: DateTime<Utc>,
     /// Everything before this is delivered, rejected or parked (never lost).
+    #[serde(with = "timestamp::iso::option")]
     pub position: Option<DateTime<Utc>>,
     pub chunk: Option<Chunk>,
     pub done: bool,
+    #[serde(with = "timestamp::iso")]
     pub started_at: DateTime<Utc>,
+    #[serde(with = "timestamp::iso::option")]
     pub reported_at: Option<DateTime<Utc>>,
     pub warned_quiet: bool,
 }
@@ -249,14 +257,15 @@ impl ExportState {
             Some(from) => format!("{} to {}", timestamp::format(from), timestamp::format(self.to)),
             None => format!("the first event to {}", timestamp::format(self.to)),
         };
+        // Whole numbers: formatting floats would pull core's float printing into the module.
         format!(
-            "History: {:.0}% of {window} acknowledged; {} delivered, {} rejected, {} retries, {} parked; {:.0} events/min{left}.",
-            share * 100.0,
+            "History: {}% of {window} acknowledged; {} delivered, {} rejected, {} retries, {} parked; {} events/min{left}.",
+            (share * 100.0).round() as i64,
             seen.delivered,
             seen.rejected,
             seen.retried,
             seen.parked,
-            rate
+            rate.round() as i64
         )
     }
 }

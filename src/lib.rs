@@ -8,6 +8,7 @@ pub mod delivery;
 pub mod elements;
 pub mod event_id;
 pub mod export;
+pub mod gzip;
 pub mod host;
 pub mod migrator;
 pub mod settings;

@@ -51,15 +51,14 @@ function loopTimeout({ types: t }) {
     const { loc } = path.node;
     if (!loc) return; // code Babel generated itself
     const started = path.scope.generateUidIdentifier('LP');
-    path.insertBefore(t.variableDeclaration('const', [t.variableDeclarator(started, now())]));
     const message = `Script execution timed out after looping for ${TASK_TIMEOUT_SECONDS} seconds on line ${loc.start.line}:${loc.start.column}`;
     const check = t.ifStatement(
       t.binaryExpression('>', t.binaryExpression('-', now(), started), t.numericLiteral(TASK_TIMEOUT_SECONDS * 1000)),
       t.throwStatement(t.newExpression(t.identifier('Error'), [t.stringLiteral(message)])),
     );
-    const body = path.get('body');
-    if (!body.isBlockStatement()) body.replaceWith(t.blockStatement([body.node]));
-    path.get('body').unshiftContainer('body', check);
+    const { body } = path.node;
+    path.node.body = t.blockStatement(t.isBlockStatement(body) ? [check, ...body.body] : [check, body]);
+    path.insertBefore(t.variableDeclaration('const', [t.variableDeclarator(started, now())]));
   };
   return { visitor: { WhileStatement: guard, ForStatement: guard, DoWhileStatement: guard } };
 }
