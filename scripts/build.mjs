@@ -21,6 +21,16 @@ run('wasm-bindgen', [
   '--target', 'web', '--no-typescript', '--out-dir', out, '--out-name', 'core',
   join(root, 'target', 'wasm32-unknown-unknown', 'release', 'migrator3000.wasm'),
 ]);
+// TRICKY: wasm-bindgen copies strings into the module with its own loop, one
+// character at a time; the host puts a clock check into every loop of the plugin,
+// which made that loop the app's hottest code. Without `realloc` the glue hands the
+// whole string to TextEncoder (the sandbox's fallback in js/text-codec.js) instead.
+const gluePath = join(out, 'core.js');
+const glue = readFileSync(gluePath, 'utf8');
+const signature = 'function passStringToWasm0(arg, malloc, realloc) {';
+if (!glue.includes(signature)) throw new Error(`the wasm-bindgen glue has no "${signature}" to adjust`);
+writeFileSync(gluePath, glue.replace(signature, `${signature}\n    realloc = undefined;`));
+
 // Explicit features: `--all-features` can emit some Node 20 refuses. These are the
 // ones rustc enables by default for wasm32-unknown-unknown.
 run(join(root, 'node_modules', '.bin', 'wasm-opt'), [

@@ -190,7 +190,7 @@ fn answers_become_decisions_for_the_shim() {
     let stop = m.answer(request.clone(), 401, None, None, 1, NOW).unwrap();
     assert!(text(&stop, "message").contains("Destination project API key"));
 
-    error_of_kind(m.answer(JsValue::from_str("x"), 200, None, None, 1, NOW).err().unwrap(), "bad_input");
+    error_of_kind(m.answer(JsValue::from_str("x"), 400, None, None, 1, NOW).err().unwrap(), "bad_input");
     let garbled = js_sys::JSON::parse("{\"body\": \"!!\", \"encoding\": \"gzip-base64\"}").unwrap();
     error_of_kind(m.answer(garbled, 400, None, None, 1, NOW).err().unwrap(), "bad_input");
 }

@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { VM } from 'vm2';
 import fetch from 'node-fetch';
 import { TASK_TIMEOUT_SECONDS, transformLikeHost } from './transforms.mjs';
-import { asExported } from './source-events.mjs';
+import { arraySource, asExported } from './source-events.mjs';
 
 export class RetryError extends Error {}
 
@@ -90,12 +90,14 @@ export class PluginHost {
    * @param {boolean} [options.withJobs] false: a host that runs no jobs (newer PostHog)
    * @param {object} [options.storage] a Map shared across reloads, as Postgres would be
    */
-  constructor({ bundlePath, config, sourceShape = '1.30', sourceEvents = [], withJobs = true, storage, clock, taskTimeoutSeconds = TASK_TIMEOUT_SECONDS }) {
+  constructor({ bundlePath, config, sourceShape = '1.30', sourceEvents = [], source, withJobs = true, storage, clock, taskTimeoutSeconds = TASK_TIMEOUT_SECONDS, fakeClock = true }) {
     this.taskTimeoutSeconds = taskTimeoutSeconds;
+    this.fakeClock = fakeClock;
     this.bundlePath = bundlePath;
     this.config = config;
     this.sourceShape = sourceShape;
-    this.sourceEvents = [...sourceEvents].sort((a, b) => Date.parse(a.timestamp) - Date.parse(b.timestamp));
+    // The source's events: an array, or a lazy source (see `corpus`) for big runs.
+    this.source = source || arraySource(sourceEvents);
     this.withJobs = withJobs;
     this.storageMap = storage || new Map();
     this.cacheMap = new Map();
@@ -115,7 +117,9 @@ export class PluginHost {
 
   /** Transpiles and runs the plugin file, then calls setupPlugin (which may throw). */
   async load() {
+    const started = performance.now();
     const code = transformLikeHost(readFileSync(this.bundlePath, 'utf8'));
+    const transpiled = performance.now();
     const vm = new VM({ timeout: TASK_TIMEOUT_SECONDS * 1000 + 1, sandbox: {} });
     const console_ = {};
     for (const level of ['debug', 'log', 'info', 'warn', 'error']) console_[level] = (...args) => this.log(level, args);
@@ -131,7 +135,7 @@ export class PluginHost {
     // The plugin's clock is the fake one, so tests can let time pass without waiting;
     // the global that carries it in is removed again.
     vm.freeze(() => this.clock.now, '__hostClock');
-    vm.run('((clock) => { Date.now = () => clock(); })(__hostClock); delete globalThis.__hostClock;');
+    vm.run(`((clock) => { ${this.fakeClock ? 'Date.now = () => clock();' : ''} })(__hostClock); delete globalThis.__hostClock;`);
     // What the plugin finds before its own code declares anything.
     this.globalsBeforePlugin = vm.run('Object.getOwnPropertyNames(globalThis)');
     vm.run(`const module = { exports: {} }; let exports = {};\n${code}`);
@@ -154,7 +158,9 @@ export class PluginHost {
     this.pluginJobs = plugin.jobs;
     this.meta = plugin.meta;
     this.sandbox = (expression) => vm.run(expression);
+    const evaluated = performance.now();
     if (this.methods.setupPlugin) await this.methods.setupPlugin();
+    this.timings = { transpileMs: transpiled - started, evaluateMs: evaluated - transpiled, setupMs: performance.now() - evaluated };
     return this;
   }
 
@@ -277,9 +283,9 @@ export class PluginHost {
     if (await storage.get('is_export_running', false)) return;
     await storage.set('is_export_running', true);
     for (const key of ['timestamp_cursor', 'min_timestamp', 'max_timestamp']) await storage.del(key);
-    const times = this.sourceEvents.map((e) => Date.parse(e.timestamp));
-    const from = dateFrom ? Date.parse(dateFrom) : Math.min(...times);
-    const to = dateTo ? Date.parse(dateTo) : Math.max(...times);
+    const { source } = this;
+    const from = dateFrom ? Date.parse(dateFrom) : Date.parse(source.event(0).timestamp);
+    const to = dateTo ? Date.parse(dateTo) : Date.parse(source.event(source.count - 1).timestamp);
     await this.hostMeta().utils.cursor.init('timestamp_cursor', from - EXPORT_WINDOW_MS);
     await storage.set('min_timestamp', from);
     await storage.set('max_timestamp', to);
@@ -305,10 +311,11 @@ export class PluginHost {
       this.log('log', ['Done exporting all events']);
       return;
     }
-    const events = this.sourceEvents
-      .filter((e) => Date.parse(e.timestamp) >= cursor && Date.parse(e.timestamp) < cursor + EXPORT_WINDOW_MS)
-      .slice(offset, offset + EXPORT_PAGE_SIZE)
-      .map((e) => asExported(e, this.sourceShape, this.clock.now));
+    const [first, end] = this.source.range(cursor, cursor + EXPORT_WINDOW_MS);
+    const events = [];
+    for (let i = first + offset; i < Math.min(end, first + offset + EXPORT_PAGE_SIZE); i++) {
+      events.push(asExported(this.source.event(i), this.sourceShape, this.clock.now));
+    }
     if (retries === 0) {
       this.queue.push({
         name: EXPORT_PAGE_JOB,

@@ -153,3 +153,86 @@ export function asLive(event, nowMs) {
     site_url: 'https://posthog.source.example',
   };
 }
+
+/**
+ * The benchmark's corpus: `count` events spread evenly over [from, to), each made
+ * from its index alone, so any of them can be generated when needed. About 1.6 KB
+ * each on average; a third autocapture with elements; one in a hundred large.
+ */
+export function corpus({ count, from, to, seed = 11 }) {
+  const step = (to - from) / count;
+  const event = (i) => {
+    const next = random(seed * 1_000_003 + i);
+    const at = new Date(from + Math.floor(i * step));
+    const user = `user-${Math.floor(next() * 5000)}`;
+    const properties = {
+      $os: 'Mac OS X',
+      $os_version: '14.2.1',
+      $browser: BROWSERS[i % BROWSERS.length],
+      $browser_version: 120 + (i % 5),
+      $device_type: 'Desktop',
+      $current_url: `https://app.example.com${PAGES[i % PAGES.length]}?ref=${i % 97}`,
+      $host: 'app.example.com',
+      $pathname: PAGES[i % PAGES.length],
+      $screen_height: 1117,
+      $screen_width: 1728,
+      $viewport_height: 960,
+      $viewport_width: 1728,
+      $lib: 'web',
+      $lib_version: '1.96.1',
+      $insert_id: `ins${i.toString(36)}${Math.floor(next() * 1e9).toString(36)}`,
+      $time: at.getTime() / 1000,
+      distinct_id: user,
+      $device_id: `018c${Math.floor(next() * 1e12).toString(16)}`,
+      $referrer: '$direct',
+      $referring_domain: '$direct',
+      $session_id: `018c-${Math.floor(next() * 1e12).toString(16)}`,
+      $window_id: `018c-${Math.floor(next() * 1e12).toString(16)}`,
+      $pageview_id: `018c-${Math.floor(next() * 1e12).toString(16)}`,
+      $ip: `198.51.100.${i % 250}`,
+      $geoip_city_name: 'Lisbon',
+      $geoip_country_name: 'Portugal',
+      $geoip_country_code: 'PT',
+      $geoip_continent_name: 'Europe',
+      $geoip_latitude: 38.7167,
+      $geoip_longitude: -9.1333,
+      $geoip_time_zone: 'Europe/Lisbon',
+      token: 'phc_source_project_token',
+      utm_source: i % 7 === 0 ? 'newsletter' : undefined,
+      plan: i % 3 ? 'free' : 'team',
+    };
+    const base = { uuid: uuidFrom(next), distinct_id: user, timestamp: at.toISOString() };
+    if (i % 3 === 0) {
+      return { ...base, event: '$autocapture', properties: { ...properties, $event_type: 'click', $elements: buttonElements(next) } };
+    }
+    if (i % 100 === 1) {
+      return { ...base, event: 'report exported', properties: { ...properties, report: 'x'.repeat(20_000 + Math.floor(next() * 10_000)) } };
+    }
+    if (i % 50 === 2) return { ...base, event: '$identify', $set: { email: `${user}@example.com` }, properties };
+    return { ...base, event: i % 3 === 1 ? '$pageview' : 'dashboard viewed', properties };
+  };
+  const indexAt = (t) => Math.min(count, Math.max(0, Math.ceil((t - from) / step)));
+  return {
+    count,
+    event,
+    /** The indices of the events with from <= timestamp < to. */
+    range: (a, b) => [indexAt(a), indexAt(b)],
+  };
+}
+
+/** An array of events as a lazy source like `corpus`. */
+export function arraySource(events) {
+  const sorted = [...events].sort((a, b) => Date.parse(a.timestamp) - Date.parse(b.timestamp));
+  const times = sorted.map((e) => Date.parse(e.timestamp));
+  const firstAtOrAfter = (t) => {
+    let lo = 0;
+    let hi = times.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (times[mid] < t) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  };
+  return { count: sorted.length, event: (i) => sorted[i], range: (a, b) => [firstAtOrAfter(a), firstAtOrAfter(b)] };
+}
