@@ -222,8 +222,9 @@ export async function onEvent(event, meta) {
 // Historical events: one page of the host's export.
 export async function exportEvents(events, meta) {
   const migrator = core(meta);
-  const outcome = migrator.exportHistorical(JSON.stringify(events), Date.now());
-  const historical = outcome.requests.length + outcome.rejected.length + outcome.afterCutover;
+  const state = await meta.storage.get(EXPORT, null);
+  const outcome = migrator.exportHistorical(JSON.stringify(events), Date.now(), state === null ? undefined : state);
+  const historical = outcome.requests.length + outcome.rejected.length + outcome.afterCutover + outcome.outsideWindow;
   if (historical === 0) return; // only live events, from the host's buffer
   // Counted while handled: a crash mid-page leaves the count up, and the export
   // stalls and starts the chunk again rather than skip the page.
@@ -242,7 +243,8 @@ export async function exportEvents(events, meta) {
   if (meta.global.debug) {
     console.log(
       `Export page: ${events.length} events, ${outcome.requests.length} requests, ${outcome.rejected.length} skipped,` +
-        ` ${outcome.otherPath + outcome.afterCutover} left to the live path, ${outcome.ignored} ignored.`,
+        ` ${outcome.otherPath + outcome.afterCutover} left to the live path, ${outcome.outsideWindow} to another day,` +
+        ` ${outcome.ignored} ignored.`,
     );
   }
 }

@@ -114,11 +114,13 @@ impl Migrator {
         plan_to_js(self.core.export_plan())
     }
 
-    /// Takes a JSON array of events from `exportEvents`; returns the requests for the
-    /// historical ones, whole.
+    /// Takes a JSON array of events from `exportEvents` and the export state as
+    /// stored; returns the requests for the historical ones of the day being exported.
     #[wasm_bindgen(js_name = exportHistorical)]
-    pub fn export_historical(&self, events_json: &str, now_ms: f64) -> JsResult<JsValue> {
-        let outcome = self.core.export_historical(events_json, time(now_ms)?)?;
+    pub fn export_historical(&self, events_json: &str, now_ms: f64, state: Option<String>) -> JsResult<JsValue> {
+        // A state that cannot be read limits nothing: the cut-over still holds.
+        let window = state.and_then(|json| serde_json::from_str::<ExportState>(&json).ok()).and_then(|s| s.window());
+        let outcome = self.core.export_historical(events_json, time(now_ms)?, window)?;
         Ok(self.outcome(&outcome))
     }
 
@@ -293,6 +295,7 @@ impl Migrator {
             rejected: outcome.rejected.iter().map(RejectedOut::from).collect(),
             other_path: outcome.other_path,
             after_cutover: outcome.after_cutover,
+            outside_window: outcome.outside_window,
             ignored: outcome.ignored,
             used_current_time: outcome.used_current_time,
             derived_uuid: outcome.derived_uuid,
@@ -427,6 +430,7 @@ struct OutcomeOut<'a> {
     rejected: Vec<RejectedOut<'a>>,
     other_path: usize,
     after_cutover: usize,
+    outside_window: usize,
     ignored: usize,
     used_current_time: usize,
     derived_uuid: usize,

@@ -128,6 +128,11 @@ impl ExportState {
         ExportPlan { job: self.export_job(), date_from: chunk.from, date_to: chunk.to }
     }
 
+    /// The stretch of history being exported now, if any.
+    pub fn window(&self) -> Option<crate::migrator::Window> {
+        self.chunk.as_ref().map(|c| crate::migrator::Window { from: c.from, to: c.to })
+    }
+
     /// Share of the window that is behind the position, 0 to 1.
     pub fn share_done(&self) -> f64 {
         if self.done {

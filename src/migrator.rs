@@ -25,6 +25,9 @@ pub struct Outcome {
     pub other_path: usize,
     /// Historical events at or after the cut-over: the live path has them.
     pub after_cutover: usize,
+    /// Historical events outside the day being exported (the host's last window
+    /// runs past its end): that day's own export sends them.
+    pub outside_window: usize,
     /// Events named in the "events to ignore" setting.
     pub ignored: usize,
     pub used_current_time: usize,
@@ -76,12 +79,19 @@ impl Migrator {
         ExportPlan { job: self.settings.version.export_job, date_from: self.settings.start, date_to: self.cutover }
     }
 
-    /// Historical events of one export page, as whole batches; live events, and
-    /// those the live path covers, are skipped.
-    pub fn export_historical(&self, events_json: &str, now: DateTime<Utc>) -> Result<Outcome, InputError> {
+    /// Historical events of one export page, as whole batches; live events, those the
+    /// live path covers, and those outside `window` (the chunk being exported, when
+    /// known) are skipped.
+    pub fn export_historical(
+        &self,
+        events_json: &str,
+        now: DateTime<Utc>,
+        window: Option<Window>,
+    ) -> Result<Outcome, InputError> {
         let events = parse_events(events_json)?;
         let mut batcher = Batcher::new(&self.settings.project_api_key, true, self.settings.limits, self.settings.gzip);
-        let mut outcome = run(&self.settings, events, Route::Historical, Some(self.cutover), now, &mut batcher);
+        let bounds = Bounds { cutover: Some(self.cutover), window };
+        let mut outcome = run(&self.settings, events, Route::Historical, bounds, now, &mut batcher);
         outcome.batches.extend(batcher.flush());
         Ok(outcome)
     }
@@ -90,7 +100,7 @@ impl Migrator {
     /// longer than `LIVE_MAX_WAIT`, come back at once.
     pub fn add_live(&mut self, events_json: &str, now: DateTime<Utc>) -> Result<Outcome, InputError> {
         let events = parse_events(events_json)?;
-        let mut outcome = run(&self.settings, events, Route::Live, None, now, &mut self.live);
+        let mut outcome = run(&self.settings, events, Route::Live, Bounds::default(), now, &mut self.live);
         if !outcome.batches.is_empty() {
             // A batch closed: what still waits arrived in this call.
             self.live_since = None;
@@ -120,13 +130,26 @@ impl Migrator {
     }
 }
 
-/// Routes each event; those on `path` (and before `until`) are transformed and packed
+/// A stretch of history: `from` (if any) inclusive to `to` exclusive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    pub from: Option<DateTime<Utc>>,
+    pub to: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Bounds {
+    cutover: Option<DateTime<Utc>>,
+    window: Option<Window>,
+}
+
+/// Routes each event; those on `path` (and within `bounds`) are transformed and packed
 /// into `batcher`.
 fn run(
     settings: &Settings,
     events: Vec<Value>,
     path: Route,
-    until: Option<DateTime<Utc>>,
+    bounds: Bounds,
     now: DateTime<Utc>,
     batcher: &mut Batcher,
 ) -> Outcome {
@@ -136,7 +159,14 @@ fn run(
             Route::Ignored => outcome.ignored += 1,
             route if route != path => outcome.other_path += 1,
             _ => match transform::transform(event, now) {
-                Ok(prepared) if until.is_some_and(|until| prepared.at >= until) => outcome.after_cutover += 1,
+                Ok(prepared) if bounds.cutover.is_some_and(|until| prepared.at >= until) => outcome.after_cutover += 1,
+                Ok(prepared)
+                    if bounds
+                        .window
+                        .is_some_and(|w| prepared.at >= w.to || w.from.is_some_and(|f| prepared.at < f)) =>
+                {
+                    outcome.outside_window += 1
+                }
                 Ok(prepared) => {
                     outcome.used_current_time += usize::from(prepared.used_current_time);
                     outcome.derived_uuid += usize::from(prepared.derived_uuid);
@@ -189,7 +219,7 @@ mod tests {
         let m = migrator("1.30.0", 2);
         let events = json!([event(1, true), event(2, false), event(3, true), {"event": "x"}, event(4, true),
                             {"event": "$feature_flag_called", "distinct_id": "u", "properties": {"$$is_historical_export_event": true}}]);
-        let outcome = m.export_historical(&events.to_string(), now()).unwrap();
+        let outcome = m.export_historical(&events.to_string(), now(), None).unwrap();
         assert_eq!(outcome.batches.len(), 2);
         let first = body(&outcome.batches[0]);
         assert_eq!(
@@ -213,7 +243,7 @@ mod tests {
         let mut old = event(1, false);
         old.as_object_mut().unwrap().remove("uuid");
         let events = json!([old, event(2, false), {"event": "nameless-distinct"}]);
-        let outcome = m.export_historical(&events.to_string(), now()).unwrap();
+        let outcome = m.export_historical(&events.to_string(), now(), None).unwrap();
         assert_eq!(outcome.batches.len(), 1);
         assert_eq!(outcome.batches[0].uuids.len(), 1);
         assert_eq!(outcome.derived_uuid, 1);
@@ -273,10 +303,33 @@ mod tests {
             at(2, "2026-11-23T12:00:00.000Z"),
             at(3, "2026-11-23T12:09:00Z")
         ]);
-        let outcome = m.export_historical(&events.to_string(), now()).unwrap();
+        let outcome = m.export_historical(&events.to_string(), now(), None).unwrap();
         assert_eq!(outcome.batches[0].uuids, ["00000000-0000-4000-8000-000000000001"]);
         assert_eq!(outcome.after_cutover, 2);
         assert_eq!(outcome.latest.map(timestamp::format).as_deref(), Some("2026-11-23T11:59:59.999Z"));
+    }
+
+    #[test]
+    fn history_outside_the_day_being_exported_is_left_to_that_day() {
+        let m = migrator("1.30.0", 100);
+        let at = |n: usize, ts: &str| {
+            let mut e = event(n, true);
+            e["timestamp"] = json!(ts);
+            e
+        };
+        let t = |s: &str| timestamp::parse_iso(s).unwrap();
+        let events = json!([
+            at(1, "2021-05-01T23:59:59.999Z"),
+            at(2, "2021-05-02T00:00:00Z"),
+            at(3, "2021-05-02T23:59:59Z"),
+            at(4, "2021-05-03T00:00:00Z")
+        ]);
+        let window = Window { from: Some(t("2021-05-02T00:00:00Z")), to: t("2021-05-03T00:00:00Z") };
+        let outcome = m.export_historical(&events.to_string(), now(), Some(window)).unwrap();
+        assert_eq!(outcome.batches[0].uuids.len(), 2);
+        assert_eq!(outcome.outside_window, 2);
+        let open = Window { from: None, to: t("2021-05-03T00:00:00Z") };
+        assert_eq!(m.export_historical(&events.to_string(), now(), Some(open)).unwrap().outside_window, 1);
     }
 
     #[test]
@@ -296,7 +349,7 @@ mod tests {
     fn input_that_is_not_a_list_of_events_is_an_input_error() {
         let mut m = migrator("Latest", 3);
         for bad in ["", "{", "{\"event\": \"x\"}", "null"] {
-            let err = m.export_historical(bad, now()).unwrap_err();
+            let err = m.export_historical(bad, now(), None).unwrap_err();
             assert!(err.to_string().starts_with("expected a JSON array of events"), "{err}");
             assert!(m.add_live(bad, now()).is_err());
         }

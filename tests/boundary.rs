@@ -99,7 +99,7 @@ fn a_clock_that_is_not_a_time_is_bad_input() {
         error_of_kind(Migrator::new(config(json!({})), now, None).err().unwrap(), "bad_input");
     }
     let m = Migrator::new(config(json!({})), NOW, None).unwrap();
-    error_of_kind(m.export_historical("[]", f64::NAN).err().unwrap(), "bad_input");
+    error_of_kind(m.export_historical("[]", f64::NAN, None).err().unwrap(), "bad_input");
 }
 
 #[wasm_bindgen_test]
@@ -108,7 +108,7 @@ fn historical_events_become_gzipped_batch_requests() {
     let live = json!({"event": "$pageview", "distinct_id": "x", "uuid": "00000000-0000-4000-8000-000000000099"});
     let nameless = json!({"distinct_id": "y", "properties": {"$$is_historical_export_event": true}});
     let events = json!([historical(1), live, historical(2), nameless, historical(3)]);
-    let outcome = m.export_historical(&events.to_string(), NOW).unwrap();
+    let outcome = m.export_historical(&events.to_string(), NOW, None).unwrap();
 
     let requests = Array::from(&get(&outcome, "requests"));
     assert_eq!(requests.length(), 2);
@@ -167,7 +167,7 @@ fn the_export_plan_names_the_job_and_window() {
 fn answers_become_decisions_for_the_shim() {
     let m = Migrator::new(config(json!({})), NOW, None).unwrap();
     let events = json!([historical(1), historical(2), historical(3)]);
-    let request = Array::from(&get(&m.export_historical(&events.to_string(), NOW).unwrap(), "requests")).get(0);
+    let request = Array::from(&get(&m.export_historical(&events.to_string(), NOW, None).unwrap(), "requests")).get(0);
 
     let delivered = m.answer(request.clone(), 200, None, None, 1, NOW).unwrap();
     assert_eq!((text(&delivered, "action"), get(&delivered, "count").as_f64()), ("delivered".into(), Some(3.0)));
@@ -258,11 +258,11 @@ fn no_input_panics() {
         deep,
     ];
     for input in &inputs {
-        let _ = m.export_historical(input, NOW);
+        let _ = m.export_historical(input, NOW, None);
         let _ = m.add_live(input, NOW);
         let _ = m.transform_event(input, NOW);
     }
     let _ = m.flush_live();
-    let outcome = m.export_historical(&json!([historical(7)]).to_string(), NOW).unwrap();
+    let outcome = m.export_historical(&json!([historical(7)]).to_string(), NOW, None).unwrap();
     assert_eq!(Array::from(&get(&outcome, "requests")).length(), 1);
 }
