@@ -34,7 +34,7 @@ writeFileSync(gluePath, glue.replace(signature, `${signature}\n    realloc = und
 // Explicit features: `--all-features` can emit some Node 20 refuses. These are the
 // ones rustc enables by default for wasm32-unknown-unknown.
 run(join(root, 'node_modules', '.bin', 'wasm-opt'), [
-  '-Oz', '--strip-debug', '--strip-producers',
+  '-O3', '--strip-debug', '--strip-producers',
   '--enable-bulk-memory', '--enable-sign-ext', '--enable-mutable-globals',
   '--enable-nontrapping-float-to-int', '--enable-reference-types', '--enable-multivalue',
   join(out, 'core_bg.wasm'), '-o', join(out, 'core.opt.wasm'),

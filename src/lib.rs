@@ -11,6 +11,7 @@ pub mod export;
 pub mod gzip;
 pub mod host;
 pub mod migrator;
+pub mod raw;
 pub mod settings;
 pub mod timestamp;
 pub mod transform;

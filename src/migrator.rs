@@ -3,12 +3,12 @@
 //! The two paths never overlap: the moment the app was installed (the cut-over) ends
 //! the historical window, and only events ingested after it reach the live path.
 
+use crate::raw::MaybeFields;
 use chrono::{DateTime, Duration, Utc};
-use serde_json::Value;
 
 use crate::batch::{Batch, Batcher};
 use crate::settings::Settings;
-use crate::transform::{self, Rejected, Route};
+use crate::transform::{self, Rejected, Route, SourceEvent};
 use crate::version::ExportJob;
 
 /// Live events wait at most this long for a full batch, checked on every later call
@@ -147,7 +147,7 @@ struct Bounds {
 /// into `batcher`.
 fn run(
     settings: &Settings,
-    events: Vec<Value>,
+    events: Vec<MaybeFields<'_>>,
     path: Route,
     bounds: Bounds,
     now: DateTime<Utc>,
@@ -155,10 +155,11 @@ fn run(
 ) -> Outcome {
     let mut outcome = Outcome::default();
     for event in events {
+        let event = SourceEvent::from_fields(event.0);
         match transform::route(&event, settings.version.shape, &settings.events_to_ignore) {
             Route::Ignored => outcome.ignored += 1,
             route if route != path => outcome.other_path += 1,
-            _ => match transform::transform(event, now) {
+            _ => match transform::transform_raw(&event, now) {
                 Ok(prepared) if bounds.cutover.is_some_and(|until| prepared.at >= until) => outcome.after_cutover += 1,
                 Ok(prepared)
                     if bounds
@@ -180,10 +181,11 @@ fn run(
     outcome
 }
 
-fn parse_events(events_json: &str) -> Result<Vec<Value>, InputError> {
-    match serde_json::from_str::<Value>(events_json) {
-        Ok(Value::Array(events)) => Ok(events),
-        Ok(_) => Err(InputError("the JSON is not an array".into())),
+/// The events of a JSON array, read in one pass as their fields.
+fn parse_events(events_json: &str) -> Result<Vec<MaybeFields<'_>>, InputError> {
+    match serde_json::from_str::<Vec<MaybeFields<'_>>>(events_json) {
+        Ok(events) => Ok(events),
+        Err(_) if !events_json.trim_start().starts_with('[') => Err(InputError("the JSON is not an array".into())),
         Err(e) => Err(InputError(format!("the JSON does not parse ({e})"))),
     }
 }
@@ -192,7 +194,7 @@ fn parse_events(events_json: &str) -> Result<Vec<Value>, InputError> {
 mod tests {
     use super::*;
     use crate::timestamp;
-    use serde_json::json;
+    use serde_json::{json, Value};
 
     fn now() -> DateTime<Utc> {
         timestamp::parse_iso("2026-11-23T12:00:00Z").unwrap()

@@ -1,11 +1,14 @@
 //! One source event in, one event capture will accept out, or a reason why not.
 
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 use std::fmt;
 
 use chrono::{DateTime, Duration, Utc};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
+use crate::raw::{self, Fields};
 use crate::version::ExportShape;
 use crate::{elements, event_id, timestamp};
 
@@ -13,10 +16,10 @@ use crate::{elements, event_id, timestamp};
 /// the event a second time, escaped); the official SDKs keep under 900 KiB.
 pub const MAX_EVENT_BYTES: usize = 900 * 1024;
 
-/// Top-level fields capture reads. Everything else (`team_id`, `now`, `sent_at`,
-/// `offset`, `$token`, `api_key`, `project_id`, `ip`, `site_url`, ...) is dropped:
-/// capture would shift the timestamp by `sent_at`/`offset` or take a token from them.
-const KEPT_FIELDS: [&str; 5] = ["event", "properties", "timestamp", "$set", "$set_once"];
+// Top-level fields written: event, distinct_id, properties, $set, $set_once,
+// timestamp, uuid. Everything else (`team_id`, `now`, `sent_at`, `offset`, `$token`,
+// `api_key`, `project_id`, `ip`, `site_url`, ...) is dropped: capture would shift the
+// timestamp by `sent_at`/`offset` or take a token from them.
 
 /// Properties that would make capture see a second token (the source project's,
 /// which posthog-js puts in every event), or that only mark the source's export.
@@ -41,20 +44,22 @@ pub enum Route {
     Ignored,
 }
 
-pub fn route(event: &Value, shape: ExportShape, ignored: &BTreeSet<String>) -> Route {
-    if let Some(Value::String(name)) = event.get("event") {
-        if ignored.contains(name) {
-            return Route::Ignored;
-        }
+pub fn route(event: &SourceEvent<'_>, shape: ExportShape, ignored: &BTreeSet<String>) -> Route {
+    if event.name.as_ref().is_some_and(|name| ignored.contains(name)) {
+        return Route::Ignored;
     }
     let historical = match shape {
-        ExportShape::WithoutUuid => {
-            matches!(event.get("uuid"), None | Some(Value::Null))
-                || event.get("uuid").and_then(Value::as_str).is_some_and(|u| u.trim().is_empty())
-        }
-        ExportShape::Marked => {
-            event.get("properties").and_then(|p| p.get(HISTORICAL_MARKER)) == Some(&Value::Bool(true))
-        }
+        // Not an object: no uuid either (it is then rejected, with a reason, on this path).
+        ExportShape::WithoutUuid => event.fields.as_ref().is_none_or(|f| {
+            f.get("uuid").is_none_or(|u| {
+                let u = u.get().trim();
+                u == "null" || raw::value_str(u).is_some_and(|s| s.trim().is_empty())
+            })
+        }),
+        ExportShape::Marked => event
+            .properties()
+            .and_then(|p| p.get(HISTORICAL_MARKER))
+            .is_some_and(|marker| marker.get().trim() == "true"),
     };
     if historical {
         Route::Historical
@@ -132,81 +137,143 @@ pub struct Prepared {
     pub derived_uuid: bool,
 }
 
+/// A source event, read once: its fields as raw JSON, and its name.
+pub struct SourceEvent<'a> {
+    /// `None`: the event is not a JSON object.
+    pub fields: Option<Fields<'a>>,
+    properties: Option<Option<Fields<'a>>>,
+    pub name: Option<String>,
+}
+
+impl<'a> SourceEvent<'a> {
+    pub fn read(raw: &'a RawValue) -> SourceEvent<'a> {
+        Self::from_fields(Fields::of(raw))
+    }
+
+    /// An event whose fields were read already (`None`: not an object).
+    pub fn from_fields(fields: Option<Fields<'a>>) -> SourceEvent<'a> {
+        let name = fields
+            .as_ref()
+            .and_then(|f| f.get("event"))
+            .and_then(|e| serde_json::from_str::<String>(e.get()).ok())
+            .filter(|name| !name.is_empty());
+        let properties = fields.as_ref().map(|f| match f.get("properties") {
+            Some(p) if p.get().trim() != "null" => Fields::of(p),
+            _ => Some(Fields(Vec::new())),
+        });
+        SourceEvent { fields, properties, name }
+    }
+
+    /// The properties; `None` when they are not an object.
+    fn properties(&self) -> Option<&Fields<'a>> {
+        self.properties.as_ref().and_then(Option::as_ref)
+    }
+}
+
+/// Transforms an event given as a JSON value (tests, and single events).
 pub fn transform(event: Value, now: DateTime<Utc>) -> Result<Prepared, Rejected> {
-    let Value::Object(mut source) = event else {
+    let text = event.to_string();
+    match serde_json::from_str::<&RawValue>(&text) {
+        Ok(raw) => transform_raw(&SourceEvent::read(raw), now),
+        Err(_) => Err(Rejected { reason: Rejection::NotAnObject, event_name: None, uuid: None }),
+    }
+}
+
+pub fn transform_raw(event: &SourceEvent<'_>, now: DateTime<Utc>) -> Result<Prepared, Rejected> {
+    let Some(source) = &event.fields else {
         return Err(Rejected { reason: Rejection::NotAnObject, event_name: None, uuid: None });
     };
-    let source_uuid = event_id::from_source(source.get("uuid"));
-    let event_name = match source.get("event") {
-        Some(Value::String(name)) if !name.is_empty() => Some(name.clone()),
-        _ => None,
-    };
+    let source_uuid = event_id::from_source(source.get("uuid").map(raw::value).as_ref());
+    let event_name = event.name.clone();
     let reject = |reason| Rejected { reason, event_name: event_name.clone(), uuid: source_uuid.clone() };
-    if event_name.is_none() {
+    let Some(name_raw) = source.get("event").filter(|_| event_name.is_some()) else {
         return Err(reject(Rejection::MissingEventName));
-    }
-    let mut properties = match source.remove("properties") {
-        None | Some(Value::Null) => Map::new(),
-        Some(Value::Object(p)) => p,
-        Some(_) => return Err(reject(Rejection::PropertiesNotAnObject)),
     };
-    let distinct_id = distinct_id(&source, &properties).map_err(reject)?;
-    let (when, used_current_time) = match event_time(&source, &properties) {
+    let Some(properties) = event.properties() else {
+        return Err(reject(Rejection::PropertiesNotAnObject));
+    };
+    let distinct_id = distinct_id(source, properties).map_err(reject)?;
+    let (when, used_current_time) = match event_time(source, properties) {
         Some(t) => (t, false),
         None => (now, true),
     };
-
     let (uuid, derived_uuid) = match source_uuid {
         Some(uuid) => (uuid, false),
-        None => (derive_uuid(&source, &properties, &distinct_id, (!used_current_time).then_some(when)), true),
+        None => (derive_uuid(source, properties, &distinct_id, (!used_current_time).then_some(when)), true),
     };
 
-    // Data capture would drop from the top level moves where it survives.
-    move_into(&mut source, "elements", &mut properties, "$elements");
-    move_into(&mut source, "elements_chain", &mut properties, "$elements_chain");
-    move_into(&mut source, "ip", &mut properties, "$ip");
-
-    for key in DROPPED_PROPERTIES {
-        properties.remove(key);
+    let mut json =
+        String::with_capacity(256 + source.0.iter().map(|(k, v)| k.len() + v.get().len() + 4).sum::<usize>());
+    json.push_str("{\"event\":");
+    json.push_str(name_raw.get().trim());
+    json.push_str(",\"distinct_id\":");
+    raw::write_string(&mut json, &distinct_id);
+    json.push_str(",\"properties\":{");
+    let mut first = true;
+    let mut field = |json: &mut String, key: &Cow<'_, str>, value: &str| {
+        if !std::mem::replace(&mut first, false) {
+            json.push(',');
+        }
+        raw::write_key(json, key);
+        json.push_str(value);
+    };
+    for (key, value) in &properties.0 {
+        if DROPPED_PROPERTIES.contains(&key.as_ref()) || key == "$geoip_disable" {
+            continue;
+        }
+        if key == "$elements" {
+            let mut elements = raw::value(value);
+            elements::to_posthog_js_shape(&mut elements);
+            field(&mut json, key, &elements.to_string());
+        } else {
+            field(&mut json, key, value.get().trim());
+        }
     }
-    if let Some(list) = properties.get_mut("$elements") {
-        elements::to_posthog_js_shape(list);
+    // Data capture would drop from the top level moves where it survives.
+    for (from, to) in [("elements", "$elements"), ("elements_chain", "$elements_chain"), ("ip", "$ip")] {
+        if let Some(value) = source.get(from).filter(|v| !raw::is_empty(v) && !properties.has(to)) {
+            let to = Cow::Borrowed(to);
+            if to == "$elements" {
+                let mut elements = raw::value(value);
+                elements::to_posthog_js_shape(&mut elements);
+                field(&mut json, &to, &elements.to_string());
+            } else {
+                field(&mut json, &to, value.get().trim());
+            }
+        }
     }
     // Location was resolved at the source; the destination would resolve the plugin
     // server's address instead.
-    properties.insert("$geoip_disable".into(), Value::Bool(true));
-
-    let mut out = Map::new();
-    for key in KEPT_FIELDS {
-        if let Some(value) = source.remove(key) {
-            out.insert(key.into(), value);
-        }
-    }
+    field(&mut json, &Cow::Borrowed("$geoip_disable"), "true");
+    json.push('}');
     for key in ["$set", "$set_once"] {
-        if !matches!(out.get(key), Some(Value::Object(_))) {
-            out.remove(key);
+        if let Some(value) = source.get(key).filter(|v| v.get().trim_start().starts_with('{')) {
+            json.push(',');
+            raw::write_key(&mut json, &Cow::Borrowed(key));
+            json.push_str(value.get().trim());
         }
     }
-    out.insert("distinct_id".into(), Value::String(distinct_id));
-    out.insert("properties".into(), Value::Object(properties));
-    out.insert("timestamp".into(), Value::String(timestamp::format(when)));
-    out.insert("uuid".into(), Value::String(uuid.clone()));
+    json.push_str(",\"timestamp\":\"");
+    json.push_str(&timestamp::format(when));
+    json.push_str("\",\"uuid\":\"");
+    json.push_str(&uuid);
+    json.push_str("\"}");
 
-    let json = Value::Object(out).to_string();
     if json.len() > MAX_EVENT_BYTES {
         return Err(Rejected { reason: Rejection::TooLarge { bytes: json.len() }, event_name, uuid: Some(uuid) });
     }
     Ok(Prepared { uuid, json, at: when, used_current_time, derived_uuid })
 }
 
-fn distinct_id(source: &Map<String, Value>, properties: &Map<String, Value>) -> Result<String, Rejection> {
-    let candidate = match source.get("distinct_id") {
-        None | Some(Value::Null) => properties.get("distinct_id"),
-        Some(Value::String(s)) if s.trim().is_empty() => properties.get("distinct_id"),
+fn distinct_id(source: &Fields<'_>, properties: &Fields<'_>) -> Result<String, Rejection> {
+    let top = source.get("distinct_id").map(raw::value);
+    let candidate = match top {
+        None | Some(Value::Null) => properties.get("distinct_id").map(raw::value),
+        Some(Value::String(s)) if s.trim().is_empty() => properties.get("distinct_id").map(raw::value),
         found => found,
     };
     match candidate {
-        Some(Value::String(s)) if !s.trim().is_empty() => Ok(s.clone()),
+        Some(Value::String(s)) if !s.trim().is_empty() => Ok(s),
         Some(Value::Number(n)) => Ok(n.to_string()),
         None | Some(Value::Null) | Some(Value::String(_)) => Err(Rejection::MissingDistinctId),
         Some(_) => Err(Rejection::BadDistinctId),
@@ -216,50 +283,37 @@ fn distinct_id(source: &Map<String, Value>, properties: &Map<String, Value>) -> 
 /// When the event happened, by what the event itself says: `timestamp`, else the
 /// server's receipt time less the client's `offset` (what capture computed at the
 /// source), else the client's `$time`, else the receipt time `now`.
-fn event_time(source: &Map<String, Value>, properties: &Map<String, Value>) -> Option<DateTime<Utc>> {
-    let received = source.get("now").and_then(timestamp::from_value);
-    source
-        .get("timestamp")
-        .and_then(timestamp::from_value)
+fn event_time(source: &Fields<'_>, properties: &Fields<'_>) -> Option<DateTime<Utc>> {
+    let at = |fields: &Fields<'_>, key| fields.get(key).and_then(|v| timestamp::from_value(&raw::value(v)));
+    let received = at(source, "now");
+    at(source, "timestamp")
         .or_else(|| {
-            let offset = source.get("offset").and_then(Value::as_i64)?;
+            let offset = source.get("offset").and_then(|v| raw::value(v).as_i64())?;
             received?.checked_sub_signed(Duration::try_milliseconds(offset)?)
         })
-        .or_else(|| properties.get("$time").and_then(timestamp::from_value))
+        .or_else(|| at(properties, "$time"))
         .or(received)
 }
 
 /// What identifies an event across exports: never the export's own markers, the
 /// receipt time or the current time.
-fn derive_uuid(
-    source: &Map<String, Value>,
-    properties: &Map<String, Value>,
-    distinct_id: &str,
-    when: Option<DateTime<Utc>>,
-) -> String {
-    let stable: Map<String, Value> =
-        properties.iter().filter(|(k, _)| !k.starts_with("$$")).map(|(k, v)| (k.clone(), v.clone())).collect();
+fn derive_uuid(source: &Fields<'_>, properties: &Fields<'_>, distinct_id: &str, when: Option<DateTime<Utc>>) -> String {
+    let stable: Map<String, Value> = properties
+        .0
+        .iter()
+        .filter(|(k, _)| !k.starts_with("$$"))
+        .map(|(k, v)| (k.to_string(), raw::value(v)))
+        .collect();
+    let field = |key| source.get(key).map(raw::value).unwrap_or(Value::Null);
     let fingerprint = Value::Array(vec![
-        source.get("event").cloned().unwrap_or(Value::Null),
+        field("event"),
         Value::String(distinct_id.to_string()),
         when.map(|t| Value::String(timestamp::format(t))).unwrap_or(Value::Null),
         Value::Object(stable),
-        source.get("$set").cloned().unwrap_or(Value::Null),
-        source.get("$set_once").cloned().unwrap_or(Value::Null),
+        field("$set"),
+        field("$set_once"),
     ]);
     event_id::derive(&fingerprint)
-}
-
-fn move_into(source: &mut Map<String, Value>, from: &str, properties: &mut Map<String, Value>, to: &str) {
-    let empty = |v: &Value| match v {
-        Value::Null => true,
-        Value::String(s) => s.is_empty(),
-        Value::Array(a) => a.is_empty(),
-        _ => false,
-    };
-    if let Some(value) = source.remove(from).filter(|v| !empty(v)) {
-        properties.entry(to).or_insert(value);
-    }
 }
 
 #[cfg(all(test, not(target_arch = "wasm32")))]
