@@ -1,10 +1,10 @@
 // The plugin's hooks. This file only routes the host's hooks into the Rust core and
 // does the I/O (fetch, storage, jobs, log): every decision about settings, events,
 // batches, answers, retries and the export window is the core's.
-import { inflateSync } from 'fflate';
 import { Migrator, initSync } from 'core-glue';
 import WASM_BASE64 from 'core-wasm-base64';
 import { base64ToBytes } from './base64.js';
+import { inflate } from './inflate.js';
 
 // Our storage keys.
 const CUTOVER = 'migrator_cutover';
@@ -38,7 +38,7 @@ function loadCore() {
   // TRICKY: a plugin is one file in a sandbox without fs or zlib: the module travels
   // inside this file, deflated, and is compiled synchronously from bytes made in the
   // sandbox's realm.
-  initSync({ module: inflateSync(base64ToBytes(WASM_BASE64)) });
+  initSync({ module: inflate(base64ToBytes(WASM_BASE64)) });
   coreLoaded = true;
 }
 

@@ -16,7 +16,7 @@ mkdirSync(dirname(bundlePath), { recursive: true });
 
 const run = (cmd, args) => execFileSync(cmd, args, { cwd: root, stdio: 'inherit' });
 
-run('cargo', ['build', '--quiet', '--release', '--lib', '--target', 'wasm32-unknown-unknown']);
+run('cargo', ['build', '--quiet', '--release', '--lib', '--target', 'wasm32-unknown-unknown', '-p', 'migrator3000', '-p', 'migrator3000-inflate']);
 run('wasm-bindgen', [
   '--target', 'web', '--no-typescript', '--out-dir', out, '--out-name', 'core',
   join(root, 'target', 'wasm32-unknown-unknown', 'release', 'migrator3000.wasm'),
@@ -33,14 +33,20 @@ writeFileSync(gluePath, glue.replace(signature, `${signature}\n    realloc = und
 
 // Explicit features: `--all-features` can emit some Node 20 refuses. These are the
 // ones rustc enables by default for wasm32-unknown-unknown.
-run(join(root, 'node_modules', '.bin', 'wasm-opt'), [
-  '-O3', '--strip-debug', '--strip-producers',
-  '--enable-bulk-memory', '--enable-sign-ext', '--enable-mutable-globals',
-  '--enable-nontrapping-float-to-int', '--enable-reference-types', '--enable-multivalue',
-  join(out, 'core_bg.wasm'), '-o', join(out, 'core.opt.wasm'),
-]);
+const wasmOpt = (level, input, output) =>
+  run(join(root, 'node_modules', '.bin', 'wasm-opt'), [
+    level, '--strip-debug', '--strip-producers',
+    '--enable-bulk-memory', '--enable-sign-ext', '--enable-mutable-globals',
+    '--enable-nontrapping-float-to-int', '--enable-reference-types', '--enable-multivalue',
+    input, '-o', output,
+  ]);
+wasmOpt('-O3', join(out, 'core_bg.wasm'), join(out, 'core.opt.wasm'));
+// Stage 0, which inflates the main module at load (see inflate/src/lib.rs).
+wasmOpt('-Oz', join(root, 'target', 'wasm32-unknown-unknown', 'release', 'migrator3000_inflate.wasm'), join(out, 'inflate.wasm'));
+const inflater = readFileSync(join(out, 'inflate.wasm'));
+writeFileSync(join(out, 'inflate-base64.js'), `export default ${JSON.stringify(inflater.toString('base64'))};\n`);
 const wasm = readFileSync(join(out, 'core.opt.wasm'));
-// Deflated, then base64: half the size of base64 alone; the shim inflates it at load.
+// Deflated, then base64: half the size of base64 alone; stage 0 inflates it at load.
 const deflated = deflateRawSync(wasm, { level: constants.Z_BEST_COMPRESSION, memLevel: 9 });
 writeFileSync(join(out, 'wasm-base64.js'), `export default ${JSON.stringify(deflated.toString('base64'))};\n`);
 
@@ -58,7 +64,11 @@ await esbuild.build({
   minifyWhitespace: true,
   minifySyntax: true,
   banner: { js: bundleStamp(hash) },
-  alias: { 'core-glue': join(out, 'core.js'), 'core-wasm-base64': join(out, 'wasm-base64.js') },
+  alias: {
+    'core-glue': join(out, 'core.js'),
+    'core-wasm-base64': join(out, 'wasm-base64.js'),
+    'inflate-wasm-base64': join(out, 'inflate-base64.js'),
+  },
   inject: [join(root, 'js', 'text-codec.js')],
   // The glue's async loader refers to import.meta.url; the plugin uses initSync only.
   logOverride: { 'empty-import-meta': 'silent' },
@@ -69,5 +79,5 @@ const bundle = readFileSync(bundlePath);
 const kb = (n) => `${(n / 1024).toFixed(1)} KB`;
 console.log(
   `dist/index.js: ${kb(bundle.length)} (${kb(gzipSync(bundle).length)} gzipped); ` +
-    `wasm ${kb(wasm.length)} (${kb(gzipSync(wasm).length)} gzipped); sources ${hash.slice(0, 12)}`,
+    `wasm ${kb(wasm.length)} (${kb(deflated.length)} deflated), stage 0 ${kb(inflater.length)}; sources ${hash.slice(0, 12)}`,
 );

@@ -4,7 +4,7 @@ import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
 
-const INPUTS = ['Cargo.toml', 'Cargo.lock', 'package-lock.json', 'src', 'js', 'scripts/build.mjs', 'scripts/sources.mjs'];
+const INPUTS = ['Cargo.toml', 'Cargo.lock', 'package-lock.json', 'src', 'inflate/Cargo.toml', 'inflate/src', 'js', 'scripts/build.mjs', 'scripts/sources.mjs'];
 
 function files(root, path) {
   const full = join(root, path);
