@@ -12,6 +12,8 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const out = join(root, 'target', 'bundle');
 const bundlePath = join(root, 'dist', 'index.js');
 mkdirSync(out, { recursive: true });
+// The glue is an ES module; the bench imports it from here.
+writeFileSync(join(out, 'package.json'), '{"type": "module"}\n');
 mkdirSync(dirname(bundlePath), { recursive: true });
 
 const run = (cmd, args) => execFileSync(cmd, args, { cwd: root, stdio: 'inherit' });

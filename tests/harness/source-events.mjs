@@ -168,6 +168,10 @@ export function corpus({ count, from, to, seed = 11 }) {
     const properties = {
       $os: 'Mac OS X',
       $os_version: '14.2.1',
+      $raw_user_agent: `Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/${120 + (i % 5)}.0.0.0 Safari/537.36`,
+      $initial_referrer: '$direct',
+      $initial_referring_domain: '$direct',
+      $initial_current_url: `https://app.example.com/?utm_campaign=launch-${i % 13}`,
       $browser: BROWSERS[i % BROWSERS.length],
       $browser_version: 120 + (i % 5),
       $device_type: 'Desktop',
