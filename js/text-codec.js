@@ -7,6 +7,7 @@
 // do UTF-8 natively) and loop per chunk where they can.
 
 const CHUNK = 8192;
+const NON_ASCII = /[\x80-\xff]/;
 
 function encodeByHand(text) {
   const bytes = [];
@@ -23,6 +24,12 @@ function encodeByHand(text) {
 }
 
 class Utf8Encoder {
+  encodeInto(text, view) {
+    const bytes = this.encode(text);
+    view.set(bytes);
+    return { read: text.length, written: bytes.length };
+  }
+
   encode(text = '') {
     let binary;
     try {
@@ -47,7 +54,9 @@ class Utf8Decoder {
       let end = Math.min(start + CHUNK, bytes.length);
       // Never cut a character: back off over its continuation bytes (at most 3).
       while (end < bytes.length && end > start && (bytes[end] & 0xc0) === 0x80) end--;
-      text += decodeURIComponent(escape(String.fromCharCode.apply(null, bytes.subarray(start, end))));
+      const binary = String.fromCharCode.apply(null, bytes.subarray(start, end));
+      // ASCII (all the core writes for events) is its own text.
+      text += NON_ASCII.test(binary) ? decodeURIComponent(escape(binary)) : binary;
       start = end;
     }
     return text;

@@ -25,13 +25,28 @@ run('wasm-bindgen', [
 ]);
 // TRICKY: wasm-bindgen copies strings into the module with its own loop, one
 // character at a time; the host puts a clock check into every loop of the plugin,
-// which made that loop the app's hottest code. Without `realloc` the glue hands the
-// whole string to TextEncoder (the sandbox's fallback in js/text-codec.js) instead.
+// which made that loop the app's hottest code. Ours hands the whole string to
+// TextEncoder: `encodeInto` straight into the module's memory where the host has it,
+// the sandbox's fallback (js/text-codec.js) where it does not.
 const gluePath = join(out, 'core.js');
 const glue = readFileSync(gluePath, 'utf8');
-const signature = 'function passStringToWasm0(arg, malloc, realloc) {';
-if (!glue.includes(signature)) throw new Error(`the wasm-bindgen glue has no "${signature}" to adjust`);
-writeFileSync(gluePath, glue.replace(signature, `${signature}\n    realloc = undefined;`));
+const passString = /function passStringToWasm0\(arg, malloc, realloc\) \{[\s\S]*?\n\}\n/;
+if (!passString.test(glue)) throw new Error('the wasm-bindgen glue has no passStringToWasm0 to replace');
+writeFileSync(
+  gluePath,
+  glue.replace(
+    passString,
+    `function passStringToWasm0(arg, malloc, realloc) {
+    const most = arg.length * 3;
+    let ptr = malloc(most, 1) >>> 0;
+    const { written } = cachedTextEncoder.encodeInto(arg, getUint8ArrayMemory0().subarray(ptr, ptr + most));
+    ptr = realloc(ptr, most, written, 1) >>> 0;
+    WASM_VECTOR_LEN = written;
+    return ptr;
+}
+`,
+  ),
+);
 
 // Explicit features: `--all-features` can emit some Node 20 refuses. These are the
 // ones rustc enables by default for wasm32-unknown-unknown.

@@ -3,7 +3,7 @@
 //! it never builds (nor re-serialises) a tree for them.
 
 use std::borrow::Cow;
-use std::fmt;
+use std::fmt::{self, Write};
 
 use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
@@ -147,4 +147,27 @@ pub fn write_key(out: &mut String, key: &Cow<'_, str>) {
 pub fn write_string(out: &mut String, text: &str) {
     // Serialising a str cannot fail.
     out.push_str(&serde_json::to_string(text).unwrap_or_default());
+}
+
+/// Rewrites every non-ASCII character of a JSON text as a `\u` escape (surrogate pairs
+/// above U+FFFF). The same JSON, but ASCII: JS turns ASCII bytes into a string several
+/// times faster, in Node's TextDecoder and in the sandbox's fallback alike. Non-ASCII
+/// can only stand inside JSON strings, so escaping it there is always right.
+pub fn to_ascii_json(json: String) -> String {
+    if json.is_ascii() {
+        return json;
+    }
+    let mut out = String::with_capacity(json.len() + json.len() / 4);
+    for c in json.chars() {
+        if c.is_ascii() {
+            out.push(c);
+        } else {
+            let mut units = [0u16; 2];
+            for unit in c.encode_utf16(&mut units) {
+                // Writing into a String cannot fail.
+                let _ = write!(out, "\\u{unit:04x}");
+            }
+        }
+    }
+    out
 }

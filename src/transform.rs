@@ -258,6 +258,7 @@ pub fn transform_raw(event: &SourceEvent<'_>, now: DateTime<Utc>) -> Result<Prep
     json.push_str("\",\"uuid\":\"");
     json.push_str(&uuid);
     json.push_str("\"}");
+    let json = raw::to_ascii_json(json);
 
     if json.len() > MAX_EVENT_BYTES {
         return Err(Rejected { reason: Rejection::TooLarge { bytes: json.len() }, event_name, uuid: Some(uuid) });

@@ -359,7 +359,10 @@ fn unicode_survives_untouched() {
     let mut e = pageview();
     e["properties"]["title"] = json!("Zürich — 東京 🚀 \u{0000}\"quoted\"");
     e["distinct_id"] = json!("ユーザー");
-    let got = out(e);
+    let prepared = transform(e, now()).unwrap();
+    assert!(prepared.json.is_ascii(), "{}", prepared.json);
+    assert!(prepared.json.contains(r"Z\u00fcrich") && prepared.json.contains(r"\ud83d\ude80"), "{}", prepared.json);
+    let got: Value = serde_json::from_str(&prepared.json).unwrap();
     assert_eq!(got["properties"]["title"], "Zürich — 東京 🚀 \u{0000}\"quoted\"");
     assert_eq!(got["distinct_id"], "ユーザー");
 }
