@@ -222,9 +222,7 @@ pub fn transform_raw(event: &SourceEvent<'_>, now: DateTime<Utc>) -> Result<Prep
             continue;
         }
         if key == "$elements" {
-            let mut elements = raw::value(value);
-            elements::to_posthog_js_shape(&mut elements);
-            field(&mut json, key, &elements.to_string());
+            field(&mut json, key, &elements_json(value));
         } else {
             field(&mut json, key, value.get().trim());
         }
@@ -234,9 +232,7 @@ pub fn transform_raw(event: &SourceEvent<'_>, now: DateTime<Utc>) -> Result<Prep
         if let Some(value) = source.get(from).filter(|v| !raw::is_empty(v) && !properties.has(to)) {
             let to = Cow::Borrowed(to);
             if to == "$elements" {
-                let mut elements = raw::value(value);
-                elements::to_posthog_js_shape(&mut elements);
-                field(&mut json, &to, &elements.to_string());
+                field(&mut json, &to, &elements_json(value));
             } else {
                 field(&mut json, &to, value.get().trim());
             }
@@ -264,6 +260,13 @@ pub fn transform_raw(event: &SourceEvent<'_>, now: DateTime<Utc>) -> Result<Prep
         return Err(Rejected { reason: Rejection::TooLarge { bytes: json.len() }, event_name, uuid: Some(uuid) });
     }
     Ok(Prepared { uuid, json, at: when, used_current_time, derived_uuid })
+}
+
+/// Autocapture elements in posthog-js shape, as JSON.
+fn elements_json(value: &RawValue) -> String {
+    let mut elements = raw::value(value);
+    elements::to_posthog_js_shape(&mut elements);
+    elements.to_string()
 }
 
 fn distinct_id(source: &Fields<'_>, properties: &Fields<'_>) -> Result<String, Rejection> {
