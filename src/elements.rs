@@ -1,7 +1,8 @@
 //! Autocapture elements: the historical export of PostHog >= 1.30 rebuilds
 //! `properties.$elements` from its database in a shape capture does not read
-//! (`text`, `attr_class`, `href`, `attributes: {...}`); posthog-js sends
-//! `$el_text`, `attr__class`, `attr__href`, ... at the top of each element.
+//! (`text`, `attr_class` as a list, `href`, `attributes: {...}`); posthog-js sends
+//! `$el_text`, `attr__class` as one string with `classes` beside it, `attr__href`, ...
+//! at the top of each element, and no attribute it does not have.
 
 use serde_json::{Map, Value};
 
@@ -31,6 +32,16 @@ fn reshape(element: &mut Map<String, Value>) {
             element.entry(key).or_insert(value);
         }
     }
+    // posthog-js sends the class attribute as written, and the classes as a list.
+    if let Some(Value::Array(classes)) = element.get("attr__class") {
+        let names: Vec<&str> = classes.iter().filter_map(Value::as_str).collect();
+        let joined = Value::String(names.join(" "));
+        let list = Value::Array(names.into_iter().map(|n| Value::String(n.to_string())).collect());
+        element.entry("classes").or_insert(list);
+        element.insert("attr__class".into(), joined);
+    }
+    // An attribute the element did not have is absent, never null.
+    element.retain(|key, value| !(key.starts_with("attr__") && value.is_null()));
 }
 
 #[cfg(all(test, not(target_arch = "wasm32")))]
@@ -45,14 +56,14 @@ mod tests {
             "href": "/join", "nth_child": 2, "nth_of_type": 1,
             "attributes": {"attr__class": "btn primary", "attr__data-attr": "cta", "attr__id": "other", "nth_child": 9}
         }, {
-            "tag_name": "div", "text": null, "attributes": null
+            "tag_name": "div", "text": null, "href": null, "attr_class": null, "attr_id": null, "attributes": null
         }]);
         to_posthog_js_shape(&mut elements);
         assert_eq!(
             elements,
             json!([{
-                "$el_text": "Sign up", "tag_name": "button", "attr__class": ["btn", "primary"], "attr__id": "signup",
-                "attr__href": "/join", "nth_child": 2, "nth_of_type": 1, "attr__data-attr": "cta"
+                "$el_text": "Sign up", "tag_name": "button", "attr__class": "btn primary", "classes": ["btn", "primary"],
+                "attr__id": "signup", "attr__href": "/join", "nth_child": 2, "nth_of_type": 1, "attr__data-attr": "cta"
             }, {
                 "tag_name": "div", "$el_text": null
             }])
@@ -72,9 +83,9 @@ mod tests {
 
     #[test]
     fn an_existing_posthog_js_key_is_not_overwritten_by_a_rename() {
-        let mut elements = json!([{"text": "old", "$el_text": "kept"}]);
+        let mut elements = json!([{"text": "old", "$el_text": "kept", "attr_class": ["a"], "classes": ["b"]}]);
         to_posthog_js_shape(&mut elements);
-        assert_eq!(elements, json!([{"$el_text": "kept"}]));
+        assert_eq!(elements, json!([{"$el_text": "kept", "attr__class": "a", "classes": ["b"]}]));
     }
 
     #[test]

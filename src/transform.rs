@@ -23,13 +23,19 @@ pub const MAX_EVENT_BYTES: usize = 900 * 1024;
 
 /// Properties that would make capture see a second token (the source project's,
 /// which posthog-js puts in every event), or that only mark the source's export.
-const DROPPED_PROPERTIES: [&str; 5] = [
+const DROPPED_PROPERTIES: [&str; 6] = [
     "token",
     "$token",
     "$$is_historical_export_event",
     "$$historical_export_timestamp",
     "$$historical_export_source_db",
+    POSTGRES_EVENT_ID,
 ];
+
+/// The row id of an event the export of PostHog >= 1.30 read from Postgres: that
+/// export gives such an event a new uuid on every run, so the uuid sent is derived
+/// from this id instead, the same on every run.
+const POSTGRES_EVENT_ID: &str = "$$postgres_event_id";
 
 const HISTORICAL_MARKER: &str = "$$is_historical_export_event";
 
@@ -183,7 +189,10 @@ pub fn transform_raw(event: &SourceEvent<'_>, now: DateTime<Utc>) -> Result<Prep
     let Some(source) = &event.fields else {
         return Err(Rejected { reason: Rejection::NotAnObject, event_name: None, uuid: None });
     };
-    let source_uuid = event_id::from_source(source.get("uuid").map(raw::value).as_ref());
+    let source_uuid = match postgres_row_id(event) {
+        Some(row) => Some(event_id::derive(&Value::Array(vec![Value::String(POSTGRES_EVENT_ID.into()), row]))),
+        None => event_id::from_source(source.get("uuid").map(raw::value).as_ref()),
+    };
     let event_name = event.name.clone();
     let reject = |reason| Rejected { reason, event_name: event_name.clone(), uuid: source_uuid.clone() };
     let Some(name_raw) = source.get("event").filter(|_| event_name.is_some()) else {
@@ -260,6 +269,17 @@ pub fn transform_raw(event: &SourceEvent<'_>, now: DateTime<Utc>) -> Result<Prep
         return Err(Rejected { reason: Rejection::TooLarge { bytes: json.len() }, event_name, uuid: Some(uuid) });
     }
     Ok(Prepared { uuid, json, at: when, used_current_time, derived_uuid })
+}
+
+/// The Postgres row id of an event exported from Postgres by PostHog >= 1.30.
+fn postgres_row_id(event: &SourceEvent<'_>) -> Option<Value> {
+    let properties = event.properties()?;
+    let from_postgres = properties
+        .get("$$historical_export_source_db")
+        .and_then(|db| raw::value_str(db.get()))
+        .is_some_and(|db| db == "postgres");
+    let id = properties.get(POSTGRES_EVENT_ID).map(raw::value)?;
+    (from_postgres && !id.is_null()).then_some(id)
 }
 
 /// Autocapture elements in posthog-js shape, as JSON.

@@ -121,7 +121,7 @@ fn autocapture_elements_are_rewritten() {
         "tag_name": "a", "attributes": {"attr__href": "/ignored", "attr__data-x": "1"}}]);
     assert_eq!(
         out(event)["properties"]["$elements"],
-        json!([{"$el_text": "Buy", "attr__class": ["b"], "attr__id": "x", "attr__href": "/buy", "tag_name": "a", "attr__data-x": "1"}])
+        json!([{"$el_text": "Buy", "attr__class": "b", "classes": ["b"], "attr__id": "x", "attr__href": "/buy", "tag_name": "a", "attr__data-x": "1"}])
     );
 }
 
@@ -464,4 +464,28 @@ fn property_names_with_escapes_and_raw_values_pass_through_exactly() {
     assert_eq!(p["dup"], 2);
     // Values are copied as written, not re-printed.
     assert!(prepared.json.contains(r#""big":12345678901234567890"#) && prepared.json.contains(r#""exp":1e300"#));
+}
+
+#[test]
+fn events_exported_from_postgres_keep_one_uuid_across_exports() {
+    // PostHog >= 1.30 gives a Postgres event a new uuid on every export; its row id stays.
+    let exported = |fresh_uuid: &str, row: u64| {
+        let mut e = pageview();
+        e["uuid"] = json!(fresh_uuid);
+        e["properties"]["$$historical_export_source_db"] = json!("postgres");
+        e["properties"]["$$postgres_event_id"] = json!(row);
+        e["properties"]["$$is_historical_export_event"] = json!(true);
+        out(e)
+    };
+    let first = exported("0180bd2b-0a4a-7b66-a79d-4bbe5ec8d4c8", 42);
+    let second = exported("11111111-2222-4333-8444-555555555555", 42);
+    assert_eq!(first["uuid"], second["uuid"]);
+    assert_ne!(first["uuid"], json!(UUID));
+    assert_ne!(exported(UUID, 43)["uuid"], first["uuid"]);
+    assert!(first["properties"].as_object().unwrap().keys().all(|k| !k.starts_with("$$")), "{first}");
+    // From ClickHouse the event's own uuid is stable and kept.
+    let mut clickhouse = pageview();
+    clickhouse["properties"]["$$historical_export_source_db"] = json!("clickhouse");
+    clickhouse["properties"]["$$postgres_event_id"] = json!(42);
+    assert_eq!(out(clickhouse)["uuid"], json!(UUID));
 }
