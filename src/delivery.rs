@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::batch::{Batch, BatchLimits, Batcher};
+use crate::batch::{Batch, BatchLimits, Batcher, Body};
 use crate::transform::{Rejected, Rejection};
 
 /// Attempts at a request before it is parked (kept in storage until a user resends it).
@@ -145,31 +145,81 @@ pub fn decide(
     limits: BatchLimits,
     gzip: bool,
 ) -> Result<Decision, UnreadableRequest> {
+    let json = body_json(sent)?;
+    let envelope = envelope(&json)?;
     let answer = classify(status);
-    let split_or_reject = |too_large: bool| -> Result<Decision, UnreadableRequest> {
-        let json = body_json(sent)?;
-        let envelope: Envelope<'_> =
-            serde_json::from_str(&json).map_err(|e| UnreadableRequest(format!("not a batch ({e})")))?;
+    if answer == Answer::Delivered {
+        return Ok(Decision::Delivered { count: envelope.batch.len() });
+    }
+    let reply = Reply { answer, status, retry_after, text: response };
+    Ok(decide_read(&envelope, sent.attempt, reply, limits, gzip))
+}
+
+/// What came back for a request: the answer as classified (a dispatch may classify a
+/// connection cut while uploading as too large), its status, `Retry-After` and text.
+#[derive(Debug, Clone, Copy)]
+pub struct Reply<'a> {
+    pub answer: Answer,
+    pub status: u16,
+    pub retry_after: Option<u64>,
+    pub text: &'a str,
+}
+
+/// `decide` for a batch as the core made it.
+pub fn decide_batch(
+    batch: &Batch,
+    attempt: u32,
+    reply: Reply<'_>,
+    limits: BatchLimits,
+    gzip: bool,
+) -> Result<Decision, UnreadableRequest> {
+    if reply.answer == Answer::Delivered {
+        return Ok(Decision::Delivered { count: batch.uuids.len() });
+    }
+    let json = batch_json(batch)?;
+    Ok(decide_read(&envelope(&json)?, attempt, reply, limits, gzip))
+}
+
+/// The JSON text of a batch's body.
+pub fn batch_json(batch: &Batch) -> Result<String, UnreadableRequest> {
+    match &batch.body {
+        Body::Json(text) => Ok(text.clone()),
+        Body::Gzip(bytes) => {
+            let json = crate::gzip::decompress(bytes).map_err(|e| UnreadableRequest(e.to_string()))?;
+            String::from_utf8(json).map_err(|_| UnreadableRequest("not UTF-8".into()))
+        }
+    }
+}
+
+fn envelope(json: &str) -> Result<Envelope<'_>, UnreadableRequest> {
+    serde_json::from_str(json).map_err(|e| UnreadableRequest(format!("not a batch ({e})")))
+}
+
+fn decide_read(envelope: &Envelope<'_>, attempt: u32, reply: Reply<'_>, limits: BatchLimits, gzip: bool) -> Decision {
+    let Reply { answer, status, retry_after, text: response } = reply;
+    let attempt = attempt.max(1);
+    let split_or_reject = |too_large: bool| -> Decision {
         if envelope.batch.len() > 1 {
-            return Ok(Decision::Split(halves(&envelope, limits, gzip)));
+            return Decision::Split(halves(envelope, limits, gzip));
         }
         let identity = envelope.batch.first().and_then(|raw| serde_json::from_str::<Identity>(raw.get()).ok());
-        let said = response.trim().chars().take(200).collect::<String>();
+        let said = said(response);
+        let what = if status == 0 { "no answer".to_string() } else { format!("HTTP {status}") };
         let reason = if too_large {
-            Rejection::Refused(format!("the destination finds it too large (HTTP {status}) {said}").trim().to_string())
+            Rejection::Refused(format!("the destination finds it too large ({what}) {said}").trim().to_string())
         } else {
-            Rejection::Refused(format!("the destination refused it (HTTP {status}) {said}").trim().to_string())
+            Rejection::Refused(format!("the destination refused it ({what}) {said}").trim().to_string())
         };
-        Ok(Decision::Rejected(Rejected {
+        Decision::Rejected(Rejected {
             reason,
             event_name: identity.as_ref().and_then(|i| i.event.clone()),
             uuid: identity.and_then(|i| i.uuid),
-        }))
+        })
     };
-    Ok(match answer {
-        Answer::Delivered => Decision::Delivered { count: count_events(sent)? },
-        Answer::Invalid => split_or_reject(false)?,
-        Answer::TooLarge => split_or_reject(true)?,
+    match answer {
+        Answer::Delivered => Decision::Delivered { count: envelope.batch.len() },
+        Answer::Invalid => split_or_reject(false),
+        Answer::TooLarge => split_or_reject(true),
         Answer::Unauthorized => Decision::Stop {
             message: format!(
                 "The destination refused the project API key (HTTP {status}). Check the settings \
@@ -182,18 +232,18 @@ pub fn decide(
                  setting \"Destination host\"; saving it resends what waits."
             ),
         },
-        Answer::Retry if sent.attempt >= MAX_ATTEMPTS => Decision::Park,
+        Answer::Retry if attempt >= MAX_ATTEMPTS => Decision::Park,
         Answer::Retry => {
-            Decision::Retry { delay_seconds: backoff_seconds(sent.attempt - 1, retry_after), attempt: sent.attempt + 1 }
+            Decision::Retry { delay_seconds: backoff_seconds(attempt - 1, retry_after), attempt: attempt + 1 }
         }
-    })
+    }
 }
 
-fn count_events(sent: Sent<'_>) -> Result<usize, UnreadableRequest> {
-    let json = body_json(sent)?;
-    let envelope: Envelope<'_> =
-        serde_json::from_str(&json).map_err(|e| UnreadableRequest(format!("not a batch ({e})")))?;
-    Ok(envelope.batch.len())
+/// What the destination said, short enough for a log line: its first 200 characters,
+/// on one line.
+pub fn said(response: &str) -> String {
+    let one_line: String = response.trim().chars().take(200).map(|c| if c.is_control() { ' ' } else { c }).collect();
+    one_line.trim().to_string()
 }
 
 /// The two halves of a refused request, each re-batched within the limits.

@@ -5,12 +5,15 @@
 
 pub mod batch;
 pub mod delivery;
+pub mod dispatch;
 pub mod elements;
 pub mod event_id;
 pub mod export;
 pub mod gzip;
 pub mod host;
 pub mod migrator;
+pub mod pace;
+pub mod parcels;
 pub mod raw;
 pub mod settings;
 pub mod timestamp;
