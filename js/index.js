@@ -1,6 +1,6 @@
 // The plugin's hooks. This file only routes the host's hooks into the Rust core and
 // does the I/O (fetch, storage, jobs, log): every decision about settings, events,
-// batches, answers, retries and the export window is the core's.
+// requests, answers, retries, pacing and the export is the core's.
 import { Migrator, initSync } from 'core-glue';
 import WASM_BASE64 from 'core-wasm-base64';
 import { base64ToBytes } from './base64.js';
@@ -11,26 +11,34 @@ const CUTOVER = 'migrator_cutover';
 const EXPORT = 'migrator_export';
 const BLOCKED = 'migrator_blocked';
 const LAST_PAGE = 'migrator_last_page_at';
-const PACE_START = 'migrator_pace_start';
+const PACE = 'migrator_pace';
 const REJECTED_SAMPLE = 'migrator_rejected_sample';
 const PARCEL = (id) => `migrator_parcel_${id}`;
+const PARCEL_FLOOR = 'migrator_parcel_floor';
+const PARCEL_LOOK_FROM = 'migrator_parcel_look_from';
+const PARKED = 'migrator_parked';
 // Counters, atomic where the host offers `utils.cursor`.
 const DELIVERED = 'migrator_delivered';
 const REJECTED = 'migrator_rejected';
 const RETRIED = 'migrator_retried';
-const PARKED = 'migrator_parked';
-const OPEN_PARCELS = 'migrator_open_parcels';
-const PAGES_IN_FLIGHT = 'migrator_pages_in_flight';
-const PACED_EVENTS = 'migrator_paced_events';
 const PARCEL_SEQ = 'migrator_parcel_seq';
-// The host's own keys for its historical export (plugin server 1.10.x and 1.30.x).
-const HOST_EXPORT_RUNNING = 'is_export_running';
-const HOST_CURSOR = 'timestamp_cursor';
-const HOST_LAST = 'max_timestamp';
+// The host's own keys for its historical exports (V1, then V2).
+const HOST_V1_RUNNING = 'is_export_running';
+const HOST_V1_CURSOR = 'timestamp_cursor';
+const HOST_V1_MIN = 'min_timestamp';
+const HOST_V2_PARAMETERS = 'EXPORT_PARAMETERS';
+const HOST_V2_COORDINATION = 'EXPORT_COORDINATION';
 
 const RESEND_JOB = 'Resend events';
 const RESEND_PARKED_JOB = 'Resend parked events';
 const REJECTED_SAMPLE_SIZE = 100;
+// Parcel windows looked at in one call when every kept request must go again.
+const RELEASE_WINDOWS = 20;
+// Of an answer's text, only the start is ever shown.
+const ANSWER_TEXT_CHARS = 65536;
+
+const encoder = new TextEncoder();
+const jsonBytes = (value) => encoder.encode(JSON.stringify(value));
 
 let coreLoaded = false;
 function loadCore() {
@@ -42,10 +50,37 @@ function loadCore() {
   coreLoaded = true;
 }
 
-function core(meta) {
-  const migrator = meta.global.migrator;
-  if (!migrator) throw new Error('Migrator 3000 is not set up: fix its settings and save them again.');
+async function createMigrator(meta) {
+  loadCore();
+  const stored = await meta.storage.get(CUTOVER, null);
+  // Throws an Error naming each bad setting; the host shows it and disables the app.
+  const migrator = new Migrator(meta.config, Date.now(), stored ? Date.parse(stored) : undefined);
+  if (!stored) await meta.storage.set(CUTOVER, migrator.settings.cutover);
+  meta.global.migrator = migrator;
   return migrator;
+}
+
+// The core of this thread; made again after a fault of the module (see `guarded`).
+async function ready(meta) {
+  return meta.global.migrator || createMigrator(meta);
+}
+
+// A trap inside the module leaves its memory in an unknown state: the next call loads
+// it afresh. Live events waiting in the old one are lost with it (see README).
+async function guarded(meta, work) {
+  try {
+    return await work(await ready(meta));
+  } catch (error) {
+    if (error instanceof WebAssembly.RuntimeError) {
+      coreLoaded = false;
+      meta.global.migrator = null;
+    }
+    throw error;
+  }
+}
+
+function retryError(message) {
+  return typeof RetryError === 'function' ? new RetryError(message) : new Error(message);
 }
 
 async function add(meta, key, by) {
@@ -79,9 +114,10 @@ async function post(request) {
       body: bodyOf(request),
     });
     const text = await response.text();
-    return { status: response.status, retryAfter: response.headers.get('retry-after') || undefined, text };
+    return { status: response.status, retryAfter: response.headers.get('retry-after') || undefined, text: text.slice(0, ANSWER_TEXT_CHARS) };
   } catch (error) {
-    return { status: 0, text: `no answer (${error && error.message})` };
+    const message = String((error && error.message) || error);
+    return { status: 0, text: message.slice(0, ANSWER_TEXT_CHARS), error: (error && (error.code || error.errno)) || undefined };
   }
 }
 
@@ -100,92 +136,85 @@ async function recordRejected(meta, rejected, path) {
   }
 }
 
-// A request that could not be delivered now is kept in storage, never dropped:
-// `waiting` (a job resends it later), `parked` (tried too often) or `held` (the
-// settings must be fixed first).
-async function keep(meta, request, historical, { state, attempt = 1, delaySeconds = 0, reason }) {
-  const id = await add(meta, PARCEL_SEQ, 1);
-  await meta.storage.set(PARCEL(id), { request, historical, attempt, state, reason });
-  await add(meta, state === 'parked' ? PARKED : OPEN_PARCELS, 1);
-  if (state === 'waiting' && meta.jobs) await meta.jobs[RESEND_JOB]({ id }).runIn(Math.max(1, delaySeconds), 'seconds');
-  return id;
+// Sends what a dispatch gives, hands back every answer, and carries out its summary:
+// requests not delivered are kept in storage, never dropped.
+async function run(meta, migrator, dispatch, path) {
+  for (let request = dispatch.nextRequest(); request; request = dispatch.nextRequest()) {
+    const reply = await post(request);
+    dispatch.answer(reply.status, reply.retryAfter, reply.text, reply.error, Date.now());
+  }
+  const summary = dispatch.finish(Date.now());
+  if (summary.delivered) {
+    await add(meta, DELIVERED, summary.delivered);
+    metric(meta, 'events_delivered', summary.delivered);
+  }
+  await recordRejected(meta, summary.rejected, path);
+  for (const { parcel, delaySeconds } of summary.keep) {
+    const id = await add(meta, PARCEL_SEQ, 1);
+    await meta.storage.set(PARCEL(id), parcel);
+    if (delaySeconds !== null && meta.jobs) await meta.jobs[RESEND_JOB]({ id }).runIn(delaySeconds, 'seconds');
+  }
+  if (summary.retries) {
+    await add(meta, RETRIED, summary.retries);
+    metric(meta, 'events_retried', summary.retries);
+  }
+  metric(meta, 'events_parked', summary.parked);
+  if (summary.stop) {
+    migrator.hold(summary.stop);
+    await meta.storage.set(BLOCKED, { message: summary.stop, since: Date.now() });
+  }
+  for (const line of summary.warn) console.warn(line);
+  for (const line of summary.error) console.error(line);
+  return summary;
 }
 
-// What the core decided for a request that was not delivered.
-async function settle(meta, request, historical, attempt, decision, answer) {
-  const path = historical ? 'historical' : 'live';
-  const n = request.uuids.length;
-  const status = answer.status ? `HTTP ${answer.status}` : answer.text;
-  if (decision.action === 'rejected') {
-    await recordRejected(meta, [decision.rejected], path);
-  } else if (decision.action === 'retry') {
-    await keep(meta, request, historical, { state: 'waiting', attempt: decision.attempt, delaySeconds: decision.delaySeconds });
-    await add(meta, RETRIED, 1);
-    metric(meta, 'events_retried', n);
-    console.warn(`${n} ${path} events not delivered yet (${status}): sending them again in ${decision.delaySeconds} s (attempt ${decision.attempt}).`);
-  } else if (decision.action === 'park') {
-    await keep(meta, request, historical, { state: 'parked', reason: status });
-    metric(meta, 'events_parked', n);
-    console.error(
-      `${n} ${path} events are parked after ${attempt} attempts (last answer: ${status}). They are kept;` +
-        ` run the job "${RESEND_PARKED_JOB}" to send them again.`,
-    );
-  } else {
-    // 'stop': nothing gets through until a setting is fixed.
-    await keep(meta, request, historical, { state: 'held', reason: decision.message });
-    await meta.storage.set(BLOCKED, { message: decision.message, since: Date.now() });
-    console.error(`${decision.message} (${n} ${path} events are kept until then.)`);
-  }
+async function sendLive(meta, migrator, page) {
+  await recordRejected(meta, page.info.rejected, 'live');
+  await run(meta, migrator, page.dispatch(), 'live');
 }
 
-// Sends requests and follows the core's decision for each answer. `attempt` is that
-// of the first request (a resend's); halves of a refused request start afresh.
-async function deliver(meta, requests, historical, attempt = 1) {
-  const migrator = core(meta);
-  const queue = requests.map((request) => ({ request, attempt }));
-  let delivered = 0;
-  while (queue.length > 0) {
-    const next = queue.shift();
-    const answer = await post(next.request);
-    const decision = migrator.answer(next.request, answer.status, answer.retryAfter, answer.text, next.attempt, Date.now());
-    if (decision.action === 'delivered') delivered += decision.count;
-    else if (decision.action === 'split') queue.unshift(...decision.requests.map((half) => ({ request: half, attempt: 1 })));
-    else await settle(meta, next.request, historical, next.attempt, decision, answer);
-  }
-  if (delivered) {
-    await add(meta, DELIVERED, delivered);
-    metric(meta, 'events_delivered', delivered);
-  }
+// Live events wait in this thread's memory; every call on the thread sends those that
+// waited long enough, so none waits for the minute task to land here.
+async function flushDue(meta, migrator) {
+  await sendLive(meta, migrator, migrator.flushLiveIfDue(Date.now()));
 }
 
-// Requests held or parked go back to waiting, to be sent at once.
-async function releaseParcels(meta, states) {
+// Reads the kept requests the core asks for and carries out what it says of them.
+async function lookAtParcels(meta, migrator, why) {
+  const { storage } = meta;
+  const floor = Number(await storage.get(PARCEL_FLOOR, 1));
+  const from = await storage.get(PARCEL_LOOK_FROM, null);
   const last = await counted(meta, PARCEL_SEQ);
-  let released = 0;
-  for (let id = 1; id <= last; id++) {
-    const parcel = await meta.storage.get(PARCEL(id), null);
-    if (!parcel || !states.includes(parcel.state)) continue;
-    if (parcel.state === 'parked') {
-      await add(meta, PARKED, -1);
-      await add(meta, OPEN_PARCELS, 1);
-    }
-    await meta.storage.set(PARCEL(id), { ...parcel, state: 'waiting', attempt: 1 });
-    await meta.jobs[RESEND_JOB]({ id }).runNow();
-    released += parcel.request.uuids.length;
+  const [first, end] = migrator.parcelsToLookAt(floor, from === null ? undefined : Number(from), last);
+  const read = [];
+  for (let id = first; id <= end; id++) read.push([id, await storage.get(PARCEL(id), null)]);
+  const looked = migrator.lookAtParcels(floor, first, last, JSON.stringify(read), why, Date.now());
+  if (looked.floor !== floor) await storage.set(PARCEL_FLOOR, looked.floor);
+  if (looked.nextFrom === null) await storage.del(PARCEL_LOOK_FROM);
+  else await storage.set(PARCEL_LOOK_FROM, looked.nextFrom);
+  for (const [id, parcel] of looked.send) {
+    await storage.set(PARCEL(id), parcel);
+    if (meta.jobs) await meta.jobs[RESEND_JOB]({ id }).runNow();
   }
-  return released;
+  for (const id of looked.unreadable) console.error(`The kept request ${PARCEL(id)} cannot be read; it is left in storage for you to look at.`);
+  return looked;
+}
+
+// Every kept request the core releases for `why`, window after window.
+async function release(meta, migrator, why) {
+  let events = 0;
+  for (let window = 0; window < RELEASE_WINDOWS; window++) {
+    const looked = await lookAtParcels(meta, migrator, why);
+    events += looked.events;
+    if (looked.nextFrom === null) break;
+  }
+  return events;
 }
 
 export async function setupPlugin(meta) {
-  loadCore();
-  const { config, global, storage } = meta;
-  const stored = await storage.get(CUTOVER, null);
-  // Throws an Error naming each bad setting; the host shows it and disables the app.
-  const migrator = new Migrator(config, Date.now(), stored ? Date.parse(stored) : undefined);
+  const migrator = await createMigrator(meta);
   const settings = migrator.settings;
-  if (!stored) await storage.set(CUTOVER, settings.cutover);
-  global.migrator = migrator;
-  global.debug = settings.debug;
+  meta.global.debug = settings.debug;
   console.log(
     `Migrating to ${settings.destination}: events before ${settings.cutover} through the historical export` +
       ` (from ${settings.startDate || 'the first event'}), events after it as they arrive.` +
@@ -195,125 +224,142 @@ export async function setupPlugin(meta) {
     console.warn('This PostHog runs no jobs for apps, so it cannot replay the history here: only new events are forwarded.');
   }
   // Saved settings after a 401/403/404: what was held goes out again.
-  const blocked = await storage.get(BLOCKED, null);
+  const blocked = await meta.storage.get(BLOCKED, null);
   if (blocked && meta.jobs) {
-    await storage.del(BLOCKED);
-    const released = await releaseParcels(meta, ['held']);
+    await meta.storage.del(BLOCKED);
+    const released = await release(meta, migrator, 'settings-saved');
     console.log(`Settings saved: sending the ${released} events kept since "${blocked.message}"`);
   }
 }
 
 export async function teardownPlugin(meta) {
   const migrator = meta.global.migrator;
-  if (!migrator) return;
-  const last = migrator.flushLive();
-  if (last) await deliver(meta, [last], false);
+  if (migrator) await sendLive(meta, migrator, migrator.flushLive());
 }
 
 // Live events arrive here on every PostHog generation (newer ones call nothing else),
 // so this is the live path. The host may also pass live events to exportEvents
 // through its export buffer; the core skips them there, so each is sent once.
 export async function onEvent(event, meta) {
-  const outcome = core(meta).addLive(JSON.stringify([event]), Date.now());
-  await recordRejected(meta, outcome.rejected, 'live');
-  await deliver(meta, outcome.requests, false);
+  await guarded(meta, (migrator) => sendLive(meta, migrator, migrator.addLive(jsonBytes([event]), Date.now())));
 }
 
-// Historical events: one page of the host's export.
+// Historical events: one page of the host's export. Whatever goes wrong, the page is
+// handed back with RetryError, for the host to offer again: a page is never lost here.
 export async function exportEvents(events, meta) {
-  const migrator = core(meta);
-  const state = await meta.storage.get(EXPORT, null);
-  const outcome = migrator.exportHistorical(JSON.stringify(events), Date.now(), state === null ? undefined : state);
-  const historical = outcome.requests.length + outcome.rejected.length + outcome.afterCutover + outcome.outsideWindow;
-  if (historical === 0) return; // only live events, from the host's buffer
-  // Counted while handled: a crash mid-page leaves the count up, and the export
-  // stalls and starts the chunk again rather than skip the page.
-  await add(meta, PAGES_IN_FLIGHT, 1);
-  await meta.storage.set(LAST_PAGE, Date.now());
   try {
-    await recordRejected(meta, outcome.rejected, 'historical');
-    for (const request of outcome.requests) {
-      const wait = await paceDelay(meta, migrator, request.uuids.length);
-      if (wait) await keep(meta, request, true, { state: 'waiting', delaySeconds: wait });
-      else await deliver(meta, [request], true);
-    }
-  } finally {
-    await add(meta, PAGES_IN_FLIGHT, -1);
+    await guarded(meta, (migrator) => exportPage(meta, migrator, events));
+  } catch (error) {
+    if (typeof RetryError === 'function' && error instanceof RetryError) throw error;
+    console.error(`This page of history could not be handled and goes back to the export: ${(error && error.message) || error}`);
+    throw retryError(`Migrator 3000: ${(error && error.message) || error}`);
   }
+}
+
+async function exportPage(meta, migrator, events) {
+  const { storage } = meta;
+  await flushDue(meta, migrator);
+  const state = await storage.get(EXPORT, null);
+  const blocked = await storage.get(BLOCKED, null);
+  const held = blocked ? blocked.message : undefined;
+  const page = migrator.exportHistorical(jsonBytes(events), Date.now(), state === null ? undefined : state, held);
+  const info = page.info;
+  if (info.flushLive) await sendLive(meta, migrator, migrator.flushLive());
+  if (info.pageKey === null) {
+    await run(meta, migrator, page.dispatch(held), 'historical'); // nothing of the history: an empty dispatch
+    return;
+  }
+  // Counted in flight until handled to the end (a page offered again is the same
+  // page): a page lost in a crash keeps the count up, and the export starts again
+  // from before it rather than skip it.
+  if ((await storage.get(info.pageKey, null)) === null) {
+    await storage.set(info.pageKey, Date.now());
+    await add(meta, info.pagesKey, 1);
+  }
+  await storage.set(LAST_PAGE, Date.now());
+  const pace = migrator.pace(await storage.get(PACE, null), info.events, Date.now());
+  if (pace) {
+    await storage.set(PACE, pace.bucket);
+    if (!pace.allowed) {
+      page.free();
+      throw retryError(`Keeping to the events per minute set: this page goes again in about ${pace.waitSeconds} s.`);
+    }
+  }
+  await run(meta, migrator, page.dispatch(held), 'historical');
+  await recordRejected(meta, info.rejected, 'historical');
+  await storage.del(info.pageKey);
+  await add(meta, info.pagesKey, -1);
   if (meta.global.debug) {
     console.log(
-      `Export page: ${events.length} events, ${outcome.requests.length} requests, ${outcome.rejected.length} skipped,` +
-        ` ${outcome.otherPath + outcome.afterCutover} left to the live path, ${outcome.outsideWindow} to another day,` +
-        ` ${outcome.ignored} ignored.`,
+      `Export page: ${events.length} events, ${info.requests} requests, ${info.rejected.length} skipped,` +
+        ` ${info.otherPath + info.afterCutover} left to the live path, ${info.outsideWindow} outside the export,` +
+        ` ${info.ignored} ignored.`,
     );
   }
-}
-
-async function paceDelay(meta, migrator, count) {
-  if (!migrator.settings.eventsPerMinute) return undefined;
-  let start = await meta.storage.get(PACE_START, null);
-  if (start === null) {
-    start = Date.now();
-    await meta.storage.set(PACE_START, start);
-  }
-  const sent = await add(meta, PACED_EVENTS, count);
-  return migrator.paceDelay(sent, (Date.now() - start) / 1000);
 }
 
 async function applyExportStep(meta, step) {
   const { storage } = meta;
   await storage.set(EXPORT, step.state);
-  if (step.resetHost) {
-    // The host refuses to start an export while its flag says one is running, and a
-    // page lost in a crash would hold our count up for ever.
-    await storage.del(HOST_EXPORT_RUNNING);
-    await storage.set(PAGES_IN_FLIGHT, 0);
-  }
+  for (const key of step.resetKeys) await storage.del(key);
   if (step.start) await meta.jobs[step.start.job](step.start.payload).runNow();
   for (const line of step.log) console.log(line);
   for (const line of step.warn) console.warn(line);
 }
 
 export async function runEveryMinute(meta) {
-  const migrator = core(meta);
-  const due = migrator.flushLiveIfDue(Date.now());
-  if (due) await deliver(meta, [due], false);
-  if (!meta.jobs) return;
-  const { storage } = meta;
-  // A settings problem stops the history where it is; saving the settings resumes it.
-  if (await storage.get(BLOCKED, null)) return;
-  const number = (value) => (value === null || value === undefined ? undefined : Number(value));
-  const seen = {
-    hostRunning: Boolean(await storage.get(HOST_EXPORT_RUNNING, false)),
-    hostCursor: number(await storage.get(HOST_CURSOR, null)),
-    hostLast: number(await storage.get(HOST_LAST, null)),
-    openParcels: await counted(meta, OPEN_PARCELS),
-    pagesInFlight: await counted(meta, PAGES_IN_FLIGHT),
-    lastPageAt: number(await storage.get(LAST_PAGE, null)),
-    delivered: await counted(meta, DELIVERED),
-    rejected: await counted(meta, REJECTED),
-    retried: await counted(meta, RETRIED),
-    parked: await counted(meta, PARKED),
-  };
-  await applyExportStep(meta, migrator.exportTick(await storage.get(EXPORT, null), seen, Date.now()));
+  await guarded(meta, async (migrator) => {
+    await flushDue(meta, migrator);
+    if (!meta.jobs) return;
+    const { storage } = meta;
+    const looked = await lookAtParcels(meta, migrator, 'minute');
+    await storage.set(PARKED, looked.parked);
+    // A settings problem stops the history where it is; saving the settings resumes it.
+    if (await storage.get(BLOCKED, null)) return;
+    const number = (value) => (value === null || value === undefined ? undefined : Number(value));
+    const state = await storage.get(EXPORT, null);
+    const coordination = (await storage.get(HOST_V2_COORDINATION, null)) || {};
+    const seen = {
+      hostRunning: Boolean(await storage.get(HOST_V1_RUNNING, false)),
+      hostCursor: number(await storage.get(HOST_V1_CURSOR, null)),
+      hostMin: number(await storage.get(HOST_V1_MIN, null)),
+      v2Running: (await storage.get(HOST_V2_PARAMETERS, null)) !== null,
+      v2Done: Array.isArray(coordination.done) ? coordination.done.map(String) : [],
+      openParcels: looked.open,
+      pagesInFlight: await counted(meta, migrator.pagesInFlightKey(state === null ? undefined : state)),
+      lastPageAt: number(await storage.get(LAST_PAGE, null)),
+      delivered: await counted(meta, DELIVERED),
+      rejected: await counted(meta, REJECTED),
+      retried: await counted(meta, RETRIED),
+      parked: looked.parked,
+    };
+    await applyExportStep(meta, migrator.exportTick(state === null ? undefined : state, seen, Date.now()));
+  });
 }
 
 export const jobs = {
   // A kept request, sent again; whatever fails of it is kept anew before it goes.
   [RESEND_JOB]: async ({ id }, meta) => {
-    const parcel = await meta.storage.get(PARCEL(id), null);
-    if (!parcel || parcel.state !== 'waiting') return;
-    await deliver(meta, [parcel.request], parcel.historical, parcel.attempt);
-    await meta.storage.del(PARCEL(id));
-    await add(meta, OPEN_PARCELS, -1);
+    await guarded(meta, async (migrator) => {
+      await flushDue(meta, migrator);
+      const parcel = await meta.storage.get(PARCEL(id), null);
+      const dispatch = parcel && migrator.resend(parcel);
+      if (!dispatch) return;
+      await run(meta, migrator, dispatch, parcel.historical ? 'historical' : 'live');
+      await meta.storage.del(PARCEL(id));
+    });
   },
   [RESEND_PARKED_JOB]: async (_payload, meta) => {
-    const released = await releaseParcels(meta, ['parked', 'held']);
-    console.log(`Sending again ${released} parked events.`);
+    await guarded(meta, async (migrator) => {
+      const released = await release(meta, migrator, 'resend-parked');
+      console.log(`Sending again ${released} parked events.`);
+    });
   },
   '[ADVANCED] Force restart': async (_payload, meta) => {
-    const migrator = core(meta);
-    await applyExportStep(meta, migrator.exportRestart(await meta.storage.get(EXPORT, null), Date.now()));
+    await guarded(meta, async (migrator) => {
+      const state = await meta.storage.get(EXPORT, null);
+      await applyExportStep(meta, migrator.exportRestart(state === null ? undefined : state, Date.now()));
+    });
   },
 };
 

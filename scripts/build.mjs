@@ -23,31 +23,6 @@ run('wasm-bindgen', [
   '--target', 'web', '--no-typescript', '--out-dir', out, '--out-name', 'core',
   join(root, 'target', 'wasm32-unknown-unknown', 'release', 'migrator3000.wasm'),
 ]);
-// TRICKY: wasm-bindgen copies strings into the module with its own loop, one
-// character at a time; the host puts a clock check into every loop of the plugin,
-// which made that loop the app's hottest code. Ours hands the whole string to
-// TextEncoder: `encodeInto` straight into the module's memory where the host has it,
-// the sandbox's fallback (js/text-codec.js) where it does not.
-const gluePath = join(out, 'core.js');
-const glue = readFileSync(gluePath, 'utf8');
-const passString = /function passStringToWasm0\(arg, malloc, realloc\) \{[\s\S]*?\n\}\n/;
-if (!passString.test(glue)) throw new Error('the wasm-bindgen glue has no passStringToWasm0 to replace');
-writeFileSync(
-  gluePath,
-  glue.replace(
-    passString,
-    `function passStringToWasm0(arg, malloc, realloc) {
-    const most = arg.length * 3;
-    let ptr = malloc(most, 1) >>> 0;
-    const { written } = cachedTextEncoder.encodeInto(arg, getUint8ArrayMemory0().subarray(ptr, ptr + most));
-    ptr = realloc(ptr, most, written, 1) >>> 0;
-    WASM_VECTOR_LEN = written;
-    return ptr;
-}
-`,
-  ),
-);
-
 // Explicit features: `--all-features` can emit some Node 20 refuses. These are the
 // ones rustc enables by default for wasm32-unknown-unknown.
 const wasmOpt = (level, input, output) =>

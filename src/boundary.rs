@@ -1,21 +1,23 @@
 //! The one module that touches JavaScript: host values become core types here, once,
 //! and core errors become JS `Error`s here, once, each with a machine-readable `kind`
 //! (`bad_setting`, `bad_event`, `bad_input`) so the shim never parses messages.
+//!
+//! Events cross as UTF-8 bytes: wasm-bindgen copies a string in one loop step per
+//! character, and the host puts a clock check into every loop of the plugin.
 
 use chrono::{DateTime, Utc};
 use js_sys::{Array, Error, Reflect};
-use std::borrow::Cow;
 
-use base64::engine::general_purpose::STANDARD as BASE64;
-use base64::Engine;
 use serde::Serialize;
 use serde_json::Value;
 use wasm_bindgen::prelude::*;
 
-use crate::batch::{Batch, Body};
-use crate::delivery::{self, Decision};
-use crate::export::{Actions, ExportState, Observations};
+use crate::batch::{Batch, BatchLimits};
+use crate::dispatch::{self, KeepState, Summary};
+use crate::export::{Actions, ExportState, Observations, HOST_EXPORT_KEYS};
 use crate::migrator::{self, ExportPlan, InputError, Outcome};
+use crate::pace::{self, Bucket};
+use crate::parcels::{self, Look, Parcel, StoredRequest};
 use crate::settings::{Settings, SettingsError};
 use crate::timestamp;
 use crate::transform::{self, Rejected};
@@ -56,6 +58,10 @@ fn time(now_ms: f64) -> JsResult<DateTime<Utc>> {
         .ok_or_else(|| bad_input(&format!("the current time {now_ms} is not a time in milliseconds")))
 }
 
+fn utf8(bytes: &[u8]) -> JsResult<&str> {
+    std::str::from_utf8(bytes).map_err(|_| bad_input("the events are not UTF-8 text"))
+}
+
 fn to_js<T: Serialize>(value: &T) -> JsValue {
     // Plain objects (not Maps) and `null` for `None`; our types always serialise.
     let serializer =
@@ -63,9 +69,37 @@ fn to_js<T: Serialize>(value: &T) -> JsValue {
     value.serialize(&serializer).unwrap_or(JsValue::UNDEFINED)
 }
 
+fn from_json<T: serde::de::DeserializeOwned>(json: &str, what: &str) -> JsResult<T> {
+    serde_json::from_str(json).map_err(|e| bad_input(&format!("{what} cannot be read: {e}")))
+}
+
+/// Where and how requests go: what a dispatch needs of the settings.
+#[derive(Clone)]
+struct Route {
+    limits: BatchLimits,
+    gzip: bool,
+    json_url: String,
+    gzip_url: String,
+}
+
+impl Route {
+    fn of(settings: &Settings) -> Route {
+        Route {
+            limits: settings.limits,
+            gzip: settings.gzip,
+            json_url: settings.destination.batch_url(false),
+            gzip_url: settings.destination.batch_url(true),
+        }
+    }
+}
+
 #[wasm_bindgen]
 pub struct Migrator {
     core: migrator::Migrator,
+    route: Route,
+    /// A setting this thread found wrong: live events are kept, not sent, until the
+    /// settings are saved (which makes a new Migrator).
+    held: Option<String>,
 }
 
 #[wasm_bindgen]
@@ -82,16 +116,23 @@ impl Migrator {
         let Value::Object(config) = config else {
             return Err(js_error("bad_setting", "the settings must be an object of the form's fields", &[]));
         };
-        Ok(Migrator { core: migrator::Migrator::new(Settings::parse(&config, now)?, cutover) })
+        let settings = Settings::parse(&config, now)?;
+        let route = Route::of(&settings);
+        Ok(Migrator { core: migrator::Migrator::new(settings, cutover), route, held: None })
     }
 
-    /// The settings as understood, for the log and for the shim's scheduling.
+    /// The settings as understood, for the log.
     #[wasm_bindgen(getter)]
     pub fn settings(&self) -> JsValue {
         let s = &self.core.settings;
         to_js(&SettingsOut {
             destination: &s.destination.base_url,
             batch_url: s.destination.batch_url(s.gzip),
+            batch_size: s.limits.max_events,
+            batch_max_bytes: s.limits.max_bytes,
+            gzip: s.gzip,
+            events_to_ignore: s.events_to_ignore.iter().collect(),
+            events_per_minute: s.events_per_minute,
             start_date: s.start.map(timestamp::format),
             posthog_version: &s.version.label,
             historical_events: match s.version.shape {
@@ -99,127 +140,139 @@ impl Migrator {
                 ExportShape::Marked => "carry $$is_historical_export_event (PostHog 1.30 and newer)",
             },
             debug: s.debug,
-            batch_size: s.limits.max_events,
-            batch_max_bytes: s.limits.max_bytes,
-            gzip: s.gzip,
-            events_to_ignore: s.events_to_ignore.iter().collect(),
-            events_per_minute: s.events_per_minute,
             cutover: timestamp::format(self.core.cutover()),
         })
     }
 
-    /// The host job that replays the history, and its payload.
-    #[wasm_bindgen(js_name = exportPlan)]
-    pub fn export_plan(&self) -> JsValue {
-        plan_to_js(self.core.export_plan())
-    }
-
-    /// Takes a JSON array of events from `exportEvents` and the export state as
-    /// stored; returns the requests for the historical ones of the day being exported.
+    /// Takes the JSON array of events `exportEvents` received (UTF-8) and the export
+    /// state as stored; the page of the historical ones of the export being run.
     #[wasm_bindgen(js_name = exportHistorical)]
-    pub fn export_historical(&self, events_json: &str, now_ms: f64, state: Option<String>) -> JsResult<JsValue> {
-        // A state that cannot be read limits nothing: the cut-over still holds.
-        let window = state.and_then(|json| serde_json::from_str::<ExportState>(&json).ok()).and_then(|s| s.window());
-        let outcome = self.core.export_historical(events_json, time(now_ms)?, window)?;
-        Ok(self.outcome(&outcome))
-    }
-
-    /// Takes a JSON array of live events; returns the requests of the batches they
-    /// filled, and of the waiting events once they have waited long enough.
-    #[wasm_bindgen(js_name = addLive)]
-    pub fn add_live(&mut self, events_json: &str, now_ms: f64) -> JsResult<JsValue> {
-        let outcome = self.core.add_live(events_json, time(now_ms)?)?;
-        Ok(self.outcome(&outcome))
-    }
-
-    /// The request for the live events still waiting, or `undefined`.
-    #[wasm_bindgen(js_name = flushLive)]
-    pub fn flush_live(&mut self) -> JsValue {
-        match self.core.flush_live() {
-            Some(batch) => to_js(&self.request(&batch)),
-            None => JsValue::UNDEFINED,
-        }
-    }
-
-    /// The request for the waiting live events if they have waited long enough, or `undefined`.
-    #[wasm_bindgen(js_name = flushLiveIfDue)]
-    pub fn flush_live_if_due(&mut self, now_ms: f64) -> JsResult<JsValue> {
-        Ok(match self.core.flush_live_if_due(time(now_ms)?) {
-            Some(batch) => to_js(&self.request(&batch)),
-            None => JsValue::UNDEFINED,
-        })
-    }
-
-    /// What follows the answer to a sent request (`{body, encoding}`), given its status,
-    /// `Retry-After` header and text: `delivered`,
-    /// `split` (send `requests` instead), `rejected`, `retry` (after `delaySeconds`,
-    /// as `attempt`), `park` or `stop` (with a `message` for the user).
-    pub fn answer(
+    pub fn export_historical(
         &self,
-        request: JsValue,
-        status: u16,
-        retry_after: Option<String>,
-        response_text: Option<String>,
-        attempt: u32,
+        events_json: &[u8],
+        now_ms: f64,
+        state: Option<String>,
+        held: Option<String>,
+    ) -> JsResult<Page> {
+        // A state that cannot be read limits nothing: the cut-over still holds.
+        let state = state.and_then(|json| serde_json::from_str::<ExportState>(&json).ok());
+        let window = state.as_ref().and_then(ExportState::window);
+        let outcome = self.core.export_historical(utf8(events_json)?, time(now_ms)?, window)?;
+        let epoch = state.map_or(0, |s| s.epoch);
+        Ok(Page::new(outcome, true, self.route.clone(), held, Some(epoch)))
+    }
+
+    /// Takes a JSON array of live events (UTF-8); the page of the batches they filled,
+    /// and of the waiting events once they have waited long enough.
+    #[wasm_bindgen(js_name = addLive)]
+    pub fn add_live(&mut self, events_json: &[u8], now_ms: f64) -> JsResult<Page> {
+        let outcome = self.core.add_live(utf8(events_json)?, time(now_ms)?)?;
+        Ok(Page::new(outcome, false, self.route.clone(), self.held.clone(), None))
+    }
+
+    /// The live events still waiting, as a page (empty when none wait).
+    #[wasm_bindgen(js_name = flushLive)]
+    pub fn flush_live(&mut self) -> Page {
+        let batches = self.core.flush_live().into_iter().collect();
+        self.live_page(batches)
+    }
+
+    /// The waiting live events if they have waited long enough, as a page.
+    #[wasm_bindgen(js_name = flushLiveIfDue)]
+    pub fn flush_live_if_due(&mut self, now_ms: f64) -> JsResult<Page> {
+        let batches = self.core.flush_live_if_due(time(now_ms)?).into_iter().collect();
+        Ok(self.live_page(batches))
+    }
+
+    fn live_page(&self, batches: Vec<Batch>) -> Page {
+        let outcome = Outcome { batches, ..Outcome::default() };
+        Page::new(outcome, false, self.route.clone(), self.held.clone(), None)
+    }
+
+    /// A setting is wrong (a dispatch said `stop`): keep live events from now on.
+    pub fn hold(&mut self, message: String) {
+        self.held = Some(message);
+    }
+
+    /// A kept request (`parcel`, as stored), as a dispatch if it is waiting to be sent.
+    pub fn resend(&self, parcel: JsValue) -> JsResult<Option<Dispatch>> {
+        let parcel: Parcel = serde_wasm_bindgen::from_value(parcel)
+            .map_err(|e| bad_input(&format!("a kept request cannot be read: {e}")))?;
+        if parcel.state != KeepState::Waiting.name() {
+            return Ok(None);
+        }
+        let batch = parcel.request.to_batch().map_err(|e| bad_input(&e))?;
+        let dispatch = dispatch::Dispatch::new(
+            vec![batch],
+            parcel.attempt,
+            parcel.historical,
+            self.route.limits,
+            self.route.gzip,
+            None,
+        );
+        Ok(Some(Dispatch { inner: Some(dispatch), route: self.route.clone(), historical: parcel.historical }))
+    }
+
+    /// The ids of kept requests to read now: `[first, last]` (none when first > last).
+    #[wasm_bindgen(js_name = parcelsToLookAt)]
+    pub fn parcels_to_look_at(&self, floor: f64, from: Option<f64>, last: f64) -> Vec<f64> {
+        let whole = |n: f64| if n.is_finite() && n > 0.0 { n as u64 } else { 0 };
+        let range = parcels::to_look_at(whole(floor), from.map(whole), whole(last));
+        vec![*range.start() as f64, *range.end() as f64]
+    }
+
+    /// What the kept requests read (`[[id, parcel or null], ...]`) call for: `why` is
+    /// `minute`, `settings-saved` or `resend-parked`.
+    #[wasm_bindgen(js_name = lookAtParcels)]
+    pub fn look_at_parcels(
+        &self,
+        floor: f64,
+        from: f64,
+        last: f64,
+        parcels_json: &str,
+        why: &str,
         now_ms: f64,
     ) -> JsResult<JsValue> {
         let now = time(now_ms)?;
-        if delivery::classify(status) == delivery::Answer::Delivered {
-            // The request's own list of uuids counts its events: no need to read the body.
-            let uuids = Reflect::get(&request, &"uuids".into()).map(|u| Array::from(&u).length()).unwrap_or(0);
-            return Ok(to_js(&DecisionOut {
-                action: "delivered",
-                count: Some(uuids as usize),
-                ..DecisionOut::default()
-            }));
-        }
-        let field = |key: &str| Reflect::get(&request, &key.into()).ok().and_then(|v| v.as_string());
-        let (Some(body), Some(encoding)) = (field("body"), field("encoding")) else {
-            return Err(bad_input("the request to answer for has no body and encoding"));
+        let read: Vec<(u64, Option<Value>)> = from_json(parcels_json, "the kept requests")?;
+        // A parcel that cannot be read is left alone (and keeps the history from
+        // advancing): it is reported, never dropped.
+        let mut unreadable = Vec::new();
+        let parcels: Vec<(u64, Option<Parcel>)> = read
+            .into_iter()
+            .map(|(id, value)| match value.map(serde_json::from_value::<Parcel>) {
+                Some(Ok(parcel)) => (id, Some(parcel)),
+                Some(Err(_)) => {
+                    unreadable.push(id);
+                    (id, Some(unreadable_parcel()))
+                }
+                None => (id, None),
+            })
+            .collect();
+        let why = match why {
+            "settings-saved" => Look::SettingsSaved,
+            "resend-parked" => Look::ResendParked,
+            _ => Look::Minute,
         };
-        let s = &self.core.settings;
-        let retry_after = retry_after.and_then(|header| delivery::retry_after_seconds(&header, now));
-        let sent = delivery::Sent { body: &body, encoding: &encoding, attempt: attempt.max(1) };
-        let decision =
-            delivery::decide(sent, status, retry_after, response_text.as_deref().unwrap_or(""), s.limits, s.gzip)
-                .map_err(|e| bad_input(&e.to_string()))?;
-        Ok(match decision {
-            Decision::Delivered { count } => {
-                to_js(&DecisionOut { action: "delivered", count: Some(count), ..DecisionOut::default() })
-            }
-            Decision::Split(batches) => to_js(&DecisionOut {
-                action: "split",
-                requests: Some(batches.iter().map(|b| self.request(b)).collect()),
-                ..DecisionOut::default()
-            }),
-            Decision::Rejected(rejected) => to_js(&DecisionOut {
-                action: "rejected",
-                rejected: Some(RejectedOut::from(&rejected)),
-                ..DecisionOut::default()
-            }),
-            Decision::Retry { delay_seconds, attempt } => to_js(&DecisionOut {
-                action: "retry",
-                delay_seconds: Some(delay_seconds),
-                attempt: Some(attempt),
-                ..DecisionOut::default()
-            }),
-            Decision::Park => to_js(&DecisionOut { action: "park", ..DecisionOut::default() }),
-            Decision::Stop { message } => {
-                to_js(&DecisionOut { action: "stop", message: Some(message), ..DecisionOut::default() })
-            }
-        })
+        let looked = parcels::look(floor as u64, from as u64, last as u64, &parcels, why, now.timestamp_millis());
+        Ok(to_js(&LookedOut {
+            floor: looked.floor,
+            next_from: looked.next_from,
+            open: looked.open,
+            parked: looked.parked,
+            send: looked.send.into_iter().filter(|(id, _)| !unreadable.contains(id)).collect(),
+            events: looked.events,
+            unreadable,
+        }))
     }
 
-    /// Seconds to hold historical events back to keep to the rate set, or `undefined`.
-    #[wasm_bindgen(js_name = paceDelay)]
-    pub fn pace_delay(&self, sent_including_these: f64, elapsed_seconds: f64) -> Option<f64> {
-        let whole = |n: f64| if n.is_finite() && n > 0.0 { n as u64 } else { 0 };
-        delivery::pace_delay_seconds(
-            self.core.settings.events_per_minute,
-            whole(sent_including_these),
-            whole(elapsed_seconds),
-        )
-        .map(|s| s as f64)
+    /// Pacing of `count` historical events: `undefined` when no rate is set, else
+    /// `{allowed, bucket, waitSeconds}` (store `bucket` either way).
+    pub fn pace(&self, bucket: JsValue, count: f64, now_ms: f64) -> JsResult<JsValue> {
+        let Some(per_minute) = self.core.settings.events_per_minute else { return Ok(JsValue::UNDEFINED) };
+        let stored: Option<Bucket> = serde_wasm_bindgen::from_value(bucket).ok().flatten();
+        let take = pace::take(stored, per_minute, count.max(0.0) as u64, time(now_ms)?.timestamp_millis());
+        Ok(to_js(&PaceOut { allowed: take.allowed, bucket: take.bucket, wait_seconds: take.wait_seconds }))
     }
 
     /// One minute's look at the history: `state` as stored (or `null` to begin),
@@ -234,7 +287,7 @@ impl Migrator {
         Ok(export_step(&state, actions))
     }
 
-    /// `[ADVANCED] Force restart`: the current chunk again, from the acknowledged position.
+    /// `[ADVANCED] Force restart`: the export again, from the acknowledged position.
     #[wasm_bindgen(js_name = exportRestart)]
     pub fn export_restart(&self, state: Option<String>, now_ms: f64) -> JsResult<JsValue> {
         let now = time(now_ms)?;
@@ -245,10 +298,16 @@ impl Migrator {
 
     fn stored_state(&self, state: Option<String>, now: DateTime<Utc>) -> JsResult<ExportState> {
         match state {
-            Some(json) => serde_json::from_str(&json)
-                .map_err(|e| bad_input(&format!("the stored export state cannot be read: {e}"))),
+            Some(json) => from_json(&json, "the stored export state"),
             None => Ok(ExportState::new(&self.core.export_plan(), now)),
         }
+    }
+
+    /// The storage key counting the pages of the export run now in flight.
+    #[wasm_bindgen(js_name = pagesInFlightKey)]
+    pub fn pages_in_flight_key(&self, state: Option<String>) -> String {
+        let epoch = state.and_then(|json| serde_json::from_str::<ExportState>(&json).ok()).map_or(0, |s| s.epoch);
+        pages_in_flight_key(epoch)
     }
 
     #[wasm_bindgen(getter, js_name = liveWaiting)]
@@ -270,38 +329,162 @@ impl Migrator {
             )
         })
     }
+}
 
-    fn request<'a>(&'a self, batch: &'a Batch) -> RequestOut<'a> {
-        let s = &self.core.settings;
+fn pages_in_flight_key(epoch: u32) -> String {
+    format!("migrator_pages_in_flight_{epoch}")
+}
+
+/// Stands in for a kept request that cannot be read: counted as open, never sent.
+fn unreadable_parcel() -> Parcel {
+    Parcel {
+        request: StoredRequest { body: String::new(), encoding: String::new(), json_bytes: 0, uuids: Vec::new() },
+        historical: true,
+        attempt: 1,
+        state: "unreadable".into(),
+        due_at: i64::MAX / 2,
+        reason: String::new(),
+    }
+}
+
+/// Events handed to the core, transformed and batched, before any is sent.
+#[wasm_bindgen]
+pub struct Page {
+    outcome: Outcome,
+    historical: bool,
+    route: Route,
+    held: Option<String>,
+    epoch: Option<u32>,
+}
+
+impl Page {
+    fn new(outcome: Outcome, historical: bool, route: Route, held: Option<String>, epoch: Option<u32>) -> Page {
+        Page { outcome, historical, route, held, epoch }
+    }
+}
+
+#[wasm_bindgen]
+impl Page {
+    /// What became of the events: counts, rejections, and for a historical page the
+    /// storage keys that count it in flight until it is handled to the end.
+    #[wasm_bindgen(getter)]
+    pub fn info(&self) -> JsValue {
+        let o = &self.outcome;
+        let events = o.batches.iter().map(|b| b.uuids.len()).sum::<usize>();
+        let counted = !o.batches.is_empty() || !o.rejected.is_empty();
+        let (page_key, pages_key) = match self.epoch {
+            Some(epoch) if counted => (
+                Some(format!("migrator_page_{epoch}_{:08x}_{}_{}", o.fingerprint, events, o.rejected.len())),
+                Some(pages_in_flight_key(epoch)),
+            ),
+            _ => (None, None),
+        };
+        to_js(&PageOut {
+            requests: o.batches.len(),
+            events,
+            rejected: o.rejected.iter().map(RejectedOut::from).collect(),
+            other_path: o.other_path,
+            after_cutover: o.after_cutover,
+            outside_window: o.outside_window,
+            ignored: o.ignored,
+            page_key,
+            pages_key,
+            // Live events on the historical path: the host's own export buffer, flushed
+            // by its timer on this thread, so live events waiting here are due too.
+            flush_live: self.historical && o.other_path > 0,
+        })
+    }
+
+    /// The dispatch that sends this page's requests; `held`: a setting is known to be
+    /// wrong (its message), so everything is kept without sending.
+    pub fn dispatch(self, held: Option<String>) -> Dispatch {
+        let held = held.or(self.held);
+        let inner =
+            dispatch::Dispatch::new(self.outcome.batches, 1, self.historical, self.route.limits, self.route.gzip, held);
+        Dispatch { inner: Some(inner), route: self.route, historical: self.historical }
+    }
+}
+
+/// Requests being sent: `nextRequest()` gives one, `answer(...)` takes what came back,
+/// `finish()` says what became of everything.
+#[wasm_bindgen]
+pub struct Dispatch {
+    inner: Option<dispatch::Dispatch>,
+    route: Route,
+    historical: bool,
+}
+
+#[wasm_bindgen]
+impl Dispatch {
+    /// The next request to send, `{url, body, encoding}`, or `undefined`. `body` is
+    /// JSON text, or base64 of the gzip for the host's `Buffer` (see `encoding`).
+    #[wasm_bindgen(js_name = nextRequest)]
+    pub fn next_request(&mut self) -> JsValue {
+        let Some(batch) = self.inner.as_mut().and_then(|d| d.next_request()) else { return JsValue::UNDEFINED };
         // TRICKY: bodies cross as strings. A Uint8Array made in the sandbox reaches the
         // host's fetch as a vm2 proxy, which node-fetch does not recognise as bytes and
         // sends as "31,139,8,...". Gzip goes as base64 for the host's Buffer to decode.
-        let (body, encoding) = match &batch.body {
-            Body::Json(text) => (Cow::Borrowed(text.as_str()), "json"),
-            Body::Gzip(bytes) => (Cow::Owned(BASE64.encode(bytes)), "gzip-base64"),
-        };
-        RequestOut {
-            url: s.destination.batch_url(batch.body.is_gzip()),
-            body,
-            encoding,
-            json_bytes: batch.json_bytes,
-            uuids: &batch.uuids,
-        }
+        let stored = StoredRequest::of(batch);
+        let url = if batch.body.is_gzip() { &self.route.gzip_url } else { &self.route.json_url };
+        to_js(&SendOut { url, body: stored.body, encoding: stored.encoding })
     }
 
-    fn outcome(&self, outcome: &Outcome) -> JsValue {
-        to_js(&OutcomeOut {
-            requests: outcome.batches.iter().map(|b| self.request(b)).collect(),
-            rejected: outcome.rejected.iter().map(RejectedOut::from).collect(),
-            other_path: outcome.other_path,
-            after_cutover: outcome.after_cutover,
-            outside_window: outcome.outside_window,
-            ignored: outcome.ignored,
-            used_current_time: outcome.used_current_time,
-            derived_uuid: outcome.derived_uuid,
-            latest: outcome.latest.map(timestamp::format),
-        })
+    /// The answer to the request `nextRequest()` gave: its status (0 when none came), its
+    /// `Retry-After`, its text, and the error code when none came (e.g. `EPIPE`).
+    pub fn answer(
+        &mut self,
+        status: u16,
+        retry_after: Option<String>,
+        text: Option<String>,
+        error: Option<String>,
+        now_ms: f64,
+    ) -> JsResult<()> {
+        let now = time(now_ms)?;
+        let retry_after = retry_after.and_then(|header| crate::delivery::retry_after_seconds(&header, now));
+        if let Some(inner) = self.inner.as_mut() {
+            inner.answer(status, retry_after, text.as_deref().unwrap_or(""), error.as_deref());
+        }
+        Ok(())
     }
+
+    /// What became of every event: `{delivered, rejected, keep: [{parcel, delaySeconds}],
+    /// retries, parked, stop, warn, error}`. Store each `parcel`; for a waiting one,
+    /// run the resend job after `delaySeconds`.
+    pub fn finish(mut self, now_ms: f64) -> JsResult<JsValue> {
+        let now = time(now_ms)?;
+        let summary = self.inner.take().map(|d| d.finish(now)).unwrap_or_default();
+        Ok(summary_out(summary, self.historical, now))
+    }
+}
+
+fn summary_out(summary: Summary, historical: bool, now: DateTime<Utc>) -> JsValue {
+    let keep: Vec<KeepOut> = summary
+        .keep
+        .iter()
+        .map(|k| KeepOut {
+            parcel: Parcel {
+                request: StoredRequest::of(&k.batch),
+                historical,
+                attempt: k.attempt,
+                state: k.state.name().into(),
+                due_at: now.timestamp_millis() + (k.delay_seconds as i64) * 1000,
+                reason: k.reason.clone(),
+            },
+            delay_seconds: (k.state == KeepState::Waiting).then_some(k.delay_seconds.max(1)),
+            parked: k.state == KeepState::Parked,
+            events: k.batch.uuids.len(),
+        })
+        .collect();
+    to_js(&SummaryOut {
+        delivered: summary.delivered,
+        rejected: summary.rejected.iter().map(RejectedOut::from).collect(),
+        parked: keep.iter().filter(|k| k.parked).map(|k| k.events).sum(),
+        keep,
+        retries: summary.retries,
+        stop: summary.stop,
+        warn: summary.warn,
+        error: summary.error,
+    })
 }
 
 fn plan_out(plan: &ExportPlan) -> ExportPlanOut {
@@ -314,17 +497,14 @@ fn plan_out(plan: &ExportPlan) -> ExportPlanOut {
     }
 }
 
-fn plan_to_js(plan: ExportPlan) -> JsValue {
-    to_js(&plan_out(&plan))
-}
-
 fn export_step(state: &ExportState, actions: Actions) -> JsValue {
     to_js(&ExportStepOut {
         // Serialising our own state cannot fail.
         state: serde_json::to_string(state).unwrap_or_default(),
         done: state.done,
         share_done: state.share_done(),
-        reset_host: actions.reset_host,
+        epoch: state.epoch,
+        reset_keys: if actions.reset_host { HOST_EXPORT_KEYS.to_vec() } else { Vec::new() },
         start: actions.start.as_ref().map(plan_out),
         log: actions.log,
         warn: actions.warn,
@@ -337,28 +517,11 @@ struct ExportStepOut {
     state: String,
     done: bool,
     share_done: f64,
-    reset_host: bool,
+    epoch: u32,
+    reset_keys: Vec<&'static str>,
     start: Option<ExportPlanOut>,
     log: Vec<String>,
     warn: Vec<String>,
-}
-
-#[derive(Serialize, Default)]
-#[serde(rename_all = "camelCase")]
-struct DecisionOut<'a> {
-    action: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    count: Option<usize>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    requests: Option<Vec<RequestOut<'a>>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    rejected: Option<RejectedOut<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    delay_seconds: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    attempt: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    message: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -366,15 +529,15 @@ struct DecisionOut<'a> {
 struct SettingsOut<'a> {
     destination: &'a str,
     batch_url: String,
-    start_date: Option<String>,
-    posthog_version: &'a str,
-    historical_events: &'a str,
-    debug: bool,
     batch_size: usize,
     batch_max_bytes: usize,
     gzip: bool,
     events_to_ignore: Vec<&'a String>,
     events_per_minute: Option<u64>,
+    start_date: Option<String>,
+    posthog_version: &'a str,
+    historical_events: &'a str,
+    debug: bool,
     cutover: String,
 }
 
@@ -393,14 +556,55 @@ struct ExportPayload {
 }
 
 #[derive(Serialize)]
+struct SendOut<'a> {
+    url: &'a str,
+    body: String,
+    encoding: String,
+}
+
+#[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-struct RequestOut<'a> {
-    url: String,
-    /// JSON text, or base64 of the gzip (see `encoding`).
-    body: Cow<'a, str>,
-    encoding: &'static str,
-    json_bytes: usize,
-    uuids: &'a [String],
+struct KeepOut {
+    parcel: Parcel,
+    delay_seconds: Option<u64>,
+    #[serde(skip)]
+    parked: bool,
+    #[serde(skip)]
+    events: usize,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SummaryOut<'a> {
+    delivered: usize,
+    rejected: Vec<RejectedOut<'a>>,
+    keep: Vec<KeepOut>,
+    retries: usize,
+    /// Events parked by this dispatch.
+    parked: usize,
+    stop: Option<String>,
+    warn: Vec<String>,
+    error: Vec<String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct LookedOut {
+    floor: u64,
+    next_from: Option<u64>,
+    open: u64,
+    parked: u64,
+    send: Vec<(u64, Parcel)>,
+    events: usize,
+    unreadable: Vec<u64>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct PaceOut {
+    allowed: bool,
+    bucket: Bucket,
+    wait_seconds: u64,
 }
 
 #[derive(Serialize)]
@@ -425,14 +629,15 @@ impl<'a> From<&'a Rejected> for RejectedOut<'a> {
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-struct OutcomeOut<'a> {
-    requests: Vec<RequestOut<'a>>,
+struct PageOut<'a> {
+    requests: usize,
+    events: usize,
     rejected: Vec<RejectedOut<'a>>,
     other_path: usize,
     after_cutover: usize,
     outside_window: usize,
     ignored: usize,
-    used_current_time: usize,
-    derived_uuid: usize,
-    latest: Option<String>,
+    page_key: Option<String>,
+    pages_key: Option<String>,
+    flush_live: bool,
 }

@@ -5,7 +5,7 @@
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use js_sys::{Array, Error, Object, Reflect};
-use migrator3000::boundary::Migrator;
+use migrator3000::boundary::{Dispatch, Migrator};
 use serde_json::{json, Value};
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_test::*;
@@ -54,9 +54,7 @@ fn body_json(request: &JsValue) -> Value {
         }
         other => panic!("unknown encoding {other}"),
     };
-    let parsed: Value = serde_json::from_str(&json).unwrap();
-    assert_eq!(get(request, "jsonBytes").as_f64(), Some(json.len() as f64));
-    parsed
+    serde_json::from_str(&json).unwrap()
 }
 
 #[wasm_bindgen_test]
@@ -99,7 +97,26 @@ fn a_clock_that_is_not_a_time_is_bad_input() {
         error_of_kind(Migrator::new(config(json!({})), now, None).err().unwrap(), "bad_input");
     }
     let m = Migrator::new(config(json!({})), NOW, None).unwrap();
-    error_of_kind(m.export_historical("[]", f64::NAN, None).err().unwrap(), "bad_input");
+    error_of_kind(m.export_historical(b"[]", f64::NAN, None, None).err().unwrap(), "bad_input");
+}
+
+/// Sends every request of `dispatch` to a destination that answers `status`; the
+/// requests as they would go out, and the summary.
+fn send_all(mut dispatch: Dispatch, status: u16, text: &str) -> (Vec<JsValue>, JsValue) {
+    let mut sent = Vec::new();
+    loop {
+        let request = dispatch.next_request();
+        if request.is_undefined() {
+            break;
+        }
+        sent.push(request);
+        dispatch.answer(status, None, Some(text.into()), None, NOW).unwrap();
+    }
+    (sent, dispatch.finish(NOW).unwrap())
+}
+
+fn bytes(value: &Value) -> Vec<u8> {
+    value.to_string().into_bytes()
 }
 
 #[wasm_bindgen_test]
@@ -108,91 +125,111 @@ fn historical_events_become_gzipped_batch_requests() {
     let live = json!({"event": "$pageview", "distinct_id": "x", "uuid": "00000000-0000-4000-8000-000000000099"});
     let nameless = json!({"distinct_id": "y", "properties": {"$$is_historical_export_event": true}});
     let events = json!([historical(1), live, historical(2), nameless, historical(3)]);
-    let outcome = m.export_historical(&events.to_string(), NOW, None).unwrap();
+    let page = m.export_historical(&bytes(&events), NOW, None, None).unwrap();
+    let info = page.info();
+    assert_eq!(get(&info, "requests").as_f64(), Some(2.0));
+    assert_eq!(get(&info, "events").as_f64(), Some(3.0));
+    assert_eq!(get(&info, "otherPath").as_f64(), Some(1.0));
+    assert_eq!(get(&info, "flushLive").as_bool(), Some(true), "live events in the host's buffer");
+    assert!(text(&info, "pageKey").starts_with("migrator_page_0_"));
+    assert_eq!(text(&info, "pagesKey"), "migrator_pages_in_flight_0");
+    let rejected = Array::from(&get(&info, "rejected"));
+    assert_eq!(rejected.length(), 1);
+    assert_eq!(text(&rejected.get(0), "code"), "missing_event_name");
+    assert!(text(&rejected.get(0), "reason").contains("no name"));
 
-    let requests = Array::from(&get(&outcome, "requests"));
-    assert_eq!(requests.length(), 2);
-    let first = requests.get(0);
-    assert_eq!(text(&first, "url"), "http://127.0.0.1:8000/batch/?compression=gzip-js");
-    let body = body_json(&first);
+    let (sent, summary) = send_all(page.dispatch(None), 200, "{\"status\": 1}");
+    assert_eq!(sent.len(), 2);
+    assert_eq!(text(&sent[0], "url"), "http://127.0.0.1:8000/batch/?compression=gzip-js");
+    let body = body_json(&sent[0]);
     assert_eq!(body["api_key"], "phc_dest");
     assert_eq!(body["historical_migration"], true);
     assert_eq!(body["batch"][0]["uuid"], "00000000-0000-4000-8000-000000000001");
     assert_eq!(body["batch"][0]["properties"]["$geoip_disable"], true);
     assert!(body["batch"][0]["properties"].get("token").is_none());
-    let uuids: Vec<String> = Array::from(&get(&first, "uuids")).iter().map(|u| u.as_string().unwrap()).collect();
-    assert_eq!(uuids, ["00000000-0000-4000-8000-000000000001", "00000000-0000-4000-8000-000000000002"]);
-    assert_eq!(body_json(&requests.get(1))["batch"][0]["properties"]["n"], 3);
+    assert_eq!(body_json(&sent[1])["batch"][0]["properties"]["n"], 3);
+    assert_eq!(get(&summary, "delivered").as_f64(), Some(3.0));
+    assert_eq!(Array::from(&get(&summary, "keep")).length(), 0);
+}
 
-    let rejected = Array::from(&get(&outcome, "rejected"));
-    assert_eq!(rejected.length(), 1);
-    assert_eq!(text(&rejected.get(0), "code"), "missing_event_name");
-    assert!(text(&rejected.get(0), "reason").contains("no name"));
-    assert_eq!(get(&outcome, "otherPath").as_f64(), Some(1.0));
+#[wasm_bindgen_test]
+fn empty_input_of_every_kind_works() {
+    // What the Apps page saves for cleared fields.
+    let cleared = json!({"startDate": "", "eventsToIgnore": "", "eventsPerMinute": "", "batchSize": "",
+                         "batchMaxKilobytes": "", "gzip": "", "debug": "", "posthogVersion": ""});
+    let mut m = Migrator::new(config(cleared), NOW, None).unwrap();
+    for input in [&b"[]"[..], b"[{}]", b"[{\"event\": \"\", \"distinct_id\": \"\", \"properties\": {\"\": \"\"}}]"] {
+        let page = m.export_historical(input, NOW, Some(String::new()), Some(String::new())).unwrap();
+        let (sent, _) = send_all(page.dispatch(None), 200, "");
+        assert!(sent.is_empty());
+        let (sent, _) = send_all(m.add_live(input, NOW).unwrap().dispatch(None), 200, "");
+        assert!(sent.is_empty());
+    }
+    let page = m.export_historical(&bytes(&json!([historical(1)])), NOW, None, None).unwrap();
+    let (_, summary) = send_all(page.dispatch(None), 503, "");
+    assert_eq!(Array::from(&get(&summary, "keep")).length(), 1);
+    assert!(m.pace(JsValue::NULL, 0.0, NOW).unwrap().is_undefined());
 }
 
 #[wasm_bindgen_test]
 fn live_events_are_held_until_full_or_flushed() {
     let mut m = Migrator::new(config(json!({"batchSize": "2", "gzip": "OFF"})), NOW, None).unwrap();
     let live = |n: u32| json!({"event": "e", "distinct_id": "d", "uuid": format!("00000000-0000-4000-8000-{n:012}")});
-    let outcome = m.add_live(&json!([live(1)]).to_string(), NOW).unwrap();
-    assert_eq!(Array::from(&get(&outcome, "requests")).length(), 0);
+    let (sent, _) = send_all(m.add_live(&bytes(&json!([live(1)])), NOW).unwrap().dispatch(None), 200, "");
+    assert!(sent.is_empty());
     assert_eq!(m.live_waiting(), 1);
-    let outcome = m.add_live(&json!([live(2), live(3)]).to_string(), NOW).unwrap();
-    let requests = Array::from(&get(&outcome, "requests"));
-    assert_eq!(requests.length(), 1);
-    assert_eq!(text(&requests.get(0), "url"), "http://127.0.0.1:8000/batch/");
-    assert_eq!(body_json(&requests.get(0))["historical_migration"], false);
-    let rest = m.flush_live();
-    assert_eq!(body_json(&rest)["batch"][0]["uuid"], "00000000-0000-4000-8000-000000000003");
-    assert!(m.flush_live().is_undefined());
+    let (sent, _) = send_all(m.add_live(&bytes(&json!([live(2), live(3)])), NOW).unwrap().dispatch(None), 200, "");
+    assert_eq!(sent.len(), 1);
+    assert_eq!(text(&sent[0], "url"), "http://127.0.0.1:8000/batch/");
+    assert_eq!(body_json(&sent[0])["historical_migration"], false);
+    let (sent, _) = send_all(m.flush_live().dispatch(None), 200, "");
+    assert_eq!(body_json(&sent[0])["batch"][0]["uuid"], "00000000-0000-4000-8000-000000000003");
+    assert_eq!(m.live_waiting(), 0);
 }
 
 #[wasm_bindgen_test]
-fn the_export_plan_names_the_job_and_window() {
-    let cutover = NOW - 3_600_000.0;
-    let m = Migrator::new(config(json!({"posthogVersion": "1.29.0"})), NOW, Some(cutover)).unwrap();
-    let plan = m.export_plan();
-    assert_eq!(text(&plan, "job"), "Export historical events");
-    let payload = get(&plan, "payload");
-    assert_eq!(text(&payload, "dateFrom"), "2021-06-01T00:00:00.000Z");
-    assert_eq!(text(&payload, "dateTo"), "2026-11-23T11:00:00.000Z");
-    let m = Migrator::new(config(json!({"startDate": "", "posthogVersion": "Latest"})), NOW, None).unwrap();
-    let plan = m.export_plan();
-    assert_eq!(text(&plan, "job"), "Export historical events V2");
-    assert!(!Reflect::has(&get(&plan, "payload"), &"dateFrom".into()).unwrap());
+fn answers_become_kept_requests_for_the_shim() {
+    let mut m = Migrator::new(config(json!({})), NOW, None).unwrap();
+    let events = json!([historical(1), historical(2)]);
+    let page = || m.export_historical(&bytes(&events), NOW, None, None).unwrap();
+    let (_, summary) = send_all(page().dispatch(None), 429, "slow down");
+    let keep = Array::from(&get(&summary, "keep")).get(0);
+    assert_eq!(get(&keep, "delaySeconds").as_f64(), Some(15.0));
+    let parcel = get(&keep, "parcel");
+    assert_eq!((text(&parcel, "state"), get(&parcel, "attempt").as_f64()), ("waiting".into(), Some(2.0)));
+    assert_eq!(body_json(&get(&parcel, "request"))["batch"].as_array().unwrap().len(), 2);
+    // The kept request goes again as it was, as attempt 2.
+    let (sent, summary) = send_all(m.resend(parcel.clone()).unwrap().unwrap(), 200, "");
+    assert_eq!(body_json(&sent[0]), body_json(&get(&parcel, "request")));
+    assert_eq!(get(&summary, "delivered").as_f64(), Some(2.0));
+
+    let (_, summary) = send_all(page().dispatch(None), 401, "");
+    let stop = text(&summary, "stop");
+    assert!(stop.contains("Destination project API key"), "{stop}");
+    let held = get(&Array::from(&get(&summary, "keep")).get(0), "parcel");
+    assert_eq!(text(&held, "state"), "held");
+    assert!(m.resend(held).unwrap().is_none(), "held requests wait for the settings");
+    m.hold(stop);
+    let (sent, summary) = send_all(m.flush_live().dispatch(None), 200, "");
+    assert!(sent.is_empty());
+    assert!(get(&summary, "stop").as_string().is_some());
+    error_of_kind(m.resend(JsValue::from_str("x")).err().unwrap(), "bad_input");
 }
 
 #[wasm_bindgen_test]
-fn answers_become_decisions_for_the_shim() {
+fn kept_requests_are_looked_at_in_windows() {
     let m = Migrator::new(config(json!({})), NOW, None).unwrap();
-    let events = json!([historical(1), historical(2), historical(3)]);
-    let request = Array::from(&get(&m.export_historical(&events.to_string(), NOW, None).unwrap(), "requests")).get(0);
-
-    let delivered = m.answer(request.clone(), 200, None, None, 1, NOW).unwrap();
-    assert_eq!((text(&delivered, "action"), get(&delivered, "count").as_f64()), ("delivered".into(), Some(3.0)));
-
-    let split = m.answer(request.clone(), 400, None, Some("bad".into()), 1, NOW).unwrap();
-    assert_eq!(text(&split, "action"), "split");
-    let halves = Array::from(&get(&split, "requests"));
-    assert_eq!(halves.length(), 2);
-    assert_eq!(body_json(&halves.get(0))["batch"][0]["uuid"], "00000000-0000-4000-8000-000000000001");
-    let single = m.answer(halves.get(0), 400, None, Some("{\"type\":\"validation_error\"}".into()), 1, NOW).unwrap();
-    assert_eq!(text(&single, "action"), "rejected");
-    assert_eq!(text(&get(&single, "rejected"), "uuid"), "00000000-0000-4000-8000-000000000001");
-
-    let retry = m.answer(request.clone(), 429, Some("90".into()), None, 1, NOW).unwrap();
-    assert_eq!(
-        (text(&retry, "action"), get(&retry, "delaySeconds").as_f64(), get(&retry, "attempt").as_f64()),
-        ("retry".into(), Some(90.0), Some(2.0))
-    );
-    assert_eq!(text(&m.answer(request.clone(), 503, None, None, 12, NOW).unwrap(), "action"), "park");
-    let stop = m.answer(request.clone(), 401, None, None, 1, NOW).unwrap();
-    assert!(text(&stop, "message").contains("Destination project API key"));
-
-    error_of_kind(m.answer(JsValue::from_str("x"), 400, None, None, 1, NOW).err().unwrap(), "bad_input");
-    let garbled = js_sys::JSON::parse("{\"body\": \"!!\", \"encoding\": \"gzip-base64\"}").unwrap();
-    error_of_kind(m.answer(garbled, 400, None, None, 1, NOW).err().unwrap(), "bad_input");
+    let range: Vec<f64> = m.parcels_to_look_at(1.0, None, 3.0);
+    assert_eq!(range, [1.0, 3.0]);
+    let parcel = json!({"request": {"body": "{}", "encoding": "json", "jsonBytes": 2, "uuids": ["u"]},
+                        "historical": true, "attempt": 2, "state": "waiting", "dueAt": 0, "reason": "HTTP 503"});
+    let read = json!([[1, null], [2, parcel], [3, {"broken": true}]]).to_string();
+    let looked = m.look_at_parcels(1.0, 1.0, 3.0, &read, "minute", NOW).unwrap();
+    assert_eq!(get(&looked, "floor").as_f64(), Some(2.0));
+    assert_eq!(get(&looked, "open").as_f64(), Some(2.0), "an unreadable parcel holds the history too");
+    assert_eq!(Array::from(&get(&looked, "send")).length(), 1, "its resend job was lost");
+    assert_eq!(Array::from(&get(&looked, "unreadable")).to_vec(), [JsValue::from(3.0)]);
+    error_of_kind(m.look_at_parcels(1.0, 1.0, 3.0, "{", "minute", NOW).err().unwrap(), "bad_input");
 }
 
 #[wasm_bindgen_test]
@@ -203,26 +240,34 @@ fn the_export_moves_through_ticks_with_state_kept_by_the_shim() {
     let start = get(&first, "start");
     assert_eq!(text(&start, "job"), "Export historical events");
     assert_eq!(text(&get(&start, "payload"), "dateFrom"), "2021-06-01T00:00:00.000Z");
-    assert_eq!(text(&get(&start, "payload"), "dateTo"), "2021-06-02T00:00:00.000Z");
+    assert_eq!(text(&get(&start, "payload"), "dateTo"), "2026-11-23T12:00:00.000Z");
+    assert!(Array::from(&get(&first, "resetKeys")).to_vec().contains(&JsValue::from("is_export_running")));
     let state = text(&first, "state");
+    assert_eq!(m.pages_in_flight_key(Some(state.clone())), "migrator_pages_in_flight_1");
     let running = js_sys::JSON::parse("{\"hostRunning\": true, \"delivered\": 5}").unwrap();
     let second = m.export_tick(Some(state.clone()), running, NOW + 60_000.0).unwrap();
     assert!(get(&second, "start").is_null());
+    assert_eq!(Array::from(&get(&second, "resetKeys")).length(), 0);
     assert!(Array::from(&get(&second, "log")).get(0).as_string().unwrap().starts_with("History: 0%"));
     let restart = m.export_restart(Some(state), NOW).unwrap();
-    assert_eq!(get(&restart, "resetHost").as_bool(), Some(true));
+    assert_eq!(get(&restart, "epoch").as_f64(), Some(2.0));
     error_of_kind(m.export_tick(Some("{".into()), quiet.clone(), NOW).err().unwrap(), "bad_input");
     error_of_kind(m.export_tick(None, JsValue::from_str("x"), NOW).err().unwrap(), "bad_input");
+    let v2 = Migrator::new(config(json!({"posthogVersion": "Latest", "startDate": ""})), NOW, None).unwrap();
+    let payload = get(&get(&v2.export_tick(None, quiet, NOW).unwrap(), "start"), "payload");
+    assert_eq!(text(&payload, "dateFrom"), "2020-01-01T00:00:00.000Z", "V2 refuses an export without dateFrom");
 }
 
 #[wasm_bindgen_test]
 fn pacing_follows_the_setting() {
     let unpaced = Migrator::new(config(json!({})), NOW, None).unwrap();
-    assert_eq!(unpaced.pace_delay(1e9, 0.0), None);
+    assert!(unpaced.pace(JsValue::NULL, 1e9, NOW).unwrap().is_undefined());
     let paced = Migrator::new(config(json!({"eventsPerMinute": "1000"})), NOW, None).unwrap();
-    assert_eq!(paced.pace_delay(1000.0, 0.0), None);
-    assert_eq!(paced.pace_delay(1500.0, 0.0), Some(30.0));
-    assert_eq!(paced.pace_delay(f64::NAN, f64::NAN), None);
+    let first = paced.pace(JsValue::NULL, 1000.0, NOW).unwrap();
+    assert_eq!(get(&first, "allowed").as_bool(), Some(true));
+    let second = paced.pace(get(&first, "bucket"), 500.0, NOW).unwrap();
+    assert_eq!((get(&second, "allowed").as_bool(), get(&second, "waitSeconds").as_f64()), (Some(false), Some(30.0)));
+    assert_eq!(get(&paced.pace(get(&second, "bucket"), f64::NAN, NOW).unwrap(), "allowed").as_bool(), Some(true));
 }
 
 #[wasm_bindgen_test]
@@ -258,11 +303,12 @@ fn no_input_panics() {
         deep,
     ];
     for input in &inputs {
-        let _ = m.export_historical(input, NOW, None);
-        let _ = m.add_live(input, NOW);
+        let _ = m.export_historical(input.as_bytes(), NOW, None, None).map(|p| send_all(p.dispatch(None), 400, ""));
+        let _ = m.add_live(input.as_bytes(), NOW).map(|p| send_all(p.dispatch(None), 413, ""));
         let _ = m.transform_event(input, NOW);
     }
-    let _ = m.flush_live();
-    let outcome = m.export_historical(&json!([historical(7)]).to_string(), NOW, None).unwrap();
-    assert_eq!(Array::from(&get(&outcome, "requests")).length(), 1);
+    let _ = m.export_historical(&[0xff, 0xfe], NOW, None, None).err().unwrap();
+    let _ = send_all(m.flush_live().dispatch(None), 500, "<html>");
+    let page = m.export_historical(&bytes(&json!([historical(7)])), NOW, None, None).unwrap();
+    assert_eq!(get(&page.info(), "requests").as_f64(), Some(1.0));
 }

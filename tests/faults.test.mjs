@@ -153,7 +153,8 @@ test('dropped connections: retried, and every event arrives once', async (t) => 
 });
 
 test('a reload in the middle of the export resumes it; nothing is lost', async (t) => {
-  const { destination, host, sourceEvents, clock } = await migration();
+  // A second per page of the export: the history takes longer than the minutes below.
+  const { destination, host, sourceEvents, clock } = await migration({ pageLatencyMs: 1000 });
   cleanup(t, destination);
   await host.load();
   for (let minute = 0; minute < 3; minute++) {

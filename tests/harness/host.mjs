@@ -90,7 +90,9 @@ export class PluginHost {
    * @param {boolean} [options.withJobs] false: a host that runs no jobs (newer PostHog)
    * @param {object} [options.storage] a Map shared across reloads, as Postgres would be
    */
-  constructor({ bundlePath, config, sourceShape = '1.30', sourceEvents = [], source, withJobs = true, storage, clock, taskTimeoutSeconds = TASK_TIMEOUT_SECONDS, fakeClock = true }) {
+  constructor({ bundlePath, config, sourceShape = '1.30', sourceEvents = [], source, withJobs = true, storage, clock, taskTimeoutSeconds = TASK_TIMEOUT_SECONDS, fakeClock = true, pageLatencyMs = 0 }) {
+    // How long the host's job queue takes to pick up the export's next page.
+    this.pageLatencyMs = pageLatencyMs;
     this.taskTimeoutSeconds = taskTimeoutSeconds;
     this.fakeClock = fakeClock;
     this.bundlePath = bundlePath;
@@ -325,7 +327,7 @@ export class PluginHost {
           retriesPerformedSoFar: 0,
           intraIntervalOffset: offset + EXPORT_PAGE_SIZE,
         },
-        at: this.clock.now,
+        at: this.clock.now + this.pageLatencyMs,
       });
     }
     try {
