@@ -77,9 +77,20 @@ const corpusBytes = exported.reduce((n, e) => n + Buffer.byteLength(JSON.stringi
 
 const plainWasm = new glue.Migrator(config('OFF'), NOW, NOW);
 const gzipWasm = new glue.Migrator(config('ON'), NOW, NOW);
+const encoder = new TextEncoder();
+// As js/index.js does it: the page in as bytes, each request out, its answer back.
 const wasmRun = (m) => () => {
   const out = [];
-  for (const page of pages) out.push(m.exportHistorical(JSON.stringify(page), NOW, undefined).requests);
+  for (const page of pages) {
+    const dispatch = m.exportHistorical(encoder.encode(JSON.stringify(page)), NOW, undefined, undefined).dispatch(undefined);
+    const requests = [];
+    for (let request = dispatch.nextRequest(); request; request = dispatch.nextRequest()) {
+      requests.push(request);
+      dispatch.answer(200, undefined, '', undefined, NOW);
+    }
+    dispatch.finish(NOW);
+    out.push(requests);
+  }
   return out;
 };
 const jsRun = () => pages.map((page) => plainBatches(page, { apiKey: KEY, maxEvents: 500, maxBytes: 1_800_000, now: NOW }));
