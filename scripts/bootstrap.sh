@@ -8,6 +8,9 @@ only_build=false; [ "${1:-}" = build ] && only_build=true
 
 say() { printf '[bootstrap] %s\n' "$*"; }
 
+# The Node versions PostHog's plugin servers ran (1.29-era servers ran Node 14).
+NODE_VERSIONS="14.21.3 16.20.2 18.20.8 20.20.2"
+
 # The wasm-bindgen CLI must be the exact version of the crate (pinned with `=`).
 pinned=$(sed -n 's/^wasm-bindgen = "=\([0-9.]*\)"/\1/p' Cargo.toml)
 [ -n "$pinned" ] || { echo "Cargo.toml does not pin wasm-bindgen with =" >&2; exit 1; }
@@ -39,6 +42,23 @@ if ! $only_build && { ! command -v chromium >/dev/null || ! command -v chromedri
   sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium chromium-driver >/dev/null
+fi
+
+# Node 14, 16, 18 and 20, the versions PostHog's plugin servers ran, for the test that
+# loads the built plugin under each. The registry's node-linux-* packages carry the
+# binaries; each goes to .tools/node-<version>/.
+if ! $only_build; then
+  case "$(uname -m)" in x86_64) arch=x64 ;; aarch64 | arm64) arch=arm64 ;; *) arch="" ;; esac
+  [ -n "$arch" ] || { echo "no Node binaries for $(uname -m) in the registry" >&2; exit 1; }
+  for version in $NODE_VERSIONS; do
+    [ -x ".tools/node-$version/bin/node" ] && continue
+    say "installing Node $version for the plugin-server versions test"
+    tmp=$(mktemp -d)
+    (cd "$tmp" && npm pack --silent --loglevel=error "node-linux-$arch@$version" >/dev/null)
+    mkdir -p ".tools/node-$version"
+    tar xzf "$tmp"/node-linux-*.tgz -C ".tools/node-$version" --strip-components=1
+    rm -rf "$tmp"
+  done
 fi
 
 # npm packages: reinstalled only when package-lock.json changed since the last install.

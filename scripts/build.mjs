@@ -16,22 +16,28 @@ mkdirSync(out, { recursive: true });
 writeFileSync(join(out, 'package.json'), '{"type": "module"}\n');
 mkdirSync(dirname(bundlePath), { recursive: true });
 
-const run = (cmd, args) => execFileSync(cmd, args, { cwd: root, stdio: 'inherit' });
+const run = (cmd, args, env = {}) => execFileSync(cmd, args, { cwd: root, stdio: 'inherit', env: { ...process.env, ...env } });
 
-run('cargo', ['build', '--quiet', '--release', '--lib', '--target', 'wasm32-unknown-unknown', '-p', 'migrator3000', '-p', 'migrator3000-inflate']);
-run('wasm-bindgen', [
-  '--target', 'web', '--no-typescript', '--out-dir', out, '--out-name', 'core',
-  join(root, 'target', 'wasm32-unknown-unknown', 'release', 'migrator3000.wasm'),
-]);
-// Explicit features: `--all-features` can emit some Node 20 refuses. These are the
-// ones rustc enables by default for wasm32-unknown-unknown.
+// TRICKY: plugin servers ran Node 14 to 20, and Node 14 and 16 compile no module that
+// uses reference types (externref) or multi-value. rustc enables both by default for
+// this target; wasm-bindgen then passes JS values as externref. Built without them (and
+// without the target_features section the precompiled standard library still marks
+// them in, which wasm-bindgen reads), JS values stay in a JS table, and the module
+// needs only what Node 14 has: MVP plus the features below. Only the shipped module is
+// built so; the wasm-bindgen tests run with the target's defaults.
+run('cargo', ['build', '--quiet', '--release', '--lib', '--target', 'wasm32-unknown-unknown', '-p', 'migrator3000', '-p', 'migrator3000-inflate'], {
+  CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS: '-C target-feature=-reference-types,-multivalue',
+});
+const wasmOptBin = join(root, 'node_modules', '.bin', 'wasm-opt');
+const NODE_14_FEATURES = ['--enable-bulk-memory', '--enable-sign-ext', '--enable-mutable-globals', '--enable-nontrapping-float-to-int'];
+const rustcWasm = join(root, 'target', 'wasm32-unknown-unknown', 'release', 'migrator3000.wasm');
+const unmarked = join(out, 'core.unmarked.wasm');
+run(wasmOptBin, ['--detect-features', '--strip-target-features', rustcWasm, '-o', unmarked]);
+run('wasm-bindgen', ['--target', 'web', '--no-typescript', '--out-dir', out, '--out-name', 'core', unmarked]);
+// Explicit features: binaryen validates against them, so a module that needs more than
+// Node 14 has fails here rather than in a user's plugin server.
 const wasmOpt = (level, input, output) =>
-  run(join(root, 'node_modules', '.bin', 'wasm-opt'), [
-    level, '--strip-debug', '--strip-producers',
-    '--enable-bulk-memory', '--enable-sign-ext', '--enable-mutable-globals',
-    '--enable-nontrapping-float-to-int', '--enable-reference-types', '--enable-multivalue',
-    input, '-o', output,
-  ]);
+  run(wasmOptBin, [level, '--strip-debug', '--strip-producers', ...NODE_14_FEATURES, input, '-o', output]);
 wasmOpt('-O3', join(out, 'core_bg.wasm'), join(out, 'core.opt.wasm'));
 // Stage 0, which inflates the main module at load (see inflate/src/lib.rs).
 wasmOpt('-Oz', join(root, 'target', 'wasm32-unknown-unknown', 'release', 'migrator3000_inflate.wasm'), join(out, 'inflate.wasm'));

@@ -23,3 +23,6 @@ WASM_BINDGEN_USE_BROWSER=1 CHROMEDRIVER="$(command -v chromedriver)" wasm-pack t
 
 step "the built plugin in a host-faithful plugin server"
 node --test tests/
+
+step "the built plugin under Node 14, 16, 18 and 20"
+for node in .tools/node-*/bin/node; do "$node" tests/node-versions/migrate.mjs; done

@@ -4,6 +4,7 @@
 // events for exportEvents, and emulates the historical export of PostHog <= 1.29 and
 // >= 1.30.
 import { readFileSync } from 'node:fs';
+import { performance } from 'node:perf_hooks';
 import { VM } from 'vm2';
 import fetch from 'node-fetch';
 import { TASK_TIMEOUT_SECONDS, transformLikeHost } from './transforms.mjs';
