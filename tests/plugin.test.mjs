@@ -233,29 +233,41 @@ test('a host without jobs forwards live events and says it cannot export history
 
 test('a reload keeps the cut-over and does not start the export twice', async (t) => {
   const storage = new Map();
-  const first = await migration({ storage });
+  const first = await migration({ storage, pageLatencyMs: 60_000 });
   t.after(() => first.destination.close());
   await first.host.load();
   await first.host.runEveryMinute();
+  const started = (host) => host.jobsStarted.filter((name) => name === 'Export historical events').length;
+  await first.host.advance(60_000);
+  assert.equal(started(first.host), 1);
+  assert.equal(storage.get('is_export_running'), 'true');
   const cutover = storage.get('migrator_cutover');
-  const second = new PluginHost({ ...first.host, bundlePath, storage, clock: { now: first.clock.now + DAY } });
+  // A new server process (the same Postgres) five minutes later.
+  const second = new PluginHost({ bundlePath, config: first.host.config, storage, clock: { now: first.clock.now + 5 * 60_000 } });
   await second.load();
   await second.runEveryMinute();
   assert.equal(storage.get('migrator_cutover'), cutover);
-  assert.doesNotMatch(messages(second), /Started the historical export/);
+  await second.advance(60_000);
+  assert.equal(started(second), 0, 'the export was started again');
   assert.match(messages(second), /events before 2026-11-20T12:00:00\.000Z/);
+  assert.deepEqual(second.hostErrors, []);
 });
 
-test('a failing destination makes the host retry the page; every event still arrives once', async (t) => {
+test('a page the app cannot handle goes back to the host, which offers it again; every event arrives once', async (t) => {
   const { destination, host, sourceEvents } = await migration();
   t.after(() => destination.close());
-  destination.script({ status: 503, body: {} }, { status: 500, body: {} });
+  // Postgres fails twice while the app marks a page in flight.
+  let failures = 2;
+  host.faults.storage = (op, key) => op === 'set' && key === 'migrator_last_page_at' && failures-- > 0;
   await host.load();
   await host.runUntilExported();
   const uuids = destination.events().map(({ event }) => event.uuid);
   assert.deepEqual(new Set(uuids), new Set(sourceEvents.map((e) => e.uuid)));
   assert.equal(uuids.length, sourceEvents.length);
-  assert.equal(destination.requests.filter((r) => r.status >= 500).length, 2);
+  const log = messages(host);
+  assert.equal((log.match(/error: This page of history could not be handled and goes back to the export: storage unavailable/g) || []).length, 2);
+  assert.deepEqual(host.hostErrors, [], 'the page was handed back with RetryError, not dropped with another error');
+  assert.deepEqual(Object.keys(Object.fromEntries(host.storageMap)).filter((k) => k.startsWith('migrator_page_')), [], 'a page is still counted in flight');
 });
 
 test('[ADVANCED] Force restart resumes from the last acknowledged position; resends keep their uuids', async (t) => {

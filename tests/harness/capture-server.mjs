@@ -24,10 +24,22 @@ export async function startCaptureServer() {
   const requests = [];
   const scripted = [];
   let fault = null;
+  // Capture closes the socket of a request over its size limit while the client is
+  // still uploading it.
+  let uploadLimit = Infinity;
   const server = createServer((req, res) => {
     const chunks = [];
-    req.on('data', (c) => chunks.push(c));
+    let received = 0;
+    req.on('data', (c) => {
+      chunks.push(c);
+      received += c.length;
+      if (received > uploadLimit && !req.socket.destroyed) {
+        requests.push({ method: req.method, path: req.url, bytes: received, status: 'cut' });
+        req.socket.destroy();
+      }
+    });
     req.on('end', () => {
+      if (received > uploadLimit) return;
       const raw = Buffer.concat(chunks);
       const url = new URL(req.url, 'http://loopback');
       const gzipped = raw[0] === 0x1f && raw[1] === 0x8b;
@@ -50,7 +62,8 @@ export async function startCaptureServer() {
       record.status = answer.status;
       const respond = () => {
         res.writeHead(answer.status, { 'Content-Type': 'application/json', ...(answer.headers || {}) });
-        res.end(JSON.stringify(answer.body ?? {}));
+        // `raw`: a body as it is (empty, an HTML page, bytes that are not UTF-8).
+        res.end(answer.raw !== undefined ? answer.raw : JSON.stringify(answer.body ?? {}));
       };
       if (answer.delayMs) setTimeout(respond, answer.delayMs);
       else respond();
@@ -71,10 +84,14 @@ export async function startCaptureServer() {
     inject: (handler) => {
       fault = handler;
     },
+    /** Cuts the connection of any request whose body grows past `bytes`. */
+    limitUpload: (bytes) => {
+      uploadLimit = bytes;
+    },
     /** Events the destination accepted (answered 2xx), each with its request. */
     events: () =>
       requests
-        .filter((r) => r.status >= 200 && r.status < 300)
+        .filter((r) => typeof r.status === 'number' && r.status >= 200 && r.status < 300)
         .flatMap((r) => r.json.batch.map((event) => ({ event, request: r }))),
     close: () => new Promise((resolve) => server.close(resolve)),
   };

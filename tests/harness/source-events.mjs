@@ -122,8 +122,24 @@ function databaseElement(el) {
   };
 }
 
-/** A source event as the historical export hands it to exportEvents. */
-export function asExported(event, shape, nowMs) {
+/** When the source stored an event: its timestamp, or (none sent) when it arrived. */
+export function storedTime(event) {
+  for (const candidate of [event.timestamp, event.now]) {
+    const t = Date.parse(candidate);
+    if (!Number.isNaN(t)) return t;
+  }
+  return 0;
+}
+
+let exportCount = 0;
+
+/**
+ * A source event as the historical export hands it to exportEvents: `shape` is '1.29'
+ * (Postgres rows, no uuid), '1.30' (marked, from ClickHouse) or '1.30-postgres' (marked,
+ * from Postgres: a new uuid on every export, the row id `rowId` beside it).
+ */
+export function asExported(event, shape, nowMs, rowId = 0) {
+  if (!event.timestamp) event = { ...event, timestamp: new Date(storedTime(event)).toISOString() };
   const { uuid, $set, $set_once, ...rest } = event;
   const properties = { ...event.properties };
   // Ingestion stored only properties, with a top-level $set/$set_once merged in.
@@ -138,6 +154,13 @@ export function asExported(event, shape, nowMs) {
   if (properties.$elements) properties.$elements = properties.$elements.map(databaseElement);
   properties.$$is_historical_export_event = true;
   properties.$$historical_export_timestamp = now;
+  if (shape === '1.30-postgres') {
+    properties.$$historical_export_source_db = 'postgres';
+    properties.$$postgres_event_id = rowId;
+    exportCount += 1;
+    const fresh = `${(exportCount % 0xffffffff).toString(16).padStart(8, '0')}-0000-4000-8000-${rowId.toString(16).padStart(12, '0')}`;
+    return { ...rest, uuid: fresh, team_id: 2, properties, now, ip: properties.$ip || '', site_url: '', sent_at: null };
+  }
   properties.$$historical_export_source_db = 'clickhouse';
   return { ...rest, uuid, team_id: 2, properties, now, ip: properties.$ip || '', site_url: '', sent_at: null };
 }
@@ -226,8 +249,8 @@ export function corpus({ count, from, to, seed = 11 }) {
 
 /** An array of events as a lazy source like `corpus`. */
 export function arraySource(events) {
-  const sorted = [...events].sort((a, b) => Date.parse(a.timestamp) - Date.parse(b.timestamp));
-  const times = sorted.map((e) => Date.parse(e.timestamp));
+  const sorted = [...events].sort((a, b) => storedTime(a) - storedTime(b));
+  const times = sorted.map(storedTime);
   const firstAtOrAfter = (t) => {
     let lo = 0;
     let hi = times.length;

@@ -45,8 +45,12 @@ function replaceImports(imports) {
 }
 
 // Every while/for/do-while body starts with a check of the time since the loop began.
+// The host reads `Date.now()`; here the plugin's Date.now is a fake clock that barely
+// moves within a call, so the guard reads the real one (`__asyncGuard.realNow`, a
+// host global), and a loop that really runs too long still fails.
 function loopTimeout({ types: t }) {
-  const now = () => t.callExpression(t.memberExpression(t.identifier('Date'), t.identifier('now')), []);
+  const now = () =>
+    t.callExpression(t.memberExpression(t.identifier('__asyncGuard'), t.identifier('realNow')), []);
   const guard = (path) => {
     const { loc } = path.node;
     if (!loc) return; // code Babel generated itself
