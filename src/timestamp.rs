@@ -101,18 +101,24 @@ pub fn from_value(value: &Value) -> Option<DateTime<Utc>> {
     }
 }
 
-/// RFC 3339 in UTC with milliseconds: `2021-05-01T12:00:00.123Z`.
+/// RFC 3339 in UTC with milliseconds, `2021-05-01T12:00:00.123Z`, or microseconds
+/// when the time has them (ClickHouse keeps them): `2021-05-01T12:00:00.123456Z`.
 pub fn format(t: DateTime<Utc>) -> String {
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+    let micros = t.timestamp_subsec_micros().min(999_999);
+    let date_time = format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
         t.year(),
         t.month(),
         t.day(),
         t.hour(),
         t.minute(),
-        t.second(),
-        t.timestamp_subsec_millis().min(999)
-    )
+        t.second()
+    );
+    if micros % 1000 == 0 {
+        format!("{date_time}.{:03}Z", micros / 1000)
+    } else {
+        format!("{date_time}.{micros:06}Z")
+    }
 }
 
 pub fn from_millis(millis: f64) -> Option<DateTime<Utc>> {
@@ -189,7 +195,8 @@ mod tests {
             (json!("2021-05-01T14:34:56.789+02:00"), Some("2021-05-01T12:34:56.789Z")),
             (json!("2021-05-01 12:34:56.789+00:00"), Some("2021-05-01T12:34:56.789Z")),
             (json!("2021-05-01 12:34:56.789"), Some("2021-05-01T12:34:56.789Z")),
-            (json!("2021-05-01T12:34:56.123456"), Some("2021-05-01T12:34:56.123Z")),
+            (json!("2021-05-01T12:34:56.123456"), Some("2021-05-01T12:34:56.123456Z")),
+            (json!("2021-05-01 12:34:56.123000"), Some("2021-05-01T12:34:56.123Z")),
             (json!(" 2021-05-01T12:34:56Z "), Some("2021-05-01T12:34:56.000Z")),
             (json!(1619872496.789), Some("2021-05-01T12:34:56.789Z")),
             (json!(1619872496789u64), Some("2021-05-01T12:34:56.789Z")),
@@ -211,7 +218,7 @@ mod tests {
             (json!("2021-05-01T12:34"), None),
             (json!("10000-05-01T12:34:56Z"), None),
             (json!(1e15), None),
-            (json!("2021-05-01T12:34:56.123456789123Z"), Some("2021-05-01T12:34:56.123Z")),
+            (json!("2021-05-01T12:34:56.123456789123Z"), Some("2021-05-01T12:34:56.123456Z")),
         ];
         for (input, expected) in cases {
             assert_eq!(iso(input.clone()).as_deref(), expected, "input {input}");
