@@ -61,6 +61,14 @@ if ! $only_build; then
   done
 fi
 
+# A real ClickHouse engine for the command's tests and bench: chdb (ClickHouse
+# in-process) in a virtualenv of its own, behind cli/tests/clickhouse/server.py.
+if ! $only_build && ! .tools/clickhouse-venv/bin/python -c 'import chdb' 2>/dev/null; then
+  say "installing chdb (a ClickHouse engine, about 180 MB) for the command's tests"
+  python3 -m venv .tools/clickhouse-venv
+  .tools/clickhouse-venv/bin/pip install --quiet --disable-pip-version-check "chdb-core==26.9.0"
+fi
+
 # npm packages: reinstalled only when package-lock.json changed since the last install.
 if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   say "installing npm packages"

@@ -105,15 +105,8 @@ pub fn from_value(value: &Value) -> Option<DateTime<Utc>> {
 /// when the time has them (ClickHouse keeps them): `2021-05-01T12:00:00.123456Z`.
 pub fn format(t: DateTime<Utc>) -> String {
     let micros = t.timestamp_subsec_micros().min(999_999);
-    let date_time = format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
-        t.year(),
-        t.month(),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second()
-    );
+    let date_time =
+        format!("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}", t.year(), t.month(), t.day(), t.hour(), t.minute(), t.second());
     if micros % 1000 == 0 {
         format!("{date_time}.{:03}Z", micros / 1000)
     } else {

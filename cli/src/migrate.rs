@@ -1,0 +1,345 @@
+//! The migration: pages from the source, the core's transform and batches, requests
+//! in flight on a few threads, every answer followed by the core's dispatch, and the
+//! cursor moved in the state file only when every page before it is settled.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+use chrono::Utc;
+use migrator3000::batch::{Batch, BatchLimits, Batcher};
+use migrator3000::dispatch::{Dispatch, KeepState, Summary};
+use migrator3000::pace::{self, Bucket};
+use migrator3000::transform::{self, SourceEvent};
+use serde_json::value::RawValue;
+
+use crate::progress::Progress;
+use crate::send;
+use crate::source::{Cursor, Source, SourceError};
+use crate::state::{Kept, Settled, State};
+
+pub struct Options {
+    pub run: String,
+    pub api_key: String,
+    pub json_url: String,
+    pub gzip_url: String,
+    pub limits: BatchLimits,
+    pub gzip: bool,
+    pub events_to_ignore: BTreeSet<String>,
+    pub events_per_minute: Option<u64>,
+    pub page_size: usize,
+    pub concurrency: usize,
+    /// Multiplies every wait before a resend (tests make them short).
+    pub retry_scale: f64,
+}
+
+/// How a migration ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Ended {
+    /// Everything read, and every request delivered, rejected or parked.
+    Complete,
+    /// A setting is wrong: nothing after the last settled page moved.
+    Stopped(String),
+}
+
+/// Source reads that fail for a while (429, 5xx) are tried this often before giving up
+/// (a rerun resumes).
+const SOURCE_ATTEMPTS: u32 = 8;
+
+struct Job {
+    page: u64,
+    batch: Batch,
+}
+
+struct Done {
+    page: u64,
+    summary: Summary,
+}
+
+#[derive(Default)]
+struct Pending {
+    left: usize,
+    settled: Settled,
+    cursor: Option<Cursor>,
+    stopped: Option<String>,
+}
+
+/// Transforms a page's events into batches; rejections and ignored events are counted.
+pub fn batches_of(events: &[String], options: &Options, settled: &mut Settled) -> Vec<Batch> {
+    let now = Utc::now();
+    let mut batcher = Batcher::new(&options.api_key, true, options.limits, options.gzip);
+    let mut batches = Vec::new();
+    for text in events {
+        settled.read += 1;
+        let Ok(raw) = serde_json::from_str::<&RawValue>(text) else {
+            settled.rejected.push((None, None, "the source gave an event that is not JSON".into()));
+            continue;
+        };
+        let event = SourceEvent::read(raw);
+        if event.name.as_ref().is_some_and(|name| options.events_to_ignore.contains(name)) {
+            continue;
+        }
+        match transform::transform_raw(&event, now) {
+            Ok(prepared) => batches.extend(batcher.push(&prepared)),
+            Err(r) => settled.rejected.push((r.uuid, r.event_name, r.reason.to_string())),
+        }
+    }
+    batches.extend(batcher.flush());
+    batches
+}
+
+fn settle_summary(summary: Summary, settled: &mut Settled, now_ms: i64, retry_scale: f64) {
+    settled.delivered += summary.delivered as u64;
+    settled.rejected.extend(summary.rejected.into_iter().map(|r| (r.uuid, r.event_name, r.reason.to_string())));
+    for keep in summary.keep {
+        let wait_ms = (keep.delay_seconds as f64 * 1000.0 * retry_scale) as i64;
+        settled.keep.push((keep.batch, keep.attempt, keep.state.name().to_string(), now_ms + wait_ms, keep.reason));
+    }
+}
+
+/// Sends one batch (a resend's `attempt`), following every answer to its end.
+fn dispatch(
+    options: &Options,
+    agent: &ureq::Agent,
+    bucket: &Mutex<Option<Bucket>>,
+    batch: Batch,
+    attempt: u32,
+) -> Summary {
+    if let Some(rate) = options.events_per_minute {
+        let count = batch.uuids.len() as u64;
+        loop {
+            let taken = {
+                let mut stored = bucket.lock().unwrap_or_else(|e| e.into_inner());
+                let taken = pace::take(*stored, rate, count, Utc::now().timestamp_millis());
+                *stored = Some(taken.bucket);
+                taken
+            };
+            if taken.allowed {
+                break;
+            }
+            thread::sleep(Duration::from_secs(taken.wait_seconds.max(1)));
+        }
+    }
+    let mut dispatch = Dispatch::new(vec![batch], attempt, true, options.limits, options.gzip, None);
+    while let Some(request) = dispatch.next_request() {
+        let url = if request.body.is_gzip() { &options.gzip_url } else { &options.json_url };
+        let reply = send::post(agent, url, request);
+        dispatch.answer(reply.status, reply.retry_after, &reply.text, reply.error.as_deref());
+    }
+    dispatch.finish(Utc::now())
+}
+
+fn agent() -> ureq::Agent {
+    ureq::AgentBuilder::new().timeout(Duration::from_secs(120)).build()
+}
+
+/// Reads a page, waiting out a source that fails for a while.
+fn read_page(
+    source: &mut dyn Source,
+    after: Option<&Cursor>,
+    limit: usize,
+    progress: &Progress,
+) -> Result<crate::source::Page, String> {
+    let mut attempt = 0;
+    loop {
+        match source.next_page(after, limit) {
+            Ok(page) => return Ok(page),
+            Err(SourceError::Fatal(message)) => return Err(message),
+            Err(SourceError::Transient { message, retry_after_seconds }) => {
+                attempt += 1;
+                if attempt >= SOURCE_ATTEMPTS {
+                    return Err(format!("{message}; tried {attempt} times. Run the same command again to resume."));
+                }
+                let wait = retry_after_seconds.unwrap_or(1 << attempt.min(6)).min(600);
+                progress.note(&format!("{message}: reading again in {wait} s"));
+                thread::sleep(Duration::from_secs(wait));
+            }
+        }
+    }
+}
+
+/// Copies the run's range from `source` to the destination; resumable at any moment.
+pub fn migrate(
+    state: &mut State,
+    source: &mut dyn Source,
+    options: &Arc<Options>,
+    progress: &Progress,
+) -> Result<Ended, String> {
+    let mut cursor = state.run(&options.run)?.and_then(|r| r.cursor);
+    let bucket = Arc::new(Mutex::new(None));
+    let (jobs_tx, jobs_rx) = mpsc::sync_channel::<Job>(options.concurrency * 2);
+    let jobs_rx = Arc::new(Mutex::new(jobs_rx));
+    let (done_tx, done_rx) = mpsc::channel::<Done>();
+    let workers: Vec<_> = (0..options.concurrency.max(1))
+        .map(|_| {
+            let (jobs, done, options, bucket) = (jobs_rx.clone(), done_tx.clone(), options.clone(), bucket.clone());
+            thread::spawn(move || {
+                let agent = agent();
+                loop {
+                    let job = jobs.lock().unwrap_or_else(|e| e.into_inner()).recv();
+                    let Ok(Job { page, batch }) = job else { break };
+                    let summary = dispatch(&options, &agent, &bucket, batch, 1);
+                    if done.send(Done { page, summary }).is_err() {
+                        break;
+                    }
+                }
+            })
+        })
+        .collect();
+    drop(done_tx);
+
+    let mut pending: BTreeMap<u64, Pending> = BTreeMap::new();
+    let (mut next_page, mut next_commit) = (0u64, 0u64);
+    let mut exhausted = false;
+    let mut stopped: Option<String> = None;
+    let mut failure: Option<String> = None;
+    let max_pending = (options.concurrency * 4).max(4) as u64;
+    loop {
+        // What came back meanwhile, then the pages whose requests all came back, in order.
+        while let Ok(done) = done_rx.try_recv() {
+            took(&mut pending, done, options.retry_scale);
+        }
+        while pending.get(&next_commit).is_some_and(|p| p.left == 0) {
+            let page = pending.remove(&next_commit).unwrap_or_default();
+            if let Some(message) = page.stopped {
+                stopped.get_or_insert(message);
+            }
+            if stopped.is_some() {
+                // Nothing after a refused request moves: the next run reads it again.
+                break;
+            }
+            state.settle(&options.run, &page.settled, page.cursor.as_ref())?;
+            progress.settled(&page.settled, page.cursor.as_ref());
+            next_commit += 1;
+        }
+        let reading = !exhausted && stopped.is_none() && failure.is_none();
+        if reading && next_page - next_commit < max_pending {
+            let page = match read_page(source, cursor.as_ref(), options.page_size, progress) {
+                Ok(page) => page,
+                Err(message) => {
+                    failure = Some(message);
+                    continue;
+                }
+            };
+            if page.events.is_empty() {
+                exhausted = true;
+                continue;
+            }
+            let mut track = Pending { cursor: page.next.clone(), ..Pending::default() };
+            let batches = batches_of(&page.events, options, &mut track.settled);
+            track.left = batches.len();
+            cursor = page.next;
+            pending.insert(next_page, track);
+            for batch in batches {
+                jobs_tx.send(Job { page: next_page, batch }).map_err(|_| "the senders stopped".to_string())?;
+            }
+            next_page += 1;
+            continue;
+        }
+        if pending.values().all(|p| p.left == 0) && (pending.is_empty() || stopped.is_some()) {
+            break;
+        }
+        let Ok(done) = done_rx.recv() else { break };
+        took(&mut pending, done, options.retry_scale);
+    }
+    drop(jobs_tx);
+    for worker in workers {
+        let _ = worker.join();
+    }
+    if let Some(message) = failure {
+        return Err(message);
+    }
+    if let Some(message) = stopped {
+        return Ok(Ended::Stopped(message));
+    }
+    match resend_waiting(state, options, progress)? {
+        Ended::Complete => {
+            state.finish(&options.run)?;
+            Ok(Ended::Complete)
+        }
+        stopped => Ok(stopped),
+    }
+}
+
+/// A request of a page came back.
+fn took(pending: &mut BTreeMap<u64, Pending>, Done { page, summary }: Done, retry_scale: f64) {
+    if let Some(track) = pending.get_mut(&page) {
+        track.left -= 1;
+        if let Some(message) = &summary.stop {
+            track.stopped.get_or_insert(message.clone());
+        }
+        settle_summary(summary, &mut track.settled, Utc::now().timestamp_millis(), retry_scale);
+    }
+}
+
+/// Sends the run's waiting requests again as they come due, until none waits (each
+/// ends delivered, rejected, or parked after its attempts).
+pub fn resend_waiting(state: &mut State, options: &Options, progress: &Progress) -> Result<Ended, String> {
+    let agent = agent();
+    let bucket = Mutex::new(None);
+    loop {
+        let waiting: Vec<Kept> = state.kept(Some(&options.run), KeepState::Waiting.name())?;
+        let Some(kept) = waiting.into_iter().next() else { return Ok(Ended::Complete) };
+        let wait_ms = kept.due_at - Utc::now().timestamp_millis();
+        if wait_ms > 0 {
+            progress.note(&format!(
+                "{} events wait to be sent again, in {} s",
+                kept.batch.uuids.len(),
+                (wait_ms + 999) / 1000
+            ));
+            thread::sleep(Duration::from_millis(wait_ms as u64));
+        }
+        let summary = dispatch(options, &agent, &bucket, kept.batch.clone(), kept.attempt);
+        let stop = summary.stop.clone();
+        let mut settled = Settled::default();
+        settle_summary(summary, &mut settled, Utc::now().timestamp_millis(), options.retry_scale);
+        if let Some(message) = stop {
+            return Ok(Ended::Stopped(message));
+        }
+        state.resent(&kept, &settled)?;
+        progress.settled(&settled, None);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options() -> Options {
+        Options {
+            run: "r".into(),
+            api_key: "phc_k".into(),
+            json_url: "http://x/batch/".into(),
+            gzip_url: "http://x/batch/?compression=gzip-js".into(),
+            limits: BatchLimits { max_events: 2, max_bytes: 1_000_000 },
+            gzip: false,
+            events_to_ignore: ["$feature_flag_called".to_string()].into(),
+            events_per_minute: None,
+            page_size: 10,
+            concurrency: 1,
+            retry_scale: 1.0,
+        }
+    }
+
+    #[test]
+    fn a_page_becomes_batches_with_rejections_and_ignored_events_counted() {
+        let events: Vec<String> = vec![
+            r#"{"uuid":"00000000-0000-4000-8000-000000000001","event":"a","distinct_id":"d","timestamp":"2021-06-01T00:00:00.000001Z","properties":{}}"#.into(),
+            r#"{"uuid":"00000000-0000-4000-8000-000000000002","event":"$feature_flag_called","distinct_id":"d","properties":{}}"#.into(),
+            r#"{"uuid":"00000000-0000-4000-8000-000000000003","event":"b","distinct_id":"","properties":{}}"#.into(),
+            "{not json".into(),
+            r#"{"uuid":"00000000-0000-4000-8000-000000000004","event":"c","distinct_id":"d","timestamp":"2021-06-01T00:00:01Z","properties":{}}"#.into(),
+            r#"{"uuid":"00000000-0000-4000-8000-000000000005","event":"d","distinct_id":"d","timestamp":"2021-06-01T00:00:02Z","properties":{}}"#.into(),
+        ];
+        let mut settled = Settled::default();
+        let batches = batches_of(&events, &options(), &mut settled);
+        assert_eq!(batches.iter().map(|b| b.uuids.len()).collect::<Vec<_>>(), [2, 1]);
+        assert_eq!(settled.read, 6);
+        assert_eq!(settled.rejected.len(), 2);
+        let body = migrator3000::delivery::batch_json(&batches[0]).unwrap();
+        assert!(body.contains("\"historical_migration\":true"));
+        assert!(body.contains("2021-06-01T00:00:00.000001Z"), "{body}");
+    }
+}

@@ -1,0 +1,122 @@
+//! Progress as the migration settles pages: a bar with the rate, the share of the range
+//! behind the cursor and the time left on a terminal; a plain line every few seconds
+//! otherwise (logs, CI).
+
+use std::io::IsTerminal;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressStyle};
+use migrator3000::timestamp;
+
+use crate::source::Cursor;
+use crate::state::{Run, Settled};
+
+const PLAIN_EVERY: Duration = Duration::from_secs(5);
+
+pub struct Progress {
+    bar: Option<ProgressBar>,
+    from_ms: i64,
+    to_ms: i64,
+    started: Instant,
+    counts: Mutex<Counts>,
+}
+
+#[derive(Default)]
+struct Counts {
+    read: u64,
+    delivered: u64,
+    rejected: u64,
+    kept: u64,
+    share: f64,
+    last_line: Option<Instant>,
+}
+
+fn millis(text: &str) -> i64 {
+    timestamp::parse_iso(text).map_or(0, |t| t.timestamp_millis())
+}
+
+impl Progress {
+    pub fn new(run: &Run) -> Progress {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = ProgressBar::new(1000);
+            bar.set_style(
+                ProgressStyle::with_template("{spinner} [{bar:30}] {percent:>3}% {msg} ({eta} left)")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            bar.enable_steady_tick(Duration::from_millis(200));
+            bar
+        });
+        let progress = Progress {
+            bar,
+            from_ms: millis(&run.from),
+            to_ms: millis(&run.to),
+            started: Instant::now(),
+            counts: Mutex::new(Counts::default()),
+        };
+        if let Some(cursor) = &run.cursor {
+            progress.counts.lock().unwrap_or_else(|e| e.into_inner()).share = progress.share(cursor);
+        }
+        progress
+    }
+
+    fn share(&self, cursor: &Cursor) -> f64 {
+        if self.to_ms <= self.from_ms {
+            return 0.0;
+        }
+        ((millis(&cursor.timestamp) - self.from_ms) as f64 / (self.to_ms - self.from_ms) as f64).clamp(0.0, 1.0)
+    }
+
+    pub fn settled(&self, settled: &Settled, cursor: Option<&Cursor>) {
+        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        counts.read += settled.read;
+        counts.delivered += settled.delivered;
+        counts.rejected += settled.rejected.len() as u64;
+        counts.kept += settled.keep.iter().map(|k| k.0.uuids.len() as u64).sum::<u64>();
+        if let Some(cursor) = cursor {
+            counts.share = self.share(cursor);
+        }
+        let seconds = self.started.elapsed().as_secs_f64().max(0.001);
+        let line = format!(
+            "{} read, {} delivered, {} rejected, {} kept to send again; {:.0} events/s",
+            counts.read,
+            counts.delivered,
+            counts.rejected,
+            counts.kept,
+            counts.delivered as f64 / seconds
+        );
+        match &self.bar {
+            Some(bar) => {
+                bar.set_position((counts.share * 1000.0) as u64);
+                bar.set_message(line);
+            }
+            None if counts.last_line.is_none_or(|at| at.elapsed() >= PLAIN_EVERY) => {
+                counts.last_line = Some(Instant::now());
+                let left = if counts.share > 0.0 && counts.share < 1.0 {
+                    format!("; about {:.0} s left", seconds * (1.0 - counts.share) / counts.share)
+                } else {
+                    String::new()
+                };
+                eprintln!("{:.0}% of the range: {line}{left}", counts.share * 100.0);
+            }
+            None => {}
+        }
+    }
+
+    pub fn note(&self, message: &str) {
+        match &self.bar {
+            Some(bar) => bar.println(message),
+            None => eprintln!("{message}"),
+        }
+    }
+
+    pub fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+
+    pub fn seconds(&self) -> f64 {
+        self.started.elapsed().as_secs_f64()
+    }
+}

@@ -1,0 +1,54 @@
+//! Where the history comes from: a source hands over pages of events in a stable
+//! order, each page resumable from the cursor of the last event of the page before.
+
+use serde::{Deserialize, Serialize};
+
+/// The position after an event: the order every source pages in is
+/// (timestamp, then uuid), so equal timestamps across page boundaries are not skipped.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cursor {
+    /// The source's own timestamp text of the last event handed over (kept exactly,
+    /// microseconds included), e.g. "2024-03-01 12:00:00.123456".
+    pub timestamp: String,
+    /// The last event's uuid (or any key that breaks ties in the source's order).
+    pub key: String,
+}
+
+/// One page: events as JSON object texts shaped like a captured PostHog event
+/// (`uuid`, `event`, `distinct_id`, `timestamp` (RFC 3339), `properties` (object),
+/// optional `$set`/`$set_once`), and the cursor to resume after the last of them.
+#[derive(Debug, Default)]
+pub struct Page {
+    pub events: Vec<String>,
+    /// `None` when the page is empty.
+    pub next: Option<Cursor>,
+}
+
+#[derive(Debug)]
+pub enum SourceError {
+    /// Bad credentials, unknown team/project, unreachable host: the user must act.
+    Fatal(String),
+    /// May succeed later (429, 5xx, timeouts); `retry_after_seconds` if the source said.
+    Transient { message: String, retry_after_seconds: Option<u64> },
+}
+
+impl std::fmt::Display for SourceError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SourceError::Fatal(m) => f.write_str(m),
+            SourceError::Transient { message, .. } => f.write_str(message),
+        }
+    }
+}
+
+impl std::error::Error for SourceError {}
+
+pub trait Source {
+    /// Up to `limit` events strictly after `after` (from the range's start when
+    /// `None`) and before the range's end, in (timestamp, key) order.
+    fn next_page(&mut self, after: Option<&Cursor>, limit: usize) -> Result<Page, SourceError>;
+    /// What to call this source in progress lines, e.g. "ClickHouse at http://...".
+    fn describe(&self) -> String;
+}
+pub mod clickhouse;
+pub mod query_api;

@@ -1,0 +1,83 @@
+"""A real ClickHouse engine (chdb, ClickHouse in-process) behind the part of ClickHouse's
+HTTP interface that migrator3000 uses: POST / with the query as the body (or ?query=),
+the user in X-ClickHouse-User / X-ClickHouse-Key (or basic auth), answers in the query's
+FORMAT, errors as ClickHouse words them ("Code: N. DB::Exception: ..."). For the tests
+and the bench only; it prints "READY <url>" once it listens.
+
+    python server.py --data DIR [--user default] [--password ''] [--port 0]
+"""
+
+import argparse
+import base64
+import re
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlparse
+
+from chdb import session
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--data", required=True)
+parser.add_argument("--user", default="default")
+parser.add_argument("--password", default="")
+parser.add_argument("--port", type=int, default=0)
+args = parser.parse_args()
+
+engine = session.Session(args.data)
+lock = threading.Lock()
+
+
+def credentials(handler):
+    user = handler.headers.get("X-ClickHouse-User")
+    key = handler.headers.get("X-ClickHouse-Key")
+    auth = handler.headers.get("Authorization", "")
+    if user is None and auth.startswith("Basic "):
+        user, _, key = base64.b64decode(auth[6:]).decode().partition(":")
+    return user or "default", key or ""
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *_):
+        pass
+
+    def answer(self, status, text):
+        body = text.encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "text/plain; charset=UTF-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_POST(self):
+        length = int(self.headers.get("Content-Length", "0"))
+        body = self.rfile.read(length).decode()
+        query = parse_qs(urlparse(self.path).query).get("query", [""])[0] + body
+        if credentials(self) != (args.user, args.password):
+            return self.answer(
+                403,
+                f"Code: 516. DB::Exception: {credentials(self)[0]}: Authentication failed: password is incorrect, "
+                "or there is no user with such name. (AUTHENTICATION_FAILED)\n",
+            )
+        fmt = re.search(r"\bFORMAT\s+(\w+)\s*;?\s*$", query, re.IGNORECASE)
+        sql = query[: fmt.start()] if fmt else query
+        try:
+            with lock:
+                result = engine.query(sql, fmt.group(1) if fmt else "TabSeparated")
+        except Exception as error:  # the engine's own error text, as ClickHouse sends it
+            message = str(error)
+            code = re.search(r"Code: (\d+)", message)
+            status = 404 if code and code.group(1) in ("60", "81") else 500
+            return self.answer(status, message if message.startswith("Code:") else f"Code: 1001. DB::Exception: {message}")
+        data = result.bytes() if hasattr(result, "bytes") else str(result).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain; charset=UTF-8")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
+print(f"READY http://127.0.0.1:{server.server_address[1]}", flush=True)
+server.serve_forever()

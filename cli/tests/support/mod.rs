@@ -1,0 +1,299 @@
+//! Real parts for the command's tests: an HTTP/1.1 server on loopback (the destination's
+//! capture, and the Query API), and a real ClickHouse engine (chdb behind
+//! cli/tests/clickhouse/server.py, installed by scripts/bootstrap.sh).
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread;
+
+use serde_json::Value;
+
+pub struct Request {
+    pub method: String,
+    pub path: String,
+    pub headers: HashMap<String, String>,
+    pub body: Vec<u8>,
+}
+
+pub enum Reply {
+    Answer {
+        status: u16,
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+    },
+    /// Closes the connection without a word.
+    Drop,
+}
+
+impl Reply {
+    pub fn new(status: u16, body: &str) -> Reply {
+        Reply::Answer { status, headers: Vec::new(), body: body.as_bytes().to_vec() }
+    }
+}
+
+type Handler = Arc<dyn Fn(&Request) -> Reply + Send + Sync>;
+
+/// A minimal HTTP/1.1 server on 127.0.0.1, keep-alive included, a thread a connection.
+pub struct Server {
+    pub url: String,
+}
+
+impl Server {
+    pub fn start(handler: Handler) -> Server {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let handler = handler.clone();
+                thread::spawn(move || serve(stream, handler));
+            }
+        });
+        Server { url }
+    }
+}
+
+fn serve(stream: TcpStream, handler: Handler) {
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut writer = stream;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        let mut parts = line.split_whitespace();
+        let (method, path) = (parts.next().unwrap_or("").to_string(), parts.next().unwrap_or("").to_string());
+        let mut headers = HashMap::new();
+        loop {
+            let mut header = String::new();
+            if reader.read_line(&mut header).unwrap_or(0) == 0 {
+                return;
+            }
+            let header = header.trim_end();
+            if header.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = header.split_once(':') {
+                headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
+            }
+        }
+        let length: usize = headers.get("content-length").and_then(|l| l.parse().ok()).unwrap_or(0);
+        let mut body = vec![0; length];
+        if reader.read_exact(&mut body).is_err() {
+            return;
+        }
+        match handler(&Request { method, path, headers, body }) {
+            Reply::Drop => return,
+            Reply::Answer { status, headers, body } => {
+                let mut head = format!("HTTP/1.1 {status} X\r\nContent-Length: {}\r\n", body.len());
+                for (k, v) in headers {
+                    head.push_str(&format!("{k}: {v}\r\n"));
+                }
+                head.push_str("\r\n");
+                if writer.write_all(head.as_bytes()).and_then(|_| writer.write_all(&body)).is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// The destination: checks requests as capture does (one token, each event with a name,
+/// a distinct_id and a valid uuid) and records the events it accepted.
+pub struct Capture {
+    pub server: Server,
+    pub accepted: Arc<Mutex<Vec<Value>>>,
+    pub requests: Arc<Mutex<usize>>,
+    /// Answers for the requests to come, before capture's own (`None`: capture's).
+    pub fault: Arc<Mutex<Box<dyn FnMut(&[Value]) -> Option<Reply> + Send>>>,
+}
+
+pub fn body_json(request: &Request) -> Option<Value> {
+    let bytes = if request.body.starts_with(&[0x1f, 0x8b]) {
+        migrator3000::gzip::decompress(&request.body).ok()?
+    } else {
+        request.body.clone()
+    };
+    serde_json::from_slice(&bytes).ok()
+}
+
+impl Capture {
+    pub fn start() -> Capture {
+        let accepted = Arc::new(Mutex::new(Vec::new()));
+        let requests = Arc::new(Mutex::new(0));
+        let fault: Arc<Mutex<Box<dyn FnMut(&[Value]) -> Option<Reply> + Send>>> =
+            Arc::new(Mutex::new(Box::new(|_| None)));
+        let (a, r, f) = (accepted.clone(), requests.clone(), fault.clone());
+        let server = Server::start(Arc::new(move |request: &Request| {
+            *r.lock().unwrap() += 1;
+            let Some(json) = body_json(request) else { return Reply::new(400, "{\"error\":\"malformed\"}") };
+            let batch = json["batch"].as_array().cloned().unwrap_or_default();
+            if let Some(reply) = (f.lock().unwrap())(&batch) {
+                return reply;
+            }
+            if json["api_key"].as_str().unwrap_or("").is_empty() {
+                return Reply::new(401, "{\"error\":\"no token\"}");
+            }
+            for e in &batch {
+                let uuid_ok = e["uuid"].as_str().is_some_and(|u| u.len() == 36);
+                if e["event"].as_str().unwrap_or("").is_empty()
+                    || e["distinct_id"].as_str().unwrap_or("").is_empty()
+                    || !uuid_ok
+                {
+                    return Reply::new(400, "{\"error\":\"bad event\"}");
+                }
+            }
+            if batch.is_empty() || json["historical_migration"] != Value::Bool(true) {
+                return Reply::new(400, "{\"error\":\"not a migration batch\"}");
+            }
+            a.lock().unwrap().extend(batch);
+            Reply::new(200, "{\"status\":1}")
+        }));
+        Capture { server, accepted, requests, fault }
+    }
+
+    pub fn uuids(&self) -> Vec<String> {
+        self.accepted.lock().unwrap().iter().map(|e| e["uuid"].as_str().unwrap().to_string()).collect()
+    }
+
+    pub fn set_fault(&self, fault: impl FnMut(&[Value]) -> Option<Reply> + Send + 'static) {
+        *self.fault.lock().unwrap() = Box::new(fault);
+    }
+}
+
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// A real ClickHouse engine in a process of its own, stopped when dropped.
+pub struct ClickHouse {
+    pub url: String,
+    child: Child,
+    _data: TempDir,
+}
+
+pub const USER: &str = "migrator";
+pub const PASSWORD: &str = "s3cret";
+
+impl ClickHouse {
+    pub fn start() -> ClickHouse {
+        let python = root().join(".tools/clickhouse-venv/bin/python");
+        assert!(
+            python.exists(),
+            "no ClickHouse engine: run `bash scripts/bootstrap.sh` (it installs chdb into .tools/)"
+        );
+        let data = TempDir::new("clickhouse");
+        let mut child = Command::new(python)
+            .arg(root().join("cli/tests/clickhouse/server.py"))
+            .args(["--data", data.0.to_str().unwrap(), "--user", USER, "--password", PASSWORD])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let url = line.trim().strip_prefix("READY ").unwrap_or_else(|| panic!("the engine said {line:?}")).to_string();
+        let engine = ClickHouse { url, child, _data: data };
+        engine.query(EVENTS_TABLE);
+        engine
+    }
+
+    pub fn query(&self, sql: &str) -> String {
+        let answer = ureq::post(&format!("{}/", self.url))
+            .set("X-ClickHouse-User", USER)
+            .set("X-ClickHouse-Key", PASSWORD)
+            .send_string(sql);
+        match answer {
+            Ok(r) => r.into_string().unwrap(),
+            Err(e) => {
+                let said = e.to_string();
+                panic!(
+                    "{sql}: {said} {}",
+                    e.into_response().map(|r| r.into_string().unwrap_or_default()).unwrap_or_default()
+                )
+            }
+        }
+    }
+}
+
+impl Drop for ClickHouse {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// PostHog's `events` table (posthog/models/event/sql.py, the columns a migration reads
+/// and those around them), ordered as PostHog orders it.
+pub const EVENTS_TABLE: &str = "CREATE TABLE IF NOT EXISTS default.events (
+    uuid UUID, event String, properties String, timestamp DateTime64(6, 'UTC'), team_id Int64,
+    distinct_id String, elements_chain String, created_at DateTime64(6, 'UTC'), person_id UUID,
+    person_properties String, `$group_0` String, `$group_1` String, `$group_2` String, `$group_3` String,
+    `$group_4` String, _timestamp DateTime, _offset UInt64
+) ENGINE = MergeTree ORDER BY (team_id, toDate(timestamp), event, cityHash64(distinct_id), cityHash64(uuid))";
+
+/// Inserts `count` generated events for `team` (row numbers `first..first+count`), their
+/// timestamps spread over `distinct_times` values from `from` on, a minute apart (and a
+/// microsecond), random uuids (both halves differ, so ClickHouse's order of them is
+/// not their text's).
+pub fn insert_events(engine: &ClickHouse, team: u64, first: u64, count: u64, distinct_times: u64, from: &str) {
+    engine.query(&format!(
+        "INSERT INTO default.events (uuid, event, properties, timestamp, team_id, distinct_id, elements_chain, created_at, _timestamp, _offset)
+         SELECT
+            generateUUIDv4(number),
+            arrayElement(['$pageview', '$autocapture', '$identify', '$groupidentify', 'purchase — 購入'], number % 5 + 1),
+            if(number % 5 = 2,
+               concat('{{\"$set\": {{\"email\": \"user', toString(number % 97), '@example.com\"}}, \"n\": ', toString(number), '}}'),
+               concat('{{\"$current_url\": \"https://example.com/ünï/', toString(number), '\", \"n\": ', toString(number), '}}')),
+            toDateTime64('{from}', 6, 'UTC') + toIntervalMicrosecond(((number - {first}) % {distinct_times}) * 60000001),
+            {team},
+            concat('user-', toString(number % 97)),
+            if(number % 5 = 1, 'button.btn:text=\"Sign up\"nth-child=\"1\"', ''),
+            now64(6), now(), number
+         FROM numbers({first}, {count})"
+    ));
+}
+
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(what: &str) -> TempDir {
+        let path = std::env::temp_dir().join(format!(
+            "m3k-{what}-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
+        ));
+        std::fs::create_dir_all(&path).unwrap();
+        TempDir(path)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub fn cli() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_migrator3000"))
+}
+
+pub fn run(args: &[&str]) -> Output {
+    cli().args(args).output().unwrap()
+}
+
+pub fn text(output: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
+}
+
+impl ClickHouse {
+    /// The uuids of a team's events in a range, as the engine holds them.
+    pub fn uuids(&self, team: u64) -> Vec<String> {
+        let text = self.query(&format!("SELECT toString(uuid) FROM default.events WHERE team_id = {team} FORMAT TSV"));
+        text.lines().map(str::to_string).collect()
+    }
+}
