@@ -8,11 +8,11 @@ step() { printf '\n== %s\n' "$*"; }
 
 step "format and lints"
 cargo fmt --check
-cargo clippy --all-targets --quiet -- -D warnings
-cargo clippy --all-targets --quiet --target wasm32-unknown-unknown -- -D warnings
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+cargo clippy -p migrator3000 --all-targets --quiet --target wasm32-unknown-unknown -- -D warnings
 
-step "core, natively"
-cargo test --quiet
+step "core, natively, and the migrator3000 command (a real ClickHouse engine, loopback servers)"
+cargo test --workspace --quiet
 
 step "wasm boundary in Node"
 wasm-pack test --node

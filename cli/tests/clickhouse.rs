@@ -106,7 +106,7 @@ fn a_run_killed_mid_way_resumes_and_loses_nothing() {
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     let before = capture.uuids().len();
-    assert!(before >= 600 && before < 3000, "{before} delivered before the kill");
+    assert!((600..3000).contains(&before), "{before} delivered before the kill");
     let output = run_with(&base, &["--page-size", "50", "--batch-size", "25"]);
     assert!(output.status.success(), "{}", text(&output));
     assert!(text(&output).contains("resuming after"), "{}", text(&output));

@@ -102,6 +102,10 @@ fn serve(stream: TcpStream, handler: Handler) {
     }
 }
 
+/// What a test makes the destination answer, given a request's events (`None`:
+/// capture's own answer).
+pub type Fault = Box<dyn FnMut(&[Value]) -> Option<Reply> + Send>;
+
 /// The destination: checks requests as capture does (one token, each event with a name,
 /// a distinct_id and a valid uuid) and records the events it accepted.
 pub struct Capture {
@@ -109,7 +113,7 @@ pub struct Capture {
     pub accepted: Arc<Mutex<Vec<Value>>>,
     pub requests: Arc<Mutex<usize>>,
     /// Answers for the requests to come, before capture's own (`None`: capture's).
-    pub fault: Arc<Mutex<Box<dyn FnMut(&[Value]) -> Option<Reply> + Send>>>,
+    pub fault: Arc<Mutex<Fault>>,
 }
 
 pub fn body_json(request: &Request) -> Option<Value> {
@@ -125,8 +129,7 @@ impl Capture {
     pub fn start() -> Capture {
         let accepted = Arc::new(Mutex::new(Vec::new()));
         let requests = Arc::new(Mutex::new(0));
-        let fault: Arc<Mutex<Box<dyn FnMut(&[Value]) -> Option<Reply> + Send>>> =
-            Arc::new(Mutex::new(Box::new(|_| None)));
+        let fault: Arc<Mutex<Fault>> = Arc::new(Mutex::new(Box::new(|_| None)));
         let (a, r, f) = (accepted.clone(), requests.clone(), fault.clone());
         let server = Server::start(Arc::new(move |request: &Request| {
             *r.lock().unwrap() += 1;
