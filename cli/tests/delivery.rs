@@ -11,14 +11,12 @@ use std::sync::Arc;
 use support::*;
 
 fn command(engine: &ClickHouse, capture: &Capture, state: &str) -> Vec<String> {
-    [
-        "--state", state, "posthog", "--from", "clickhouse", "--clickhouse-url", &engine.url, "--clickhouse-user", USER,
-        "--clickhouse-password", PASSWORD, "--team-id", "2", "--start", "2021-06-01", "--end", "2021-07-01", "--host",
-        &capture.server.url, "--project-api-key", "phc_destination", "--retry-scale", "0.0001", "--batch-size", "10",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect()
+    words(&format!(
+        "--state {state} posthog --from clickhouse --clickhouse-url {} --clickhouse-user {USER} --clickhouse-password \
+         {PASSWORD} --team-id 2 --start 2021-06-01 --end 2021-07-01 --host {} --project-api-key phc_destination \
+         --retry-scale 0.0001 --batch-size 10",
+        engine.url, capture.server.url
+    ))
 }
 
 #[test]
@@ -74,20 +72,31 @@ fn bad_flags_are_refused_in_words_before_anything_is_read() {
     let dir = TempDir::new("state");
     let state = dir.0.join("s.sqlite");
     let base = |host: &str, key: &str, start: &str| {
-        run(&[
-            "--state", state.to_str().unwrap(), "posthog", "--from", "clickhouse", "--clickhouse-url", "http://127.0.0.1:9",
-            "--team-id", "2", "--host", host, "--project-api-key", key, "--start", start,
-        ])
+        cli()
+            .args(words(&format!(
+                "--state {} posthog --from clickhouse --clickhouse-url http://127.0.0.1:9 --team-id 2 --host {host} \
+                 --project-api-key {key} --start {start}",
+                state.display()
+            )))
+            .output()
+            .unwrap()
     };
     let personal = text(&base(&capture.server.url, "phx_personal_key_123", "2021-06-01"));
-    assert!(personal.contains("--project-api-key: \"phx_pers…\" is not accepted: this is a personal API key"), "{personal}");
+    assert!(
+        personal.contains("--project-api-key: \"phx_pers…\" is not accepted: this is a personal API key"),
+        "{personal}"
+    );
     let date = text(&base(&capture.server.url, "phc_k", "2021-02-30"));
     assert!(date.contains("--start: \"2021-02-30\" is not accepted: it is not a real date"), "{date}");
     let host = text(&base("ftp://x", "phc_k", "2021-06-01"));
     assert!(host.contains("--host: \"ftp://x\" is not accepted"), "{host}");
     let unreachable = base(&capture.server.url, "phc_k", "2021-06-01");
     assert_eq!(unreachable.status.code(), Some(1));
-    assert!(text(&unreachable).contains("cannot be reached") && text(&unreachable).contains("--clickhouse-url"), "{}", text(&unreachable));
+    assert!(
+        text(&unreachable).contains("cannot be reached") && text(&unreachable).contains("--clickhouse-url"),
+        "{}",
+        text(&unreachable)
+    );
     let status = run(&["--state", "/nonexistent/dir/s.sqlite", "status"]);
     assert!(text(&status).contains("there is no state file"), "{}", text(&status));
 }

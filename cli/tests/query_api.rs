@@ -75,24 +75,27 @@ fn query_api(data: Vec<Row>, faults: Arc<Mutex<Vec<Reply>>>, calls: Arc<AtomicUs
 }
 
 fn command(api: &Server, capture: &Capture, state: &str, key: &str) -> Vec<String> {
-    [
-        "--state", state, "posthog", "--from", "query-api", "--query-api-host", &api.url, "--project-id", "7",
-        "--personal-api-key", key, "--start", "2021-06-01", "--end", "2021-06-06", "--host", &capture.server.url,
-        "--project-api-key", "phc_destination", "--page-size", "7", "--retry-scale", "0.001",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect()
+    words(&format!(
+        "--state {state} posthog --from query-api --query-api-host {} --project-id 7 --personal-api-key {key} \
+         --start 2021-06-01 --end 2021-06-06 --host {} --project-api-key phc_destination --page-size 7 \
+         --retry-scale 0.001",
+        api.url, capture.server.url
+    ))
 }
 
 #[test]
 fn pages_through_equal_timestamps_waiting_out_rate_limits_and_failures() {
     let data = rows(100);
     // One of them is after the range.
-    let in_range: HashSet<String> = data.iter().filter(|r| r.ts.as_str() < "2021-06-06").map(|r| r.uuid.clone()).collect();
+    let in_range: HashSet<String> =
+        data.iter().filter(|r| r.ts.as_str() < "2021-06-06").map(|r| r.uuid.clone()).collect();
     let faults = Arc::new(Mutex::new(vec![
         Reply::new(500, ""),
-        Reply::Answer { status: 429, headers: vec![("Retry-After".into(), "1".into())], body: b"{\"detail\":\"Rate limit exceeded\"}".to_vec() },
+        Reply::Answer {
+            status: 429,
+            headers: vec![("Retry-After".into(), "1".into())],
+            body: b"{\"detail\":\"Rate limit exceeded\"}".to_vec(),
+        },
     ]));
     let calls = Arc::new(AtomicUsize::new(0));
     let api = query_api(data, faults, calls.clone());

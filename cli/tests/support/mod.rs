@@ -300,3 +300,8 @@ impl ClickHouse {
         text.lines().map(str::to_string).collect()
     }
 }
+
+/// A command line as its words (no word here has a space).
+pub fn words(line: &str) -> Vec<String> {
+    line.split_whitespace().map(str::to_string).collect()
+}
