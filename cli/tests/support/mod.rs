@@ -230,35 +230,22 @@ impl Drop for ClickHouse {
     }
 }
 
-/// PostHog's `events` table (posthog/models/event/sql.py, the columns a migration reads
+/// PostHog's `events` table (posthog/models/event/sql.py: the columns a migration reads
 /// and those around them), ordered as PostHog orders it.
-pub const EVENTS_TABLE: &str = "CREATE TABLE IF NOT EXISTS default.events (
-    uuid UUID, event String, properties String, timestamp DateTime64(6, 'UTC'), team_id Int64,
-    distinct_id String, elements_chain String, created_at DateTime64(6, 'UTC'), person_id UUID,
-    person_properties String, `$group_0` String, `$group_1` String, `$group_2` String, `$group_3` String,
-    `$group_4` String, _timestamp DateTime, _offset UInt64
-) ENGINE = MergeTree ORDER BY (team_id, toDate(timestamp), event, cityHash64(distinct_id), cityHash64(uuid))";
+pub const EVENTS_TABLE: &str = include_str!("../clickhouse/schema.sql");
 
 /// Inserts `count` generated events for `team` (row numbers `first..first+count`), their
 /// timestamps spread over `distinct_times` values from `from` on, a minute apart (and a
 /// microsecond), random uuids (both halves differ, so ClickHouse's order of them is
-/// not their text's).
+/// not their text's). The same SQL seeds the bench.
 pub fn insert_events(engine: &ClickHouse, team: u64, first: u64, count: u64, distinct_times: u64, from: &str) {
-    engine.query(&format!(
-        "INSERT INTO default.events (uuid, event, properties, timestamp, team_id, distinct_id, elements_chain, created_at, _timestamp, _offset)
-         SELECT
-            generateUUIDv4(number),
-            arrayElement(['$pageview', '$autocapture', '$identify', '$groupidentify', 'purchase — 購入'], number % 5 + 1),
-            if(number % 5 = 2,
-               concat('{{\"$set\": {{\"email\": \"user', toString(number % 97), '@example.com\"}}, \"n\": ', toString(number), '}}'),
-               concat('{{\"$current_url\": \"https://example.com/ünï/', toString(number), '\", \"n\": ', toString(number), '}}')),
-            toDateTime64('{from}', 6, 'UTC') + toIntervalMicrosecond(((number - {first}) % {distinct_times}) * 60000001),
-            {team},
-            concat('user-', toString(number % 97)),
-            if(number % 5 = 1, 'button.btn:text=\"Sign up\"nth-child=\"1\"', ''),
-            now64(6), now(), number
-         FROM numbers({first}, {count})"
-    ));
+    let sql = include_str!("../clickhouse/seed.sql")
+        .replace("{team}", &team.to_string())
+        .replace("{first}", &first.to_string())
+        .replace("{count}", &count.to_string())
+        .replace("{distinct_times}", &distinct_times.to_string())
+        .replace("{from}", from);
+    engine.query(&sql);
 }
 
 pub struct TempDir(pub PathBuf);
