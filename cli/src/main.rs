@@ -3,6 +3,7 @@
 //! answer decisions as the app, and its state in one SQLite file so that a killed run
 //! resumes where it was.
 
+mod amplitude;
 mod migrate;
 mod progress;
 mod send;
@@ -21,6 +22,9 @@ use migrator3000::settings::Settings;
 use migrator3000::timestamp;
 use serde_json::{json, Map, Value};
 
+use crate::amplitude::export_api::{self, ExportApi};
+use crate::amplitude::files::LocalExport;
+use crate::amplitude::Amplitude;
 use crate::migrate::{Ended, Options};
 use crate::progress::Progress;
 use crate::source::clickhouse::ClickHouse;
@@ -42,6 +46,9 @@ struct Cli {
 enum Command {
     /// Copies the events of a PostHog (its ClickHouse, or its Query API) to the destination.
     Posthog(Box<PosthogArgs>),
+    /// Copies an Amplitude project's events (a local export, or its Export API), each
+    /// device linked once to its user.
+    Amplitude(Box<AmplitudeArgs>),
     /// Progress of every migration in the state file.
     Status,
     /// Sends again the requests parked after their attempts (or held for a setting).
@@ -87,6 +94,33 @@ struct PosthogArgs {
     /// A personal API key of the source with the Query Read permission.
     #[arg(long, env = "POSTHOG_PERSONAL_API_KEY", hide_env_values = true)]
     personal_api_key: Option<String>,
+    #[command(flatten)]
+    to: Destination,
+}
+
+#[derive(clap::Args)]
+struct AmplitudeArgs {
+    /// A local export: the zip Amplitude's Export API returns, or a folder of its
+    /// `.json.gz` files (or of such zips).
+    #[arg(long, conflicts_with_all = ["api_key", "secret_key"])]
+    files: Option<PathBuf>,
+    /// Amplitude's project API key, to read its Export API directly.
+    #[arg(long, env = "AMPLITUDE_API_KEY", hide_env_values = true, requires = "secret_key")]
+    api_key: Option<String>,
+    #[arg(long, env = "AMPLITUDE_SECRET_KEY", hide_env_values = true, requires = "api_key")]
+    secret_key: Option<String>,
+    /// The project is in Amplitude's EU region.
+    #[arg(long)]
+    eu: bool,
+    /// Amplitude's Export API at another address (tests).
+    #[arg(long, hide = true)]
+    amplitude_url: Option<String>,
+    #[command(flatten)]
+    to: Destination,
+}
+
+#[derive(clap::Args)]
+struct Destination {
     /// First day to copy (YYYY-MM-DD or a timestamp); default 2020-01-01, before
     /// PostHog's first release.
     #[arg(long)]
@@ -139,7 +173,7 @@ const FLAGS: [(&str, &str); 8] = [
 ];
 
 /// The destination settings, checked by the core exactly as the app checks its form.
-fn settings(args: &PosthogArgs, now: DateTime<Utc>) -> Result<Settings, String> {
+fn settings(args: &Destination, now: DateTime<Utc>) -> Result<Settings, String> {
     let form: Map<String, Value> = json!({
         "host": args.host, "projectApiKey": args.project_api_key, "startDate": args.start.clone().unwrap_or_default(),
         "batchSize": args.batch_size, "batchMaxKilobytes": args.batch_max_kilobytes, "gzip": args.gzip,
@@ -173,9 +207,12 @@ fn clickhouse_time(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%d %H:%M:%S%.6f").to_string()
 }
 
-fn posthog(cli: &Cli, args: &PosthogArgs) -> Result<ExitCode, String> {
-    let now = Utc::now();
-    let settings = settings(args, now)?;
+/// The run's range, checked: from the start date (default 2020-01-01) to the end (now).
+fn range(
+    args: &Destination,
+    settings: &Settings,
+    now: DateTime<Utc>,
+) -> Result<(DateTime<Utc>, DateTime<Utc>), String> {
     let from = settings.start.unwrap_or_else(|| timestamp::parse_iso("2020-01-01T00:00:00Z").unwrap_or(now));
     let to = match &args.end {
         Some(end) => time_flag("--end", end)?,
@@ -187,9 +224,32 @@ fn posthog(cli: &Cli, args: &PosthogArgs) -> Result<ExitCode, String> {
     if args.concurrency == 0 || args.page_size == 0 {
         return Err("--concurrency and --page-size must be at least 1".into());
     }
+    Ok((from, to))
+}
+
+fn options(args: &Destination, settings: &Settings, run: String) -> Arc<Options> {
+    Arc::new(Options {
+        run,
+        api_key: settings.project_api_key.clone(),
+        json_url: settings.destination.batch_url(false),
+        gzip_url: settings.destination.batch_url(true),
+        limits: settings.limits,
+        gzip: settings.gzip,
+        events_to_ignore: settings.events_to_ignore.clone(),
+        events_per_minute: settings.events_per_minute,
+        page_size: args.page_size,
+        concurrency: args.concurrency,
+        retry_scale: args.retry_scale.max(0.0),
+    })
+}
+
+fn posthog(cli: &Cli, args: &PosthogArgs) -> Result<ExitCode, String> {
+    let now = Utc::now();
+    let settings = settings(&args.to, now)?;
+    let (from, to) = range(&args.to, &settings, now)?;
     let (from_ch, to_ch) = (clickhouse_time(from), clickhouse_time(to));
-    let mut source: Box<dyn Source> = match args.from {
-        From::Clickhouse => Box::new(ClickHouse::new(
+    let clickhouse = || {
+        ClickHouse::new(
             args.clickhouse_url.as_deref().unwrap_or_default(),
             &args.clickhouse_user,
             &args.clickhouse_password,
@@ -198,7 +258,10 @@ fn posthog(cli: &Cli, args: &PosthogArgs) -> Result<ExitCode, String> {
             args.team_id.unwrap_or_default(),
             &from_ch,
             &to_ch,
-        )),
+        )
+    };
+    let mut source: Box<dyn Source> = match args.from {
+        From::Clickhouse => Box::new(clickhouse()),
         From::QueryApi => {
             let key = args.personal_api_key.as_deref().filter(|k| !k.trim().is_empty()).ok_or(
                 "--personal-api-key (or POSTHOG_PERSONAL_API_KEY) is required with --from query-api: a personal API \
@@ -213,40 +276,65 @@ fn posthog(cli: &Cli, args: &PosthogArgs) -> Result<ExitCode, String> {
             ))
         }
     };
-    let options = Arc::new(Options {
-        run: format!("{} from {} to {} into {}", source.describe(), from_ch, to_ch, settings.destination.base_url),
-        api_key: settings.project_api_key.clone(),
-        json_url: settings.destination.batch_url(false),
-        gzip_url: settings.destination.batch_url(true),
-        limits: settings.limits,
-        gzip: settings.gzip,
-        events_to_ignore: settings.events_to_ignore.clone(),
-        events_per_minute: settings.events_per_minute,
-        page_size: args.page_size,
-        concurrency: args.concurrency,
-        retry_scale: args.retry_scale.max(0.0),
-    });
-    if args.dry_run {
+    let options = options(
+        &args.to,
+        &settings,
+        format!("{} from {from_ch} to {to_ch} into {}", source.describe(), settings.destination.base_url),
+    );
+    if args.to.dry_run {
         return dry_run(source.as_mut(), &options);
     }
     let mut state = State::open(&cli.state)?;
+    // One count for the progress bar; never one per page.
     let total = match args.from {
-        // One count for the progress bar; never one per page.
-        From::Clickhouse => {
-            let mut counting = ClickHouse::new(
-                args.clickhouse_url.as_deref().unwrap_or_default(),
-                &args.clickhouse_user,
-                &args.clickhouse_password,
-                &args.clickhouse_database,
-                &args.clickhouse_table,
-                args.team_id.unwrap_or_default(),
-                &from_ch,
-                &to_ch,
-            );
-            Some(counting.count().map_err(|e| e.to_string())?)
-        }
+        From::Clickhouse => Some(clickhouse().count().map_err(|e| e.to_string())?),
         From::QueryApi => None,
     };
+    migrate_run(cli, &mut state, source.as_mut(), &options, &settings, (from, to), total)
+}
+
+fn amplitude(cli: &Cli, args: &AmplitudeArgs) -> Result<ExitCode, String> {
+    let now = Utc::now();
+    let settings = settings(&args.to, now)?;
+    let (from, to) = range(&args.to, &settings, now)?;
+    let mut state = if args.to.dry_run { None } else { Some(State::open(&cli.state)?) };
+    let linked = match &state {
+        Some(state) => state.aliases()?,
+        None => Default::default(),
+    };
+    let mut source: Box<dyn Source> = match (&args.files, &args.api_key, &args.secret_key) {
+        (Some(path), _, _) => Box::new(Amplitude::new(LocalExport::open(path)?, &linked)),
+        (None, Some(key), Some(secret)) => {
+            let base = args.amplitude_url.as_deref().unwrap_or(if args.eu { export_api::EU } else { export_api::US });
+            Box::new(Amplitude::new(ExportApi::new(base, key, secret, from, to), &linked))
+        }
+        _ => return Err("give --files (a local export) or --api-key and --secret-key (Amplitude's Export API)".into()),
+    };
+    let range_text = match &args.files {
+        Some(_) => String::new(),
+        None => format!(" from {} to {}", timestamp::format(from), timestamp::format(to)),
+    };
+    let options = options(
+        &args.to,
+        &settings,
+        format!("{}{range_text} into {}", source.describe(), settings.destination.base_url),
+    );
+    match state.as_mut() {
+        None => dry_run(source.as_mut(), &options),
+        Some(state) => migrate_run(cli, state, source.as_mut(), &options, &settings, (from, to), None),
+    }
+}
+
+/// Runs (or resumes) a migration and says how it ended.
+fn migrate_run(
+    cli: &Cli,
+    state: &mut State,
+    source: &mut dyn Source,
+    options: &Arc<Options>,
+    settings: &Settings,
+    (from, to): (DateTime<Utc>, DateTime<Utc>),
+    total: Option<u64>,
+) -> Result<ExitCode, String> {
     let run = Run {
         id: options.run.clone(),
         source: source.describe(),
@@ -274,15 +362,13 @@ fn posthog(cli: &Cli, args: &PosthogArgs) -> Result<ExitCode, String> {
         return Ok(ExitCode::SUCCESS);
     }
     eprintln!(
-        "Migrating {} from {} to {} into {}{}",
-        source.describe(),
-        stored.from,
-        stored.to,
+        "Migrating {} into {}{}",
+        stored.source,
         stored.destination,
         stored.cursor.as_ref().map_or(String::new(), |c| format!(", resuming after {}", c.timestamp))
     );
     let progress = Progress::new(&stored);
-    let ended = migrate::migrate(&mut state, source.as_mut(), &options, &progress);
+    let ended = migrate::migrate(state, source, options, &progress);
     progress.finish();
     let ended = ended?;
     let done = state.run(&options.run)?.unwrap_or(stored);
@@ -323,9 +409,11 @@ fn dry_run(source: &mut dyn Source, options: &Options) -> Result<ExitCode, Strin
     let mut requests = 0usize;
     loop {
         let page = source.next_page(cursor.as_ref(), options.page_size).map_err(|e| e.to_string())?;
-        if page.events.is_empty() {
+        if page.next.is_none() {
             break;
         }
+        settled.read += page.skipped.len() as u64;
+        settled.rejected.extend(page.skipped.into_iter().map(|why| (None, None, why)));
         let batches = migrate::batches_of(&page.events, options, &mut settled);
         events += batches.iter().map(|b| b.uuids.len()).sum::<usize>();
         requests += batches.len();
@@ -411,6 +499,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
         Command::Posthog(args) => posthog(&cli, args),
+        Command::Amplitude(args) => amplitude(&cli, args),
         Command::Status => status(&cli),
         Command::ResendParked { retry_scale } => resend_parked(&cli, *retry_scale),
     };

@@ -223,11 +223,14 @@ pub fn migrate(
                     continue;
                 }
             };
-            if page.events.is_empty() {
+            if page.next.is_none() {
                 exhausted = true;
                 continue;
             }
             let mut track = Pending { cursor: page.next.clone(), ..Pending::default() };
+            track.settled.read += page.skipped.len() as u64;
+            track.settled.rejected.extend(page.skipped.into_iter().map(|why| (None, None, why)));
+            track.settled.aliases = page.aliases;
             let batches = batches_of(&page.events, options, &mut track.settled);
             track.left = batches.len();
             cursor = page.next;

@@ -52,6 +52,8 @@ pub struct Settled {
     pub rejected: Vec<(Option<String>, Option<String>, String)>,
     /// (batch, attempt, state, due_at ms, reason)
     pub keep: Vec<(Batch, u32, String, i64, String)>,
+    /// (user, device) pairs linked by the page's events.
+    pub aliases: Vec<(String, String)>,
 }
 
 const SCHEMA: &str = "
@@ -81,6 +83,11 @@ CREATE TABLE IF NOT EXISTS requests (
     state TEXT NOT NULL,
     due_at INTEGER NOT NULL,
     reason TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS amplitude_aliases (
+    user_id TEXT NOT NULL,
+    device_id TEXT NOT NULL,
+    PRIMARY KEY (user_id, device_id)
 );
 CREATE TABLE IF NOT EXISTS rejected (
     run TEXT NOT NULL,
@@ -165,6 +172,13 @@ impl State {
             )
             .map_err(db_error)?;
         }
+        for (user, device) in &settled.aliases {
+            tx.execute(
+                "INSERT OR IGNORE INTO amplitude_aliases (user_id, device_id) VALUES (?1, ?2)",
+                params![user, device],
+            )
+            .map_err(db_error)?;
+        }
         for (uuid, event, reason) in &settled.rejected {
             tx.execute(
                 "INSERT INTO rejected (run, uuid, event, reason) VALUES (?1, ?2, ?3, ?4)",
@@ -182,6 +196,13 @@ impl State {
             tx.execute("UPDATE runs SET cursor = ?2 WHERE id = ?1", params![run, json]).map_err(db_error)?;
         }
         tx.commit().map_err(db_error)
+    }
+
+    /// Every (user, device) pair linked so far, by any run.
+    pub fn aliases(&self) -> Result<std::collections::HashSet<(String, String)>, String> {
+        let mut statement = self.db.prepare("SELECT user_id, device_id FROM amplitude_aliases").map_err(db_error)?;
+        let rows = statement.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).map_err(db_error)?;
+        rows.collect::<Result<_, _>>().map_err(db_error)
     }
 
     pub fn finish(&self, run: &str) -> Result<(), String> {
@@ -304,6 +325,7 @@ mod tests {
             delivered: 2,
             rejected: vec![(Some("u".into()), Some("e".into()), "why".into())],
             keep: vec![(batch.clone(), 2, "waiting".into(), 1000, "HTTP 503".into())],
+            aliases: vec![("user".into(), "device".into())],
         };
         let cursor = Cursor { timestamp: "2021-01-02 00:00:00.000001".into(), key: "k".into() };
         state.settle("r", &settled, Some(&cursor)).unwrap();
@@ -315,6 +337,7 @@ mod tests {
         assert_eq!((kept[0].batch.clone(), kept[0].attempt), (batch, 2));
         assert_eq!(reopened.count_events("r", "waiting").unwrap(), 2);
         assert_eq!(reopened.rejected_sample("r", 10).unwrap(), [("u".into(), "e".into(), "why".into())]);
+        assert!(reopened.aliases().unwrap().contains(&("user".to_string(), "device".to_string())));
         let _ = std::fs::remove_file(&dir);
     }
 }

@@ -22,6 +22,12 @@ pub struct Page {
     pub events: Vec<String>,
     /// `None` when the page is empty.
     pub next: Option<Cursor>,
+    /// Input the source could not turn into an event, each with why: reported and
+    /// counted, never fatal.
+    pub skipped: Vec<String>,
+    /// (user, device) pairs this page linked for the first time: stored with the page,
+    /// so that no rerun links them again.
+    pub aliases: Vec<(String, String)>,
 }
 
 #[derive(Debug)]
