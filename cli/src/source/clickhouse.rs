@@ -37,6 +37,18 @@ struct Row {
 /// identifier, illegal or mismatched types, no common type.
 const QUERY_ERRORS: [&str; 5] = ["Code: 62.", "Code: 47.", "Code: 43.", "Code: 53.", "Code: 386."];
 
+/// The condition that starts a page after `cursor`: compared by the engine, in its own
+/// order of (timestamp, uuid) (HogQL reads it the same).
+pub fn after_clause(cursor: Option<&Cursor>) -> String {
+    cursor.map_or(String::new(), |c| {
+        format!(
+            " AND (timestamp, uuid) > (toDateTime64({}, 6, 'UTC'), toUUID({}))",
+            quoted(&c.timestamp),
+            quoted(&c.key)
+        )
+    })
+}
+
 /// A string literal for ClickHouse SQL.
 pub fn quoted(text: &str) -> String {
     format!("'{}'", text.replace('\\', "\\\\").replace('\'', "\\'"))
@@ -79,13 +91,7 @@ impl ClickHouse {
 
     /// The page query: keyset pagination, no count per page.
     pub fn page_query(&self, after: Option<&Cursor>, limit: usize) -> String {
-        let after = after.map_or(String::new(), |c| {
-            format!(
-                " AND (timestamp, uuid) > (toDateTime64({}, 6, 'UTC'), toUUID({}))",
-                quoted(&c.timestamp),
-                quoted(&c.key)
-            )
-        });
+        let after = after_clause(after);
         format!(
             // Aliases other than the columns' names: ClickHouse lets an alias stand for the
             // column in WHERE and ORDER BY, which would compare and order uuids as text.

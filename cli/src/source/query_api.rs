@@ -8,7 +8,7 @@
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::clickhouse::{event_of, quoted};
+use super::clickhouse::{after_clause, event_of, quoted};
 use super::{Cursor, Page, Source, SourceError};
 
 /// PostHog's cap on rows a query returns.
@@ -53,13 +53,7 @@ impl QueryApi {
     /// The HogQL of a page: keyset pagination on (timestamp, uuid) compared by the
     /// engine itself, timestamps as UTC text with their microseconds.
     pub fn page_query(&self, after: Option<&Cursor>, limit: usize) -> String {
-        let after = after.map_or(String::new(), |c| {
-            format!(
-                " AND (timestamp, uuid) > (toDateTime64({}, 6, 'UTC'), toUUID({}))",
-                quoted(&c.timestamp),
-                quoted(&c.key)
-            )
-        });
+        let after = after_clause(after);
         format!(
             "SELECT toString(uuid), event, distinct_id, properties, toString(toTimeZone(timestamp, 'UTC')), \
              elements_chain FROM events WHERE timestamp >= toDateTime64({}, 6, 'UTC') AND timestamp < \
