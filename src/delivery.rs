@@ -261,17 +261,6 @@ fn halves(envelope: &Envelope<'_>, limits: BatchLimits, gzip: bool) -> Vec<Batch
     out
 }
 
-/// Pacing to the events-per-minute the user set, as a budget since the export began
-/// (one minute's worth ahead is allowed). `sent_including_these` counts every event
-/// sent or reserved so far, these included. `None`: send now; else wait that long
-/// (the slot stays reserved).
-pub fn pace_delay_seconds(per_minute: Option<u64>, sent_including_these: u64, elapsed_seconds: u64) -> Option<u64> {
-    let limit = per_minute.filter(|l| *l > 0)?;
-    let allowed = limit.saturating_mul(elapsed_seconds.saturating_add(60)) / 60;
-    let over = sent_including_these.checked_sub(allowed).filter(|over| *over > 0)?;
-    Some(over.saturating_mul(60).div_ceil(limit))
-}
-
 #[cfg(all(test, not(target_arch = "wasm32")))]
 #[path = "delivery_tests.rs"]
 mod tests;

@@ -121,18 +121,6 @@ fn unreadable_requests_are_errors_not_panics() {
 }
 
 #[test]
-fn pacing_keeps_to_the_budget_since_the_start() {
-    assert_eq!(pace_delay_seconds(None, 1_000_000, 0), None);
-    assert_eq!(pace_delay_seconds(Some(0), 1_000_000, 0), None);
-    // One minute's worth may go at once.
-    assert_eq!(pace_delay_seconds(Some(1000), 1000, 0), None);
-    assert_eq!(pace_delay_seconds(Some(1000), 1500, 0), Some(30));
-    assert_eq!(pace_delay_seconds(Some(1000), 1500, 30), None);
-    assert_eq!(pace_delay_seconds(Some(1000), 4000, 60), Some(120));
-    assert_eq!(pace_delay_seconds(Some(10), 11, 0), Some(6));
-}
-
-#[test]
 fn retry_after_is_read_as_seconds_or_a_date() {
     let now = crate::timestamp::parse_iso("2015-10-21T07:28:00Z").unwrap();
     assert_eq!(retry_after_seconds("120", now), Some(120));
