@@ -101,12 +101,14 @@ struct PosthogArgs {
 #[derive(clap::Args)]
 struct AmplitudeArgs {
     /// A local export: the zip Amplitude's Export API returns, or a folder of its
-    /// `.json.gz` files (or of such zips).
+    /// `.json.gz` files (or of such zips). All of it is imported: --start and --end
+    /// choose the days of the Export API only.
     #[arg(long, conflicts_with_all = ["api_key", "secret_key"])]
     files: Option<PathBuf>,
     /// Amplitude's project API key, to read its Export API directly.
     #[arg(long, env = "AMPLITUDE_API_KEY", hide_env_values = true, requires = "secret_key")]
     api_key: Option<String>,
+    /// Amplitude's project secret key, with --api-key.
     #[arg(long, env = "AMPLITUDE_SECRET_KEY", hide_env_values = true, requires = "api_key")]
     secret_key: Option<String>,
     /// The project is in Amplitude's EU region.
