@@ -211,7 +211,7 @@ pub fn migrate(
                 break;
             }
             state.settle(&options.run, &page.settled, page.cursor.as_ref())?;
-            progress.settled(&page.settled, page.cursor.as_ref());
+            progress.settled(&page.settled, page.cursor.as_ref(), page.cursor.as_ref().and_then(|c| source.share(c)));
             next_commit += 1;
         }
         let reading = !exhausted && stopped.is_none() && failure.is_none();
@@ -302,7 +302,7 @@ pub fn resend_waiting(state: &mut State, options: &Options, progress: &Progress)
             return Ok(Ended::Stopped(message));
         }
         state.resent(&kept, &settled)?;
-        progress.settled(&settled, None);
+        progress.settled(&settled, None, None);
     }
 }
 

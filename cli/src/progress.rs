@@ -1,5 +1,5 @@
-//! Progress as the migration settles pages: a bar with the rate, the share of the range
-//! behind the cursor and the time left on a terminal; a plain line every few seconds
+//! Progress as the migration settles pages: a bar with the rate, the share done (of the
+//! range behind the cursor, or the source's own measure) and the time left on a terminal; a plain line every few seconds
 //! otherwise (logs, CI).
 
 use std::io::IsTerminal;
@@ -67,14 +67,15 @@ impl Progress {
         ((millis(&cursor.timestamp) - self.from_ms) as f64 / (self.to_ms - self.from_ms) as f64).clamp(0.0, 1.0)
     }
 
-    pub fn settled(&self, settled: &Settled, cursor: Option<&Cursor>) {
+    /// A page settled; `share` is the source's own measure of the cursor, if it has one.
+    pub fn settled(&self, settled: &Settled, cursor: Option<&Cursor>, share: Option<f64>) {
         let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
         counts.read += settled.read;
         counts.delivered += settled.delivered;
         counts.rejected += settled.rejected.len() as u64;
         counts.kept += settled.keep.iter().map(|k| k.0.uuids.len() as u64).sum::<u64>();
         if let Some(cursor) = cursor {
-            counts.share = self.share(cursor);
+            counts.share = share.unwrap_or_else(|| self.share(cursor)).clamp(0.0, 1.0);
         }
         let seconds = self.started.elapsed().as_secs_f64().max(0.001);
         let line = format!(
@@ -97,7 +98,7 @@ impl Progress {
                 } else {
                     String::new()
                 };
-                eprintln!("{:.0}% of the range: {line}{left}", counts.share * 100.0);
+                eprintln!("{:.0}% done: {line}{left}", counts.share * 100.0);
             }
             None => {}
         }

@@ -66,6 +66,10 @@ pub struct Amplitude<A: Archive> {
     /// Devices linked to a user before this run (from the state file) and during it.
     linked: HashSet<String>,
     units: VecDeque<String>,
+    /// Every unit, and the current unit's files with their lines once read: how far a
+    /// cursor is through the export.
+    all_units: Vec<String>,
+    unit_files: Vec<(String, Option<u64>)>,
     files: VecDeque<File>,
     lines: VecDeque<String>,
     at: Option<Position>,
@@ -76,11 +80,13 @@ pub struct Amplitude<A: Archive> {
 impl<A: Archive> Amplitude<A> {
     pub fn new(archive: A, linked: &HashSet<(String, String)>) -> Amplitude<A> {
         let linked = linked.iter().map(|(_, device)| device.clone()).collect();
-        let units = archive.units().into();
+        let all_units = archive.units();
         Amplitude {
             archive,
             linked,
-            units,
+            units: all_units.clone().into(),
+            all_units,
+            unit_files: Vec::new(),
             files: VecDeque::new(),
             lines: VecDeque::new(),
             at: None,
@@ -98,6 +104,9 @@ impl<A: Archive> Amplitude<A> {
                     continue;
                 }
                 let lines = lines_of(&name, &bytes).map_err(SourceError::Fatal)?;
+                if let Some(file) = self.unit_files.iter_mut().find(|(file, _)| *file == name) {
+                    file.1 = Some(lines.len() as u64);
+                }
                 let skip = resume.filter(|r| r.unit == unit && r.file == name).map_or(0, |r| r.line);
                 self.lines = lines.into_iter().skip(skip as usize).collect();
                 self.at = Some(Position { unit, file: name, line: skip });
@@ -111,6 +120,7 @@ impl<A: Archive> Amplitude<A> {
             // Fetched before it leaves the queue: a failure leaves it to try again.
             let mut files = self.archive.files(&unit)?;
             files.sort_by(|a, b| a.0.cmp(&b.0));
+            self.unit_files = files.iter().map(|(name, _)| (name.clone(), None)).collect();
             self.units.pop_front();
             self.files = files.into();
             self.at = Some(Position { unit, file: String::new(), line: 0 });
@@ -167,6 +177,20 @@ impl<A: Archive> Source for Amplitude<A> {
 
     fn describe(&self) -> String {
         self.archive.describe()
+    }
+
+    /// The units behind the cursor, and of its unit the files and lines behind it.
+    fn share(&self, cursor: &Cursor) -> Option<f64> {
+        let at = Position::of(&cursor.key)?;
+        let unit = self.all_units.iter().position(|u| *u == at.unit)?;
+        let within = match self.unit_files.iter().position(|(file, _)| *file == at.file) {
+            Some(i) => {
+                let lines = self.unit_files[i].1.unwrap_or(0).max(1);
+                (i as f64 + (at.line as f64 / lines as f64).min(1.0)) / self.unit_files.len() as f64
+            }
+            None => 0.0,
+        };
+        Some((unit as f64 + within) / self.all_units.len().max(1) as f64)
     }
 }
 
@@ -238,6 +262,21 @@ mod tests {
         assert_eq!(third.aliases, [("u1".to_string(), "d2".to_string())]);
         let end = source.next_page(third.next.as_ref(), 3).unwrap();
         assert!(end.next.is_none() && end.events.is_empty());
+    }
+
+    #[test]
+    fn the_share_done_counts_units_files_and_lines_behind_the_cursor() {
+        let mut source = Amplitude::new(archive(), &HashSet::new());
+        let first = source.next_page(None, 3).unwrap();
+        // Unit a of two: 1.json done, 2.json at line 1 of 3.
+        let share = source.share(first.next.as_ref().unwrap()).unwrap();
+        assert!((share - (1.0 + 1.0 / 3.0) / 2.0 / 2.0).abs() < 1e-9, "{share}");
+        let mut cursor = first.next;
+        while let Some(next) = source.next_page(cursor.as_ref(), 3).unwrap().next {
+            cursor = Some(next);
+        }
+        assert_eq!(source.share(cursor.as_ref().unwrap()), Some(1.0));
+        assert_eq!(source.share(&Cursor { timestamp: String::new(), key: "nowhere".into() }), None);
     }
 
     #[test]

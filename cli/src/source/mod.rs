@@ -55,6 +55,11 @@ pub trait Source {
     fn next_page(&mut self, after: Option<&Cursor>, limit: usize) -> Result<Page, SourceError>;
     /// What to call this source in progress lines, e.g. "ClickHouse at http://...".
     fn describe(&self) -> String;
+    /// How far through the source `cursor` is (0 to 1), for a source that knows better
+    /// than the share of the time range behind the cursor's timestamp.
+    fn share(&self, _cursor: &Cursor) -> Option<f64> {
+        None
+    }
 }
 pub mod clickhouse;
 pub mod query_api;
