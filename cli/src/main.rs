@@ -4,6 +4,7 @@
 //! resumes where it was.
 
 mod amplitude;
+mod demo;
 mod migrate;
 mod progress;
 mod send;
@@ -51,6 +52,16 @@ enum Command {
     Amplitude(Box<AmplitudeArgs>),
     /// Progress of every migration in the state file.
     Status,
+    /// Shows the command end to end on generated data: an Amplitude export migrated to a
+    /// destination on loopback, killed part way and resumed, then checked.
+    Demo {
+        /// Events in the generated export.
+        #[arg(long, default_value_t = 5000)]
+        events: usize,
+        /// Keep the generated export and the state file (their folder is printed).
+        #[arg(long)]
+        keep: bool,
+    },
     /// Sends again the requests parked after their attempts (or held for a setting).
     ResendParked {
         /// Multiplies every wait before a resend.
@@ -292,7 +303,7 @@ fn posthog(cli: &Cli, args: &PosthogArgs) -> Result<ExitCode, String> {
         From::Clickhouse => Some(clickhouse().count().map_err(|e| e.to_string())?),
         From::QueryApi => None,
     };
-    migrate_run(cli, &mut state, source.as_mut(), &options, &settings, (from, to), total)
+    migrate_run(cli, &mut state, source.as_mut(), &options, &settings, Some((from, to)), total)
 }
 
 fn amplitude(cli: &Cli, args: &AmplitudeArgs) -> Result<ExitCode, String> {
@@ -323,7 +334,11 @@ fn amplitude(cli: &Cli, args: &AmplitudeArgs) -> Result<ExitCode, String> {
     );
     match state.as_mut() {
         None => dry_run(source.as_mut(), &options),
-        Some(state) => migrate_run(cli, state, source.as_mut(), &options, &settings, (from, to), None),
+        // A local export is imported whole: its run has no range.
+        Some(state) => {
+            let range = args.files.is_none().then_some((from, to));
+            migrate_run(cli, state, source.as_mut(), &options, &settings, range, None)
+        }
     }
 }
 
@@ -334,17 +349,19 @@ fn migrate_run(
     source: &mut dyn Source,
     options: &Arc<Options>,
     settings: &Settings,
-    (from, to): (DateTime<Utc>, DateTime<Utc>),
+    range: Option<(DateTime<Utc>, DateTime<Utc>)>,
     total: Option<u64>,
 ) -> Result<ExitCode, String> {
+    let (from, to) =
+        range.map_or((String::new(), String::new()), |(f, t)| (timestamp::format(f), timestamp::format(t)));
     let run = Run {
         id: options.run.clone(),
         source: source.describe(),
         destination: settings.destination.base_url.clone(),
         api_key: settings.project_api_key.clone(),
         gzip: settings.gzip,
-        from: timestamp::format(from),
-        to: timestamp::format(to),
+        from,
+        to,
         cursor: None,
         total,
         read: 0,
@@ -384,7 +401,10 @@ fn migrate_run(
         progress.seconds()
     );
     for (uuid, event, reason) in state.rejected_sample(&done.id, 10)? {
-        println!("  rejected {event:?} (uuid {uuid}): {reason}");
+        match uuid.is_empty() {
+            true => println!("  rejected: {reason}"),
+            false => println!("  rejected {event:?} (uuid {uuid}): {reason}"),
+        }
     }
     match ended {
         Ended::Complete if parked > 0 => {
@@ -427,11 +447,10 @@ fn dry_run(source: &mut dyn Source, options: &Options) -> Result<ExitCode, Strin
         settled.rejected.len()
     );
     for (uuid, event, reason) in settled.rejected.iter().take(10) {
-        println!(
-            "  would reject {:?} (uuid {}): {reason}",
-            event.clone().unwrap_or_default(),
-            uuid.clone().unwrap_or_default()
-        );
+        match uuid {
+            None => println!("  would reject: {reason}"),
+            Some(uuid) => println!("  would reject {:?} (uuid {uuid}): {reason}", event.clone().unwrap_or_default()),
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -454,7 +473,10 @@ fn status(cli: &Cli) -> Result<ExitCode, String> {
             .filter(|t| *t > 0)
             .map_or(String::new(), |t| format!(" ({:.0}% of {t})", 100.0 * run.read as f64 / t as f64));
         println!("{}", run.source);
-        println!("  into {}, {} to {}", run.destination, run.from, run.to);
+        match run.from.is_empty() {
+            true => println!("  into {}, the whole export", run.destination),
+            false => println!("  into {}, {} to {}", run.destination, run.from, run.to),
+        }
         println!(
             "  {}: {position}; {} read{share}, {} delivered, {} rejected, {waiting} waiting, {parked} parked",
             if run.done { "complete" } else { "in progress" },
@@ -503,6 +525,7 @@ fn main() -> ExitCode {
         Command::Posthog(args) => posthog(&cli, args),
         Command::Amplitude(args) => amplitude(&cli, args),
         Command::Status => status(&cli),
+        Command::Demo { events, keep } => demo::run(*events, *keep),
         Command::ResendParked { retry_scale } => resend_parked(&cli, *retry_scale),
     };
     match result {

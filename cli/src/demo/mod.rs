@@ -1,0 +1,188 @@
+//! `migrator3000 demo`: the command end to end on this machine, with nothing to set up.
+//! A generated Amplitude export, a destination on loopback that answers as capture does
+//! (one request in nine refused with a 503), and a state file in a temporary folder; the
+//! command itself runs as a child process, is killed (SIGKILL) part way, is run again
+//! with the same arguments, and the destination is then checked to hold every event.
+
+mod destination;
+mod export;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::sync::atomic::Ordering;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use destination::Destination;
+
+use crate::state::State;
+
+const API_KEY: &str = "phc_demo_destination";
+
+struct Folder {
+    path: PathBuf,
+    keep: bool,
+}
+
+impl Drop for Folder {
+    fn drop(&mut self) {
+        if !self.keep {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
+fn thousands(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn command(state: &Path, export: &Path, destination: &Destination) -> Result<Command, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find this program to run it: {e}"))?;
+    let mut command = Command::new(exe);
+    command.arg("--state").arg(state).arg("amplitude").arg("--files").arg(export);
+    command.args([
+        "--host",
+        &destination.url,
+        "--project-api-key",
+        API_KEY,
+        "--batch-size",
+        "50",
+        "--page-size",
+        "500",
+    ]);
+    // The waits before a resend, a fiftieth of the real ones: the demo lasts seconds.
+    command.args(["--retry-scale", "0.02"]);
+    Ok(command)
+}
+
+pub fn run(events: usize, keep: bool) -> Result<ExitCode, String> {
+    if events < 100 {
+        return Err("--events: give at least 100, so that there is a middle to kill the run in".into());
+    }
+    let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let folder =
+        Folder { path: std::env::temp_dir().join(format!("migrator3000-demo-{}-{stamp}", std::process::id())), keep };
+    let export_dir = folder.path.join("export");
+    let state_path = folder.path.join("migrator3000.sqlite");
+    let expected = export::write(&export_dir, events)?;
+    let destination = Destination::start(API_KEY)?;
+    let must_arrive = expected.uuids.len() + expected.aliases;
+    println!(
+        "1. An Amplitude export: {} lines in {} hourly files ({} users, some devices anonymous before their user \
+         logs in, {} session markers, {} malformed lines), in {}",
+        thousands(expected.lines),
+        expected.files,
+        expected.users,
+        expected.session_markers,
+        expected.malformed,
+        export_dir.display()
+    );
+    println!(
+        "2. A destination at {} that checks requests as PostHog's capture does and answers one in nine with a 503 \
+         and an empty body.",
+        destination.url
+    );
+
+    let kill_at = must_arrive * 2 / 5;
+    println!(
+        "\n3. migrator3000 amplitude --files ... --host {}, killed (SIGKILL) once {} events have arrived:\n",
+        destination.url,
+        thousands(kill_at)
+    );
+    let mut child =
+        command(&state_path, &export_dir, &destination)?.spawn().map_err(|e| format!("cannot run the command: {e}"))?;
+    let started = Instant::now();
+    let killed = loop {
+        if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
+            break Err(status);
+        }
+        if destination.accepted.load(Ordering::SeqCst) >= kill_at {
+            child.kill().map_err(|e| format!("cannot kill the command: {e}"))?;
+            let _ = child.wait();
+            break Ok(destination.accepted.load(Ordering::SeqCst));
+        }
+        if started.elapsed() > Duration::from_secs(300) {
+            let _ = child.kill();
+            return Err("the first run took over 5 minutes without reaching its middle".into());
+        }
+        thread::sleep(Duration::from_millis(2));
+    };
+    match killed {
+        Ok(arrived) => println!("\n   Killed with {} events at the destination.", thousands(arrived)),
+        Err(status) => {
+            println!("\n   It ended ({status}) before it could be killed; the rerun below has nothing left to do.")
+        }
+    }
+
+    println!("\n4. The same command again: it resumes from the state file.\n");
+    let status = command(&state_path, &export_dir, &destination)?.status().map_err(|e| e.to_string())?;
+    println!("\n   Exit code: {}", status.code().map_or("none".into(), |c| c.to_string()));
+
+    println!("\n5. migrator3000 status\n");
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    Command::new(exe).arg("--state").arg(&state_path).arg("status").status().map_err(|e| e.to_string())?;
+
+    let verdict = check(&expected, &destination, &state_path)?;
+    println!("\n6. What the destination holds:\n");
+    for line in &verdict.lines {
+        println!("   {line}");
+    }
+    if keep {
+        println!("\nThe export and the state file are kept in {}.", folder.path.display());
+    }
+    Ok(if verdict.ok && status.success() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+struct Verdict {
+    ok: bool,
+    lines: Vec<String>,
+}
+
+/// Compares what arrived with what the export holds.
+fn check(expected: &export::Expected, destination: &Destination, state_path: &Path) -> Result<Verdict, String> {
+    let received = destination.received.lock().unwrap_or_else(|e| e.into_inner());
+    let missing = expected.uuids.iter().filter(|u| !received.contains_key(*u)).count();
+    let aliases =
+        received.iter().filter(|(u, (_, name))| name == "$create_alias" && !expected.uuids.contains(*u)).count();
+    let strangers = received.len() - (expected.uuids.len() - missing) - aliases;
+    let again = received.values().filter(|(times, _)| *times > 1).count();
+    let rejected = State::open(state_path)?.runs()?.iter().map(|r| r.rejected).sum::<u64>() as usize;
+    let mut verdict = Verdict { ok: true, lines: Vec::new() };
+    let mut say = |ok: bool, line: String| {
+        verdict.ok &= ok;
+        verdict.lines.push(format!("{} {line}", if ok { "ok " } else { "NOT" }));
+    };
+    say(
+        missing == 0,
+        format!(
+            "{} of the export's {} events arrived",
+            thousands(expected.uuids.len() - missing),
+            thousands(expected.uuids.len())
+        ),
+    );
+    say(
+        aliases == expected.aliases,
+        format!("{} devices linked to their user by one $create_alias each (expected {})", aliases, expected.aliases),
+    );
+    say(strangers == 0, format!("{strangers} events the export does not hold"));
+    say(
+        rejected == expected.malformed,
+        format!("{rejected} malformed lines reported and counted as rejected (expected {})", expected.malformed),
+    );
+    verdict
+        .lines
+        .push(format!("    {} requests answered 503, each sent again", destination.refused.load(Ordering::SeqCst)));
+    verdict.lines.push(format!(
+        "    {again} events came twice, every time with the same uuid (those in flight when the command was \
+             killed): PostHog keeps one event per uuid"
+    ));
+    Ok(verdict)
+}
