@@ -181,8 +181,8 @@ fn check(expected: &export::Expected, destination: &Destination, state_path: &Pa
         .lines
         .push(format!("    {} requests answered 503, each sent again", destination.refused.load(Ordering::SeqCst)));
     verdict.lines.push(format!(
-        "    {again} events came twice, every time with the same uuid (those in flight when the command was \
-             killed): PostHog keeps one event per uuid"
+        "    {again} events came twice, every time with the same uuid: delivered before the kill from pages \
+             not yet wholly answered (the state file moves a page at a time). PostHog keeps one event per uuid"
     ));
     Ok(verdict)
 }
