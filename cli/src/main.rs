@@ -401,9 +401,10 @@ fn migrate_run(
         progress.seconds()
     );
     for (uuid, event, reason) in state.rejected_sample(&done.id, 10)? {
-        match uuid.is_empty() {
-            true => println!("  rejected: {reason}"),
-            false => println!("  rejected {event:?} (uuid {uuid}): {reason}"),
+        if uuid.is_empty() {
+            println!("  rejected: {reason}");
+        } else {
+            println!("  rejected {event:?} (uuid {uuid}): {reason}");
         }
     }
     match ended {
@@ -473,9 +474,10 @@ fn status(cli: &Cli) -> Result<ExitCode, String> {
             .filter(|t| *t > 0)
             .map_or(String::new(), |t| format!(" ({:.0}% of {t})", 100.0 * run.read as f64 / t as f64));
         println!("{}", run.source);
-        match run.from.is_empty() {
-            true => println!("  into {}, the whole export", run.destination),
-            false => println!("  into {}, {} to {}", run.destination, run.from, run.to),
+        if run.from.is_empty() {
+            println!("  into {}, the whole export", run.destination);
+        } else {
+            println!("  into {}, {} to {}", run.destination, run.from, run.to);
         }
         println!(
             "  {}: {position}; {} read{share}, {} delivered, {} rejected, {waiting} waiting, {parked} parked",

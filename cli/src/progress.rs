@@ -1,6 +1,6 @@
 //! Progress as the migration settles pages: a bar with the rate, the share done (of the
-//! range behind the cursor, or the source's own measure) and the time left on a terminal; a plain line every few seconds
-//! otherwise (logs, CI).
+//! range behind the cursor, or the source's own measure) and the time left on a
+//! terminal; a plain line every few seconds otherwise (logs, CI).
 
 use std::io::IsTerminal;
 use std::sync::Mutex;

@@ -20,7 +20,6 @@ pub struct Expected {
     pub session_markers: usize,
     /// Lines that are not events: reported and counted as rejected.
     pub malformed: usize,
-    pub users: usize,
 }
 
 const NAMES: [&str; 6] = [
@@ -32,7 +31,7 @@ const NAMES: [&str; 6] = [
     "session_start",
 ];
 const PLANS: [&str; 2] = ["free", "pro"];
-const USERS: usize = 40;
+pub const USERS: usize = 40;
 const HOURS: usize = 48;
 
 /// A small deterministic generator (xorshift): the same export on every run.
@@ -56,15 +55,8 @@ pub fn write(dir: &Path, events: usize) -> Result<Expected, String> {
     let project = dir.join("421337");
     fs::create_dir_all(&project).map_err(|e| format!("{}: {e}", project.display()))?;
     let mut dice = Dice(0x9e37_79b9_7f4a_7c15);
-    let mut expected = Expected {
-        lines: 0,
-        files: 0,
-        uuids: HashSet::new(),
-        aliases: 0,
-        session_markers: 0,
-        malformed: 0,
-        users: USERS,
-    };
+    let mut expected =
+        Expected { lines: 0, files: 0, uuids: HashSet::new(), aliases: 0, session_markers: 0, malformed: 0 };
     // Each user has one or two devices; each device is seen anonymously until its user logs in on it.
     let mut logged_in: HashSet<String> = HashSet::new();
     let per_hour = events.div_ceil(HOURS).max(1);

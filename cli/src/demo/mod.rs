@@ -44,10 +44,17 @@ fn thousands(n: usize) -> String {
     out
 }
 
-fn command(state: &Path, export: &Path, destination: &Destination) -> Result<Command, String> {
+/// This very program, on the demo's state file.
+fn migrator3000(state: &Path) -> Result<Command, String> {
     let exe = std::env::current_exe().map_err(|e| format!("cannot find this program to run it: {e}"))?;
     let mut command = Command::new(exe);
-    command.arg("--state").arg(state).arg("amplitude").arg("--files").arg(export);
+    command.arg("--state").arg(state);
+    Ok(command)
+}
+
+fn import(state: &Path, export: &Path, destination: &Destination) -> Result<Command, String> {
+    let mut command = migrator3000(state)?;
+    command.arg("amplitude").arg("--files").arg(export);
     command.args([
         "--host",
         &destination.url,
@@ -80,7 +87,7 @@ pub fn run(events: usize, keep: bool) -> Result<ExitCode, String> {
          logs in, {} session markers, {} malformed lines), in {}",
         thousands(expected.lines),
         expected.files,
-        expected.users,
+        export::USERS,
         expected.session_markers,
         expected.malformed,
         export_dir.display()
@@ -98,7 +105,7 @@ pub fn run(events: usize, keep: bool) -> Result<ExitCode, String> {
         thousands(kill_at)
     );
     let mut child =
-        command(&state_path, &export_dir, &destination)?.spawn().map_err(|e| format!("cannot run the command: {e}"))?;
+        import(&state_path, &export_dir, &destination)?.spawn().map_err(|e| format!("cannot run the command: {e}"))?;
     let started = Instant::now();
     let killed = loop {
         if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
@@ -123,12 +130,11 @@ pub fn run(events: usize, keep: bool) -> Result<ExitCode, String> {
     }
 
     println!("\n4. The same command again: it resumes from the state file.\n");
-    let status = command(&state_path, &export_dir, &destination)?.status().map_err(|e| e.to_string())?;
+    let status = import(&state_path, &export_dir, &destination)?.status().map_err(|e| e.to_string())?;
     println!("\n   Exit code: {}", status.code().map_or("none".into(), |c| c.to_string()));
 
     println!("\n5. migrator3000 status\n");
-    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    Command::new(exe).arg("--state").arg(&state_path).arg("status").status().map_err(|e| e.to_string())?;
+    migrator3000(&state_path)?.arg("status").status().map_err(|e| e.to_string())?;
 
     let verdict = check(&expected, &destination, &state_path)?;
     println!("\n6. What the destination holds:\n");
