@@ -172,8 +172,8 @@ impl Migrator {
     }
 
     /// Takes a JSON array of live events (UTF-8) and, when `liveNeedsHistory` says so,
-    /// the history's view (`{exportState, hostCursor, hostMin, v2Chunks}`, as read from
-    /// storage); the page of the batches they filled, and of the waiting events once
+    /// the history's view (`{exportState, hostCursor, hostMin, v2Chunks, sourceDb}`, as
+    /// read from storage); the page of the batches they filled, and of the waiting events once
     /// they have waited long enough. Its info lists the `late` instants to record.
     #[wasm_bindgen(js_name = addLive)]
     pub fn add_live(&mut self, events_json: &[u8], now_ms: f64, history: JsValue) -> JsResult<Page> {
@@ -447,6 +447,7 @@ impl Page {
             late: o.late.iter().map(|at| Record::Late(LateRecord { at: *at })).collect(),
             // An empty page, or one with history in it: the host's export is reading.
             from_export: self.historical && (o.read == 0 || o.read > o.other_path),
+            source_db: o.source_db.as_deref(),
             page_key: self.page_key(),
             // Live events on the historical path: the host's own export buffer, flushed
             // by its timer on this thread, so live events waiting here are due too.
@@ -716,6 +717,7 @@ struct PageOut<'a> {
     /// Records to keep for the live events left to an export that may have read past them.
     late: Vec<Record>,
     from_export: bool,
+    source_db: Option<&'a str>,
     page_key: Option<String>,
     flush_live: bool,
 }

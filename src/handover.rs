@@ -18,8 +18,10 @@
 //!   recorded ("late"); once the history is through, a short run reads those instants
 //!   again and sends what it finds there, which the live path never sends.
 //!
-//! With sources of 1.30 and later the two copies share the source's uuid and would
-//! merge anyway; the rule is the same for every source.
+//! A history read from ClickHouse (PostHog 1.30 and later mark it so) keeps the source's
+//! uuids, so two copies of an event merge at the destination; and there the V1 export
+//! walks the time events were ingested, not their timestamps, which the rule cannot
+//! follow: once a page says so, every live event goes live.
 //! What remains: two different events stored at the same millisecond, one sent live
 //! while the other's late instant waits to be taken up by the minute task, can reach
 //! the destination twice.
@@ -42,6 +44,8 @@ pub struct HistoryView {
     pub host_min: Option<i64>,
     /// V2: the starts of the day chunks its coordinator has begun (done or running).
     pub v2_chunks: Vec<String>,
+    /// The database the history's pages said they came from, once one arrived.
+    pub source_db: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,7 +60,7 @@ pub enum LiveRoute {
 
 /// Where a live event the source stored at `at` goes, given the export's state.
 pub fn route(state: &ExportState, view: &HistoryView, at: DateTime<Utc>) -> LiveRoute {
-    if at >= state.to {
+    if at >= state.to || view.source_db.as_deref() == Some("clickhouse") {
         return LiveRoute::Send;
     }
     let instant = at.timestamp_millis();
@@ -175,6 +179,9 @@ mod tests {
         assert_eq!(route(&s, &none, t("2021-05-31T23:59:59Z")), LiveRoute::Send, "before the start date");
         let all = state(ExportJob::V1, None);
         assert_eq!(route(&all, &none, t("2019-01-01T00:00:00Z")), LiveRoute::History);
+        // A history from ClickHouse has the source's uuids: copies merge, all go live.
+        let clickhouse = HistoryView { source_db: Some("clickhouse".into()), ..HistoryView::default() };
+        assert_eq!(route(&s, &clickhouse, t("2021-06-03T11:59:57Z")), LiveRoute::Send);
     }
 
     #[test]

@@ -49,6 +49,8 @@ pub struct Outcome {
     pub derived_uuid: usize,
     /// Events read.
     pub read: usize,
+    /// The database the history was read from, as its events say (PostHog >= 1.30).
+    pub source_db: Option<String>,
     /// Identifies the events of this path in the input (a checksum of their uuids and
     /// their number), so a page offered again is known as the same page.
     pub fingerprint: u32,
@@ -257,6 +259,9 @@ fn run(
                     }
                     Ok(prepared) if bounds.window.is_some_and(|w| !w.holds(prepared.at)) => outcome.outside_window += 1,
                     Ok(prepared) => {
+                        if path == Route::Historical && outcome.source_db.is_none() {
+                            outcome.source_db = transform::source_db(&event);
+                        }
                         outcome.used_current_time += usize::from(prepared.used_current_time);
                         outcome.derived_uuid += usize::from(prepared.derived_uuid);
                         fingerprint.update(prepared.uuid.as_bytes());
@@ -369,6 +374,16 @@ mod tests {
         old["properties"]["$$is_historical_export_event"] = json!(true);
         let history = m.export_historical(&json!([old]).to_string(), now(), None).unwrap();
         assert_eq!((history.ignored, history.batches.len()), (1, 0), "not from the history either");
+    }
+
+    #[test]
+    fn a_page_says_which_database_the_history_comes_from() {
+        let m = migrator("1.30.0", 10);
+        let mut from_clickhouse = event(1, true);
+        from_clickhouse["properties"]["$$historical_export_source_db"] = json!("clickhouse");
+        let outcome = m.export_historical(&json!([event(2, true), from_clickhouse]).to_string(), now(), None).unwrap();
+        assert_eq!(outcome.source_db.as_deref(), Some("clickhouse"));
+        assert_eq!(m.export_historical(&json!([event(3, true)]).to_string(), now(), None).unwrap().source_db, None);
     }
 
     #[test]

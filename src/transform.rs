@@ -271,6 +271,12 @@ pub fn transform_raw(event: &SourceEvent<'_>, now: DateTime<Utc>) -> Result<Prep
     Ok(Prepared { uuid, json, at: when, used_current_time, derived_uuid })
 }
 
+/// The database a historical event was read from, as PostHog >= 1.30 marks it
+/// (`clickhouse` or `postgres`).
+pub fn source_db(event: &SourceEvent<'_>) -> Option<String> {
+    event.properties()?.get("$$historical_export_source_db").and_then(|db| raw::value_str(db.get()))
+}
+
 /// The Postgres row id of an event exported from Postgres by PostHog >= 1.30.
 fn postgres_row_id(event: &SourceEvent<'_>) -> Option<Value> {
     let properties = event.properties()?;
