@@ -128,6 +128,14 @@ struct AmplitudeArgs {
     /// Amplitude's Export API at another address (tests).
     #[arg(long, hide = true)]
     amplitude_url: Option<String>,
+    /// Sets Amplitude's group properties on PostHog's groups: a `$groupidentify` for each
+    /// group when its properties change (off by default, as in PostHog's own importer).
+    #[arg(long)]
+    group_identify: bool,
+    /// Skips an export file that cannot be read (cut short, damaged) instead of stopping
+    /// at it; the summary names it.
+    #[arg(long)]
+    skip_unreadable: bool,
     #[command(flatten)]
     to: Destination,
 }
@@ -240,7 +248,7 @@ fn range(
     Ok((from, to))
 }
 
-fn options(args: &Destination, settings: &Settings, run: String) -> Arc<Options> {
+fn options_of(args: &Destination, settings: &Settings, run: String) -> Arc<Options> {
     Arc::new(Options {
         run,
         api_key: settings.project_api_key.clone(),
@@ -289,7 +297,7 @@ fn posthog(cli: &Cli, args: &PosthogArgs) -> Result<ExitCode, String> {
             ))
         }
     };
-    let options = options(
+    let options = options_of(
         &args.to,
         &settings,
         format!("{} from {from_ch} to {to_ch} into {}", source.describe(), settings.destination.base_url),
@@ -311,31 +319,51 @@ fn amplitude(cli: &Cli, args: &AmplitudeArgs) -> Result<ExitCode, String> {
     let settings = settings(&args.to, now)?;
     let (from, to) = range(&args.to, &settings, now)?;
     let mut state = if args.to.dry_run { None } else { Some(State::open(&cli.state)?) };
-    let linked = match &state {
-        Some(state) => state.aliases()?,
+    // Links, group properties and files are kept for each destination apart.
+    let destination = format!("{} {}", settings.destination.base_url, settings.project_api_key);
+    let known = match &state {
+        Some(state) => state.amplitude_known(&destination)?,
         None => Default::default(),
     };
-    let mut source: Box<dyn Source> = match (&args.files, &args.api_key, &args.secret_key) {
-        (Some(path), _, _) => Box::new(Amplitude::new(LocalExport::open(path)?, &linked)),
-        (None, Some(key), Some(secret)) => {
-            let base = args.amplitude_url.as_deref().unwrap_or(if args.eu { export_api::EU } else { export_api::US });
-            Box::new(Amplitude::new(ExportApi::new(base, key, secret, from, to), &linked))
-        }
-        _ => return Err("give --files (a local export) or --api-key and --secret-key (Amplitude's Export API)".into()),
-    };
-    let range_text = match &args.files {
-        Some(_) => String::new(),
-        None => format!(" from {} to {}", timestamp::format(from), timestamp::format(to)),
-    };
-    let options = options(
+    let options =
+        amplitude::Options { destination, group_identify: args.group_identify, skip_unreadable: args.skip_unreadable };
+    let (mut source, range_text, content, differences): (Box<dyn Source>, String, String, Option<String>) =
+        match (&args.files, &args.api_key, &args.secret_key) {
+            (Some(path), _, _) => {
+                let mut local = Amplitude::new(LocalExport::open(path)?, options, known);
+                // What the export holds is part of which migration this is: a new file in
+                // the folder, or a new zip at the same path, makes another one.
+                let fingerprint = local.fingerprint().map_err(|e| e.to_string())?;
+                let differences = local.differences().map_err(|e| e.to_string())?;
+                let content = fingerprint.map_or(String::new(), |f| format!(" (content {f})"));
+                (Box::new(local), String::new(), content, differences)
+            }
+            (None, Some(key), Some(secret)) => {
+                let base =
+                    args.amplitude_url.as_deref().unwrap_or(if args.eu { export_api::EU } else { export_api::US });
+                let api = Amplitude::new(ExportApi::new(base, key, secret, from, to), options, known);
+                let range = format!(" from {} to {}", timestamp::format(from), timestamp::format(to));
+                (Box::new(api), range, String::new(), None)
+            }
+            _ => {
+                return Err(
+                    "give --files (a local export) or --api-key and --secret-key (Amplitude's Export API)".into()
+                )
+            }
+        };
+    let options = options_of(
         &args.to,
         &settings,
-        format!("{}{range_text} into {}", source.describe(), settings.destination.base_url),
+        format!("{}{content}{range_text} into {}", source.describe(), settings.destination.base_url),
     );
     match state.as_mut() {
         None => dry_run(source.as_mut(), &options),
         // A local export is imported whole: its run has no range.
         Some(state) => {
+            // Said once, when the changed export starts a migration of its own.
+            if let Some(differences) = differences.filter(|_| state.run(&options.run).ok().flatten().is_none()) {
+                eprintln!("{differences}");
+            }
             let range = args.files.is_none().then_some((from, to));
             migrate_run(cli, state, source.as_mut(), &options, &settings, range, None)
         }
@@ -407,6 +435,9 @@ fn migrate_run(
             println!("  rejected {event:?} (uuid {uuid}): {reason}");
         }
     }
+    for remark in source.remarks() {
+        println!("{remark}");
+    }
     match ended {
         Ended::Complete if parked > 0 => {
             println!(
@@ -452,6 +483,9 @@ fn dry_run(source: &mut dyn Source, options: &Options) -> Result<ExitCode, Strin
             None => println!("  would reject: {reason}"),
             Some(uuid) => println!("  would reject {:?} (uuid {uuid}): {reason}", event.clone().unwrap_or_default()),
         }
+    }
+    for remark in source.remarks() {
+        println!("{remark}");
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -230,7 +230,7 @@ pub fn migrate(
             let mut track = Pending { cursor: page.next.clone(), ..Pending::default() };
             track.settled.read += page.skipped.len() as u64;
             track.settled.rejected.extend(page.skipped.into_iter().map(|why| (None, None, why)));
-            track.settled.aliases = page.aliases;
+            track.settled.ledger = page.ledger;
             let batches = batches_of(&page.events, options, &mut track.settled);
             track.left = batches.len();
             cursor = page.next;
