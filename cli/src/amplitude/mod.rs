@@ -382,19 +382,13 @@ impl<A: Archive> Source for Amplitude<A> {
                 if c.known_files == 1 { "was" } else { "were" }
             ));
         }
-        if c.client_timed > 0 {
-            out.push(format!(
-                "{} no event_time: timed by {} client_event_time.",
-                plural(c.client_timed, "event had", "events had"),
-                if c.client_timed == 1 { "its" } else { "their" }
-            ));
-        }
-        if c.server_timed > 0 {
-            out.push(format!(
-                "{} no event_time nor client_event_time: timed by {} server_received_time.",
-                plural(c.server_timed, "event had", "events had"),
-                if c.server_timed == 1 { "its" } else { "their" }
-            ));
+        let fallbacks = [
+            (c.client_timed, "event_time", "client_event_time"),
+            (c.server_timed, "event_time nor client_event_time", "server_received_time"),
+        ];
+        for (n, missing, field) in fallbacks.into_iter().filter(|(n, ..)| *n > 0) {
+            let whose = if n == 1 { "its" } else { "their" };
+            out.push(format!("{} no {missing}: timed by {whose} {field}.", plural(n, "event had", "events had")));
         }
         if c.groups_not_sent > 0 {
             out.push(format!(
