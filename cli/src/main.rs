@@ -248,7 +248,7 @@ fn range(
     Ok((from, to))
 }
 
-fn options_of(args: &Destination, settings: &Settings, run: String) -> Arc<Options> {
+fn options(args: &Destination, settings: &Settings, run: String) -> Arc<Options> {
     Arc::new(Options {
         run,
         api_key: settings.project_api_key.clone(),
@@ -297,7 +297,7 @@ fn posthog(cli: &Cli, args: &PosthogArgs) -> Result<ExitCode, String> {
             ))
         }
     };
-    let options = options_of(
+    let options = options(
         &args.to,
         &settings,
         format!("{} from {from_ch} to {to_ch} into {}", source.describe(), settings.destination.base_url),
@@ -325,12 +325,12 @@ fn amplitude(cli: &Cli, args: &AmplitudeArgs) -> Result<ExitCode, String> {
         Some(state) => state.amplitude_known(&destination)?,
         None => Default::default(),
     };
-    let options =
+    let import =
         amplitude::Options { destination, group_identify: args.group_identify, skip_unreadable: args.skip_unreadable };
     let (mut source, range_text, content, differences): (Box<dyn Source>, String, String, Option<String>) =
         match (&args.files, &args.api_key, &args.secret_key) {
             (Some(path), _, _) => {
-                let mut local = Amplitude::new(LocalExport::open(path)?, options, known);
+                let mut local = Amplitude::new(LocalExport::open(path)?, import, known);
                 // What the export holds is part of which migration this is: a new file in
                 // the folder, or a new zip at the same path, makes another one.
                 let fingerprint = local.fingerprint().map_err(|e| e.to_string())?;
@@ -341,7 +341,7 @@ fn amplitude(cli: &Cli, args: &AmplitudeArgs) -> Result<ExitCode, String> {
             (None, Some(key), Some(secret)) => {
                 let base =
                     args.amplitude_url.as_deref().unwrap_or(if args.eu { export_api::EU } else { export_api::US });
-                let api = Amplitude::new(ExportApi::new(base, key, secret, from, to), options, known);
+                let api = Amplitude::new(ExportApi::new(base, key, secret, from, to), import, known);
                 let range = format!(" from {} to {}", timestamp::format(from), timestamp::format(to));
                 (Box::new(api), range, String::new(), None)
             }
@@ -351,7 +351,7 @@ fn amplitude(cli: &Cli, args: &AmplitudeArgs) -> Result<ExitCode, String> {
                 )
             }
         };
-    let options = options_of(
+    let options = options(
         &args.to,
         &settings,
         format!("{}{content}{range_text} into {}", source.describe(), settings.destination.base_url),
