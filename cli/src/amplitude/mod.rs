@@ -200,21 +200,27 @@ impl<A: Archive> Amplitude<A> {
     fn next_file(&mut self) -> Result<bool, SourceError> {
         loop {
             if self.next_entry < self.entries.len() {
+                // The index moves past a file only once it is read or skipped: after an
+                // error the same file is tried again.
                 let index = self.next_entry;
-                self.next_entry += 1;
                 let entry = self.entries[index].0.clone();
                 if self.known.files.get(&entry.name) == Some(&entry.content) {
+                    self.next_entry += 1;
                     self.counts.known_files += 1;
                     continue;
                 }
                 let unit = self.at.as_ref().map(|p| p.unit.clone()).unwrap_or_default();
-                let lines = match self.archive.read(&unit, &entry)?.and_then(|bytes| lines_of(&bytes)) {
+                let read = self.archive.read(&unit, &entry)?.and_then(|bytes| lines_of(&bytes));
+                if read.is_ok() || self.options.skip_unreadable {
+                    self.next_entry += 1;
+                }
+                let lines = match read {
                     Ok(lines) => lines,
                     Err(why) => {
                         let place = if unit.is_empty() {
                             self.archive.describe()
                         } else {
-                            format!("{}, {unit}", self.archive.describe())
+                            format!("{} ({unit})", self.archive.describe())
                         };
                         if !self.options.skip_unreadable {
                             return Err(SourceError::Fatal(format!(
@@ -309,10 +315,13 @@ impl<A: Archive> Source for Amplitude<A> {
                     self.known.files.insert(imported.name.clone(), imported.content.clone());
                     page.ledger.files.push(imported);
                 }
-                if self.next_file()? {
-                    continue;
+                match self.next_file() {
+                    Ok(true) => continue,
+                    Ok(false) => break,
+                    // What the page holds goes first; the error comes again on the next call.
+                    Err(_) if handed > 0 || !page.ledger.is_empty() || !page.events.is_empty() => break,
+                    Err(error) => return Err(error),
                 }
-                break;
             };
             let at = self.at.as_mut().expect("a file is open");
             at.line += 1;
@@ -525,6 +534,66 @@ mod tests {
         let all = again.next_page(None, 100).unwrap();
         assert_eq!(names(&all), ["clicked", "clicked", "clicked", "$create_alias", "clicked"]);
         assert!(again.remarks().iter().any(|r| r == "1 file imported into this destination before was skipped."));
+    }
+
+    /// A Memory whose reads of one file fail (for a while, as a 503 would) so many times.
+    struct Flaky(Memory, &'static str, u32);
+
+    impl Archive for Flaky {
+        fn units(&self) -> Vec<String> {
+            self.0.units()
+        }
+        fn entries(&mut self, unit: &str) -> Result<Vec<Entry>, SourceError> {
+            self.0.entries(unit)
+        }
+        fn read(&mut self, unit: &str, entry: &Entry) -> Result<Bytes, SourceError> {
+            if entry.name == self.1 && self.2 > 0 {
+                self.2 -= 1;
+                return Err(SourceError::Transient { message: "503".into(), retry_after_seconds: None });
+            }
+            self.0.read(unit, entry)
+        }
+        fn describe(&self) -> String {
+            self.0.describe()
+        }
+    }
+
+    #[test]
+    fn a_file_that_fails_to_come_mid_page_loses_no_line_of_the_page() {
+        let options = Options { destination: "d".into(), ..Options::default() };
+        let mut source = Amplitude::new(Flaky(archive(), "p_2024-03-01_10#0.json", 2), options, Known::default());
+        let first = source.next_page(None, 100).unwrap();
+        assert_eq!(names(&first), ["clicked", "$create_alias", "clicked"], "the 9 o'clock file comes alone");
+        assert!(source.next_page(first.next.as_ref(), 100).is_err(), "the failure comes on the next call");
+        // Tried again (as the migration does after a wait): the same file, from its first line.
+        let rest = source.next_page(first.next.as_ref(), 100).unwrap();
+        assert_eq!(names(&rest), ["clicked", "clicked", "clicked", "$create_alias", "clicked"]);
+        assert_eq!(rest.skipped.len(), 1);
+    }
+
+    #[test]
+    fn an_unreadable_file_stops_the_import_until_it_is_skipped_when_asked() {
+        let mut memory = archive();
+        memory.0[0].1[0].1 = vec![0x1f, 0x8b, 8, 0, 0, 0];
+        let mut stops = source(Known::default());
+        stops.archive = Memory(memory.0.clone());
+        let first = stops.next_page(None, 100).unwrap();
+        assert_eq!(names(&first).len(), 3, "what came before the file is handed over");
+        for _ in 0..2 {
+            let Err(SourceError::Fatal(why)) = stops.next_page(first.next.as_ref(), 100) else { panic!("no stop") };
+            assert!(
+                why.contains("p_2024-03-01_10#0.json cannot be read") && why.contains("--skip-unreadable"),
+                "{why}"
+            );
+        }
+        let options = Options { skip_unreadable: true, ..Options::default() };
+        let mut skips = Amplitude::new(memory, options, Known::default());
+        let all = skips.next_page(None, 100).unwrap();
+        assert_eq!(names(&all).len(), 6, "{:?}", names(&all));
+        assert!(skips
+            .remarks()
+            .iter()
+            .any(|r| r.contains("p_2024-03-01_10#0.json in memory (a) was skipped as unreadable")));
     }
 
     #[test]
