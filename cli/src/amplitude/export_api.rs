@@ -7,6 +7,7 @@
 
 use chrono::{DateTime, Duration, Utc};
 
+use super::files::{zip_listing, zip_read};
 use super::{Archive, Bytes, Entry};
 use crate::source::SourceError;
 
@@ -150,13 +151,7 @@ impl Archive for ExportApi {
                     "Amplitude's export of {unit} is not a zip ({e}); run again to fetch it again"
                 ))
             })?;
-            for i in 0..archive.len() {
-                let Ok(file) = archive.by_index_raw(i) else { continue };
-                let name = file.name().to_string();
-                if file.is_file() && (name.ends_with(".json.gz") || name.ends_with(".json")) {
-                    entries.push(Entry { content: format!("crc32 {:08x}, {} bytes", file.crc32(), file.size()), name });
-                }
-            }
+            entries = zip_listing(&mut archive).into_iter().map(|(name, content)| Entry { name, content }).collect();
         }
         self.fetched = Some((unit.to_string(), bytes));
         Ok(entries)
@@ -167,14 +162,8 @@ impl Archive for ExportApi {
             self.entries(unit)?;
         }
         let bytes = self.fetched.as_ref().map(|(_, b)| b.as_slice()).unwrap_or_default();
-        let read = || -> Bytes {
-            let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(|e| e.to_string())?;
-            let mut file = archive.by_name(&entry.name).map_err(|e| e.to_string())?;
-            let mut data = Vec::new();
-            std::io::Read::read_to_end(&mut file, &mut data).map_err(|e| e.to_string())?;
-            Ok(data)
-        };
-        Ok(read())
+        let archive = zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(|e| e.to_string());
+        Ok(archive.and_then(|mut archive| zip_read(&mut archive, &entry.name)))
     }
 
     fn describe(&self) -> String {

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::fs;
-use std::io::{BufReader, Read};
+use std::io::{BufReader, Read, Seek};
 use std::path::{Path, PathBuf};
 
 use super::{Archive, Bytes, Entry};
@@ -36,6 +36,27 @@ pub struct LocalExport {
 
 fn is_export_file(name: &str) -> bool {
     name.ends_with(".json.gz") || name.ends_with(".json")
+}
+
+/// The export files of an open zip: each one's name in it, and what identifies its
+/// content (its CRC-32 and size, from the zip's directory: nothing is unpacked).
+pub fn zip_listing<R: Read + Seek>(archive: &mut zip::ZipArchive<R>) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for i in 0..archive.len() {
+        let Ok(file) = archive.by_index_raw(i) else { continue };
+        if file.is_file() && is_export_file(file.name()) {
+            out.push((file.name().to_string(), format!("crc32 {:08x}, {} bytes", file.crc32(), file.size())));
+        }
+    }
+    out
+}
+
+/// One file of an open zip (its CRC-32 checked as it is unpacked).
+pub fn zip_read<R: Read + Seek>(archive: &mut zip::ZipArchive<R>, name: &str) -> Bytes {
+    let mut file = archive.by_name(name).map_err(|e| e.to_string())?;
+    let mut data = Vec::with_capacity(file.size() as usize);
+    file.read_to_end(&mut data).map_err(|e| e.to_string())?;
+    Ok(data)
 }
 
 fn file_content(path: &Path) -> Result<String, String> {
@@ -91,17 +112,9 @@ impl LocalExport {
                 return;
             }
         };
-        for i in 0..archive.len() {
-            let Ok(file) = archive.by_index_raw(i) else { continue };
-            let inner = file.name().to_string();
-            if !file.is_file() || !is_export_file(&inner) {
-                continue;
-            }
+        for (inner, content) in zip_listing(&mut archive) {
             let name = format!("{prefix}{inner}");
-            out.push(Entry {
-                name: name.clone(),
-                content: format!("crc32 {:08x}, {} bytes", file.crc32(), file.size()),
-            });
+            out.push(Entry { name: name.clone(), content });
             self.places.insert(name, Place::InZip(path.to_path_buf(), inner));
         }
     }
@@ -133,10 +146,7 @@ impl LocalExport {
             self.open = Some((path.to_path_buf(), archive));
         }
         let (_, archive) = self.open.as_mut().ok_or("no zip")?;
-        let mut file = archive.by_name(inner).map_err(|e| e.to_string())?;
-        let mut data = Vec::with_capacity(file.size() as usize);
-        file.read_to_end(&mut data).map_err(|e| e.to_string())?;
-        Ok(data)
+        zip_read(archive, inner)
     }
 }
 
