@@ -128,6 +128,9 @@ pub struct Amplitude<A: Archive> {
     last_time: String,
     started: bool,
     counts: Counts,
+    /// A digest of a local export's files and their content (`take_stock`).
+    content: Option<String>,
+    differences: Option<String>,
 }
 
 fn plural(n: u64, one: &str, many: &str) -> String {
@@ -152,24 +155,29 @@ impl<A: Archive> Amplitude<A> {
             last_time: String::new(),
             started: false,
             counts: Counts::default(),
+            content: None,
+            differences: None,
         }
     }
 
-    /// What the local export holds (its files and their content), to tell it from
-    /// another one at the same path; `None` for the Export API (its range says).
-    pub fn fingerprint(&mut self) -> Result<Option<String>, SourceError> {
-        let Some(mut listing) = self.archive.listing()? else { return Ok(None) };
+    /// Lists a local export's files, once, before reading: what it holds (its files and
+    /// their content) becomes part of its identity, to tell it from another one at the
+    /// same path, and how it differs from what this destination got is said when its
+    /// migration starts. Nothing for the Export API (its range says which days).
+    pub fn take_stock(&mut self) -> Result<(), SourceError> {
+        let Some(mut listing) = self.archive.listing()? else { return Ok(()) };
         listing.sort_by(|a, b| a.name.cmp(&b.name));
         let pairs: Vec<(&str, &str)> = listing.iter().map(|e| (e.name.as_str(), e.content.as_str())).collect();
-        Ok(Some(event_id::derive(&json!(["amplitude export", pairs]))[..8].to_string()))
+        self.content = Some(event_id::derive(&json!(["amplitude export", pairs]))[..8].to_string());
+        self.differences = self.differences(&listing);
+        Ok(())
     }
 
-    /// How the local export differs from what this destination imported of it before
-    /// (`None` when it imported none of its files, or all of them as they are).
-    pub fn differences(&mut self) -> Result<Option<String>, SourceError> {
-        let Some(listing) = self.archive.listing()? else { return Ok(None) };
+    /// How the export differs from what this destination imported of it before (`None`
+    /// when it imported none of its files, or all of them as they are).
+    fn differences(&self, listing: &[Entry]) -> Option<String> {
         let (mut new, mut changed, mut same) = (0, 0, 0);
-        for entry in &listing {
+        for entry in listing {
             match self.known.files.get(&entry.name) {
                 None => new += 1,
                 Some(content) if *content == entry.content => same += 1,
@@ -177,7 +185,7 @@ impl<A: Archive> Amplitude<A> {
             }
         }
         if same + changed == 0 || new + changed == 0 {
-            return Ok(None);
+            return None;
         }
         let mut parts = Vec::new();
         if new > 0 {
@@ -186,13 +194,13 @@ impl<A: Archive> Amplitude<A> {
         if changed > 0 {
             parts.push(plural(changed, "changed file", "changed files"));
         }
-        Ok(Some(format!(
+        Some(format!(
             "The export differs from what was imported into this destination before: {}; {} imported before {} \
              skipped.",
             parts.join(", "),
             plural(same, "file", "files"),
             if same == 1 { "is" } else { "are" }
-        )))
+        ))
     }
 
     /// Opens the next file to read (skipping those this destination wholly got, and
@@ -365,6 +373,17 @@ impl<A: Archive> Source for Amplitude<A> {
 
     fn describe(&self) -> String {
         self.archive.describe()
+    }
+
+    fn identity(&self) -> String {
+        match &self.content {
+            Some(content) => format!("{} (content {content})", self.archive.describe()),
+            None => self.archive.describe(),
+        }
+    }
+
+    fn starting_note(&self) -> Option<String> {
+        self.differences.clone()
     }
 
     /// The units behind the cursor, and of its unit the files and lines behind it.
