@@ -127,6 +127,14 @@ struct AmplitudeArgs {
     /// Amplitude's Export API at another address (tests).
     #[arg(long, hide = true)]
     amplitude_url: Option<String>,
+    /// Sets Amplitude's group properties on PostHog's groups: a `$groupidentify` for each
+    /// group when its properties change (off by default, as in PostHog's own importer).
+    #[arg(long)]
+    group_identify: bool,
+    /// Skips an export file that cannot be read (cut short, damaged) instead of stopping
+    /// at it; the summary names it.
+    #[arg(long)]
+    skip_unreadable: bool,
     #[command(flatten)]
     to: Destination,
 }
@@ -379,15 +387,24 @@ fn amplitude(cli: &Cli, args: &AmplitudeArgs) -> Outcome {
         return Err(Failure::Usage(format!("--end ({}) must come after --start", timestamp::format(to))));
     }
     let mut state = if args.to.dry_run { None } else { Some(State::open(&cli.state)?) };
-    let linked = match &state {
-        Some(state) => state.aliases()?,
+    // Links, group properties and files are kept for each destination apart.
+    let destination = format!("{} {}", settings.destination.base_url, settings.project_api_key);
+    let known = match &state {
+        Some(state) => state.amplitude_known(&destination)?,
         None => Default::default(),
     };
+    let import =
+        amplitude::Options { destination, group_identify: args.group_identify, skip_unreadable: args.skip_unreadable };
     let mut source: Box<dyn Source> = match (&args.files, &args.api_key, &args.secret_key) {
-        (Some(path), _, _) => Box::new(Amplitude::new(LocalExport::open(path)?, &linked)),
+        (Some(path), _, _) => {
+            let mut local = Amplitude::new(LocalExport::open(path)?, import, known);
+            // What the export holds is part of which migration this is.
+            local.take_stock().map_err(|e| e.to_string())?;
+            Box::new(local)
+        }
         (None, Some(key), Some(secret)) => {
             let base = args.amplitude_url.as_deref().unwrap_or(if args.eu { export_api::EU } else { export_api::US });
-            Box::new(Amplitude::new(ExportApi::new(base, key, secret, from, to), &linked))
+            Box::new(Amplitude::new(ExportApi::new(base, key, secret, from, to), import, known))
         }
         _ => {
             return Err(Failure::Usage(

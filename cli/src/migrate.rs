@@ -314,7 +314,7 @@ pub fn migrate(
             track.settled.duplicates = page.duplicates;
             track.settled.read += page.skipped.len() as u64;
             track.settled.rejected.extend(page.skipped.into_iter().map(|why| (None, None, why)));
-            track.settled.aliases = page.aliases;
+            track.settled.ledger = page.ledger;
             let batches = batches_of(&page.events, options, &mut track.settled);
             track.left = batches.len();
             cursor = page.next;

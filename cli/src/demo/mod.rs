@@ -83,8 +83,9 @@ pub fn run(events: usize, keep: bool) -> Result<ExitCode, String> {
     let destination = Destination::start(API_KEY)?;
     let must_arrive = expected.uuids.len() + expected.aliases;
     println!(
-        "1. An Amplitude export: {} lines in {} hourly files ({} users, some devices anonymous before their user \
-         logs in, {} session markers, {} malformed lines), in {}",
+        "1. An Amplitude export: {} lines in {} hourly files (web, iOS and Android lines as the Export API writes \
+         them; {} users, some devices anonymous before their user logs in, {} session_start markers, {} malformed \
+         lines), in {}",
         thousands(expected.lines),
         expected.files,
         export::USERS,

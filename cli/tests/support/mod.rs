@@ -3,6 +3,8 @@
 //! cli/tests/clickhouse/server.py, installed by scripts/bootstrap.sh).
 #![allow(dead_code)]
 
+pub mod export;
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
