@@ -10,6 +10,7 @@ mod progress;
 mod send;
 mod source;
 mod state;
+mod verify;
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -52,6 +53,9 @@ enum Command {
     Amplitude(Box<AmplitudeArgs>),
     /// Progress of every migration in the state file.
     Status,
+    /// Checks at the destination, UTC day by UTC day, that every event of the source
+    /// arrived; finds the missing ones (and with --resend sends them again).
+    Verify(Box<verify::VerifyArgs>),
     /// Shows the command end to end on generated data: an Amplitude export migrated to a
     /// destination on loopback, killed part way and resumed, then checked.
     Demo {
@@ -70,7 +74,7 @@ enum Command {
     },
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum From {
     Clickhouse,
     QueryApi,
@@ -82,6 +86,15 @@ struct PosthogArgs {
     /// ClickHouse port is reachable).
     #[arg(long, value_enum)]
     from: From,
+    #[command(flatten)]
+    source: PosthogSource,
+    #[command(flatten)]
+    to: Destination,
+}
+
+/// Where a PostHog's events are read: the flags of `posthog` and of `verify`.
+#[derive(clap::Args)]
+struct PosthogSource {
     /// ClickHouse's HTTP interface, e.g. http://localhost:8123.
     #[arg(long, required_if_eq("from", "clickhouse"))]
     clickhouse_url: Option<String>,
@@ -105,8 +118,43 @@ struct PosthogArgs {
     /// A personal API key of the source with the Query Read permission.
     #[arg(long, env = "POSTHOG_PERSONAL_API_KEY", hide_env_values = true)]
     personal_api_key: Option<String>,
-    #[command(flatten)]
-    to: Destination,
+}
+
+impl PosthogSource {
+    fn clickhouse(&self, from: &str, to: &str) -> ClickHouse {
+        ClickHouse::new(
+            self.clickhouse_url.as_deref().unwrap_or_default(),
+            &self.clickhouse_user,
+            &self.clickhouse_password,
+            &self.clickhouse_database,
+            &self.clickhouse_table,
+            self.team_id.unwrap_or_default(),
+            from,
+            to,
+        )
+    }
+
+    fn personal_api_key(&self) -> Result<&str, String> {
+        self.personal_api_key.as_deref().filter(|k| !k.trim().is_empty()).ok_or(
+            "--personal-api-key (or POSTHOG_PERSONAL_API_KEY) is required with --from query-api: a personal API \
+             key of the source with the Query Read permission"
+                .into(),
+        )
+    }
+
+    /// The source's events from `from` to `to` (ClickHouse datetimes, UTC).
+    fn open(&self, read: From, from: &str, to: &str) -> Result<Box<dyn Source>, String> {
+        Ok(match read {
+            From::Clickhouse => Box::new(self.clickhouse(from, to)),
+            From::QueryApi => Box::new(QueryApi::new(
+                self.query_api_host.as_deref().unwrap_or_default(),
+                self.project_id.unwrap_or_default(),
+                self.personal_api_key()?,
+                from,
+                to,
+            )),
+        })
+    }
 }
 
 #[derive(clap::Args)]
@@ -253,6 +301,7 @@ fn options(args: &Destination, settings: &Settings, run: String) -> Arc<Options>
         page_size: args.page_size,
         concurrency: args.concurrency,
         retry_scale: args.retry_scale.max(0.0),
+        record_days: false,
     })
 }
 
@@ -261,34 +310,7 @@ fn posthog(cli: &Cli, args: &PosthogArgs) -> Result<ExitCode, String> {
     let settings = settings(&args.to, now)?;
     let (from, to) = range(&args.to, &settings, now)?;
     let (from_ch, to_ch) = (clickhouse_time(from), clickhouse_time(to));
-    let clickhouse = || {
-        ClickHouse::new(
-            args.clickhouse_url.as_deref().unwrap_or_default(),
-            &args.clickhouse_user,
-            &args.clickhouse_password,
-            &args.clickhouse_database,
-            &args.clickhouse_table,
-            args.team_id.unwrap_or_default(),
-            &from_ch,
-            &to_ch,
-        )
-    };
-    let mut source: Box<dyn Source> = match args.from {
-        From::Clickhouse => Box::new(clickhouse()),
-        From::QueryApi => {
-            let key = args.personal_api_key.as_deref().filter(|k| !k.trim().is_empty()).ok_or(
-                "--personal-api-key (or POSTHOG_PERSONAL_API_KEY) is required with --from query-api: a personal API \
-                 key of the source with the Query Read permission",
-            )?;
-            Box::new(QueryApi::new(
-                args.query_api_host.as_deref().unwrap_or_default(),
-                args.project_id.unwrap_or_default(),
-                key,
-                &from_ch,
-                &to_ch,
-            ))
-        }
-    };
+    let mut source = args.source.open(args.from, &from_ch, &to_ch)?;
     let options = options(
         &args.to,
         &settings,
@@ -300,7 +322,7 @@ fn posthog(cli: &Cli, args: &PosthogArgs) -> Result<ExitCode, String> {
     let mut state = State::open(&cli.state)?;
     // One count for the progress bar; never one per page.
     let total = match args.from {
-        From::Clickhouse => Some(clickhouse().count().map_err(|e| e.to_string())?),
+        From::Clickhouse => Some(args.source.clickhouse(&from_ch, &to_ch).count().map_err(|e| e.to_string())?),
         From::QueryApi => None,
     };
     migrate_run(cli, &mut state, source.as_mut(), &options, &settings, Some((from, to)), total)
@@ -327,11 +349,15 @@ fn amplitude(cli: &Cli, args: &AmplitudeArgs) -> Result<ExitCode, String> {
         Some(_) => String::new(),
         None => format!(" from {} to {}", timestamp::format(from), timestamp::format(to)),
     };
-    let options = options(
+    let mut options = options(
         &args.to,
         &settings,
         format!("{}{range_text} into {}", source.describe(), settings.destination.base_url),
     );
+    if let Some(options) = Arc::get_mut(&mut options) {
+        // What the import hands over, recorded per day for `verify --from amplitude`.
+        options.record_days = true;
+    }
     match state.as_mut() {
         None => dry_run(source.as_mut(), &options),
         // A local export is imported whole: its run has no range.
@@ -508,6 +534,7 @@ fn resend_parked(cli: &Cli, retry_scale: f64) -> Result<ExitCode, String> {
             page_size: 1,
             concurrency: 1,
             retry_scale,
+            record_days: false,
         };
         let progress = Progress::new(&run);
         let ended = migrate::resend_waiting(&mut state, &options, &progress)?;
@@ -527,6 +554,7 @@ fn main() -> ExitCode {
         Command::Posthog(args) => posthog(&cli, args),
         Command::Amplitude(args) => amplitude(&cli, args),
         Command::Status => status(&cli),
+        Command::Verify(args) => verify::run(&cli.state, args),
         Command::Demo { events, keep } => demo::run(*events, *keep),
         Command::ResendParked { retry_scale } => resend_parked(&cli, *retry_scale),
     };

@@ -54,6 +54,8 @@ pub struct Settled {
     pub keep: Vec<(Batch, u32, String, i64, String)>,
     /// (user, device) pairs linked by the page's events.
     pub aliases: Vec<(String, String)>,
+    /// (UTC day, uuid) of each event an import handed over, for `verify`.
+    pub converted: Vec<(String, String)>,
 }
 
 const SCHEMA: &str = "
@@ -191,6 +193,7 @@ impl State {
             params![run, settled.read as i64, settled.delivered as i64, settled.rejected.len() as i64],
         )
         .map_err(db_error)?;
+        crate::verify::store::record_imported(&tx, run, &settled.converted).map_err(db_error)?;
         if let Some(cursor) = cursor {
             let json = serde_json::to_string(cursor).unwrap_or_default();
             tx.execute("UPDATE runs SET cursor = ?2 WHERE id = ?1", params![run, json]).map_err(db_error)?;
@@ -326,6 +329,7 @@ mod tests {
             rejected: vec![(Some("u".into()), Some("e".into()), "why".into())],
             keep: vec![(batch.clone(), 2, "waiting".into(), 1000, "HTTP 503".into())],
             aliases: vec![("user".into(), "device".into())],
+            converted: vec![],
         };
         let cursor = Cursor { timestamp: "2021-01-02 00:00:00.000001".into(), key: "k".into() };
         state.settle("r", &settled, Some(&cursor)).unwrap();

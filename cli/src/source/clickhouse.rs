@@ -114,7 +114,8 @@ impl ClickHouse {
         text.trim().parse().map_err(|_| SourceError::Fatal(format!("ClickHouse answered the count with {text:?}")))
     }
 
-    fn query(&mut self, sql: &str) -> Result<String, SourceError> {
+    /// Runs `sql` (with its FORMAT) and hands back the answer's text.
+    pub fn query(&mut self, sql: &str) -> Result<String, SourceError> {
         let answer = self
             .agent
             .post(&format!("{}/", self.url))
