@@ -161,6 +161,11 @@ fn source_side(args: &VerifyArgs, state: &Path) -> Result<Box<dyn Side>, String>
     })
 }
 
+/// `1 day`, `2 days`.
+fn n_days(n: usize) -> String {
+    format!("{n} {}", if n == 1 { "day" } else { "days" })
+}
+
 /// The days that differ or could not be compared, in words, for the last line.
 fn days_list(days: &[&Day]) -> String {
     let names: Vec<String> = days.iter().take(5).map(|d| d.day.to_string()).collect();
@@ -182,18 +187,18 @@ fn outcome(days: &[Day]) -> Outcome {
     let extra: u64 = differing.iter().map(|d| d.extra.len() as u64).sum();
     let mut also = Vec::new();
     if !arriving.is_empty() {
-        also.push(format!("{} still arriving ({})", arriving.len(), days_list(&arriving)));
+        also.push(format!("{} still arriving ({})", n_days(arriving.len()), days_list(&arriving)));
     }
     if !unknown.is_empty() {
-        also.push(format!("{} that could not be counted ({})", unknown.len(), days_list(&unknown)));
+        also.push(format!("{} not counted ({})", n_days(unknown.len()), days_list(&unknown)));
     }
-    let also = if also.is_empty() { String::new() } else { format!("; days {}", also.join(", ")) };
+    let also = if also.is_empty() { String::new() } else { format!("; {}", also.join(", ")) };
     if !differing.is_empty() {
         let mut line = format!(
-            "Not everything arrived: {} missing and {} extra events on {} days ({}){also}.",
+            "Not everything arrived: {} missing and {} extra events on {} ({}){also}.",
             thousands(missing),
             thousands(extra),
-            differing.len(),
+            n_days(differing.len()),
             days_list(&differing)
         );
         if missing > 0 {
@@ -212,9 +217,9 @@ fn outcome(days: &[Day]) -> Outcome {
     Outcome {
         code: ExitCode::SUCCESS,
         last_line: format!(
-            "Everything arrived: the {} events of {} days at the source are all at the destination.",
+            "Everything arrived: the {} events of {} at the source are all at the destination.",
             thousands(events),
-            days.len()
+            n_days(days.len())
         ),
         verdict: "equal",
     }
@@ -262,17 +267,16 @@ fn wait_for(
     days: &mut [Day],
     bound: Duration,
     touched_at: &BTreeMap<NaiveDate, Instant>,
-    retry_scale: f64,
 ) -> Result<(), String> {
     let started = Instant::now();
-    let every = Duration::from_secs_f64((verifier.settle_seconds as f64 / 4.0).clamp(1.0, 30.0) * retry_scale);
+    let every = Duration::from_secs_f64((verifier.settle_seconds as f64 / 4.0).clamp(1.0, 30.0));
     loop {
         let arriving: BTreeSet<NaiveDate> =
             days.iter().filter(|d| d.verdict == Verdict::StillArriving).map(|d| d.day).collect();
         if arriving.is_empty() || started.elapsed() >= bound {
             return Ok(());
         }
-        eprintln!("{} days still arriving: comparing them again in {} s.", arriving.len(), every.as_secs());
+        eprintln!("{} still arriving: comparing again in {} s.", n_days(arriving.len()), every.as_secs());
         std::thread::sleep(every);
         let touched = touched_at.iter().map(|(d, at)| (*d, at.elapsed().as_secs() as i64)).collect();
         let span = Window {
@@ -382,7 +386,7 @@ pub fn run(state: &Path, args: &VerifyArgs) -> Result<ExitCode, String> {
     let mut touched_at: BTreeMap<NaiveDate, Instant> = BTreeMap::new();
     let mut days = verifier.check(window, None, &BTreeMap::new())?;
     let wait = Duration::from_secs_f64(args.wait.unwrap_or(0.0) * 60.0);
-    wait_for(&mut verifier, window, &mut days, wait, &touched_at, args.retry_scale)?;
+    wait_for(&mut verifier, window, &mut days, wait, &touched_at)?;
     if args.resend {
         print_table(&days);
         let first = outcome(&days);
@@ -401,7 +405,7 @@ pub fn run(state: &Path, args: &VerifyArgs) -> Result<ExitCode, String> {
                 }
             }
             let bound = Duration::from_secs_f64(args.wait.unwrap_or(10.0) * 60.0);
-            wait_for(&mut verifier, window, &mut days, bound, &touched_at, args.retry_scale)?;
+            wait_for(&mut verifier, window, &mut days, bound, &touched_at)?;
             println!("\nThe days sent again, compared again:");
         }
     }

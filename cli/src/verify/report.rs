@@ -45,7 +45,7 @@ svg text { font: 11px system-ui, sans-serif; fill: #4a4f59; }
 .legend span { display: inline-block; width: .8rem; height: .8rem; margin: 0 .3rem 0 1rem; vertical-align: -1px; }
 table { border-collapse: collapse; width: 100%; margin: 1rem 0; font-variant-numeric: tabular-nums; }
 th, td { padding: .3rem .6rem; border-bottom: 1px solid #e3e5e9; text-align: right; }
-th:first-child, td:first-child, td.status { text-align: left; }
+th:first-child, td:first-child, th:last-child, td.status { text-align: left; }
 tr.differs td { background: #fdecea; }
 tr.arriving td { background: #fff6dd; }
 tr.unknown td { background: #eef0f3; }
@@ -58,7 +58,8 @@ fn chart(days: &[Day]) -> String {
     let (width, height, left, bottom, top) = (960.0, 300.0, 64.0, 36.0, 14.0);
     let plot_w = width - left - 12.0;
     let plot_h = height - bottom - top;
-    let most = days.iter().map(|d| d.source.events.max(d.destination.events)).max().unwrap_or(0).max(1) as f64;
+    // A tenth above the highest bar, so that it does not touch the top.
+    let most = days.iter().map(|d| d.source.events.max(d.destination.events)).max().unwrap_or(0).max(1) as f64 * 1.1;
     let slot = plot_w / days.len().max(1) as f64;
     let y = |n: u64| top + plot_h - plot_h * n as f64 / most;
     let mut svg = format!(
@@ -159,7 +160,7 @@ pub fn html(report: &Report<'_>) -> String {
     page.push_str("<h2>Events per day</h2>");
     page.push_str(&chart(report.days));
     page.push_str(
-        "<p class=\"legend\"><span class=\"bar-source\" style=\"background:#5b7bd5\"></span>at the source\
+        "<p class=\"legend\"><span style=\"background:#5b7bd5\"></span>at the source\
          <span style=\"background:#3aa17e\"></span>at the destination<span style=\"background:#f3b2aa\"></span>a day \
          that differs, is still arriving or could not be counted</p>",
     );
