@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use support::browser::Browser;
-use support::posthog::{PostHog, PERSONAL_KEY, PROJECT};
+use support::posthog::{engine_query, PostHog, PERSONAL_KEY, PROJECT};
 use support::*;
 
 /// The source: team 2's events on `days` (day, events), timestamps a minute apart.
@@ -100,7 +100,9 @@ fn everything_equal_in_one_count_query_with_unmerged_duplicates_counted_once() {
     let dir = TempDir::new("verify");
     let state = dir.0.join("s.sqlite");
     migrate(&engine, &destination, &state);
-    // The same events sent a second time by another run: rows the engine has not merged.
+    // The same events sent a second time by another run: rows the engine has not merged
+    // yet (its merges held, so that they stay unmerged while the test looks).
+    engine_query(&destination.engine.url, "SYSTEM STOP MERGES default.sharded_events").unwrap();
     migrate(&engine, &destination, &dir.0.join("second.sqlite"));
     let output = verify(&engine, &destination, &state, "--settle-minutes 0");
     let said = text(&output);

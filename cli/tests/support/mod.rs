@@ -256,6 +256,7 @@ pub fn insert_events(engine: &ClickHouse, team: u64, first: u64, count: u64, dis
         .replace("{first}", &first.to_string())
         .replace("{count}", &count.to_string())
         .replace("{distinct_times}", &distinct_times.to_string())
+        .replace("{step_us}", "60000001")
         .replace("{from}", from);
     engine.query(&sql);
 }

@@ -16,7 +16,9 @@ use super::{body_json, capture_checks, ClickHouse, Reply, Request, Server, PASSW
 
 pub const PROJECT: u64 = 1;
 pub const PERSONAL_KEY: &str = "phx_destination_reader";
-/// Where the engine keeps the destination's events.
+/// Where ingestion writes the destination's events, and where HogQL's `events` reads them
+/// (PostHog's Distributed table over it).
+pub const STORED: &str = "default.sharded_events";
 pub const TABLE: &str = "default.events";
 
 type EventRule<T> = Arc<Mutex<Box<dyn FnMut(&Value) -> T + Send>>>;
@@ -66,7 +68,7 @@ fn store(engine: &str, events: &[Value]) {
     }
     let now = chrono::Utc::now();
     let mut sql = format!(
-        "INSERT INTO {TABLE} (uuid, event, properties, timestamp, team_id, distinct_id, elements_chain, created_at, \
+        "INSERT INTO {STORED} (uuid, event, properties, timestamp, team_id, distinct_id, elements_chain, created_at, \
          _timestamp, _offset) FORMAT JSONEachRow\n"
     );
     for (i, e) in events.iter().enumerate() {
