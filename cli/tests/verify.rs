@@ -192,6 +192,8 @@ fn extra_events_at_the_destination_are_named_and_kept() {
         .collect();
     let body = json!({"api_key": "phc_destination", "historical_migration": true, "batch": extra}).to_string();
     ureq::post(&format!("{}/batch/", destination.server.url)).send_string(&body).unwrap();
+    // Every query answers 202 (still running): each is polled for its rows, never sent again.
+    destination.slow.store(true, Ordering::SeqCst);
     let output = verify(&engine, &destination, &state, "--settle-minutes 0 --start 2021-06-10 --end 2021-06-12");
     let said = text(&output);
     assert_eq!(output.status.code(), Some(5), "{said}");
@@ -200,6 +202,53 @@ fn extra_events_at_the_destination_are_named_and_kept() {
     assert!(!last_line(&output).contains("--resend"), "nothing to send again");
     let expected: HashSet<String> = (0..12).map(|i| format!("0190b000-0000-7000-8000-{i:012x}")).collect();
     assert_eq!(kept(&state, "extra"), expected);
+    let posted = destination.hogql.lock().unwrap().clone();
+    assert_eq!(posted.iter().collect::<HashSet<_>>().len(), posted.len(), "a query sent twice: {posted:?}");
+}
+
+#[test]
+fn refusals_and_bad_flags_are_said_in_the_commands_own_words() {
+    let engine = source(&[("2021-06-10", 20)]);
+    let destination = PostHog::start();
+    let dir = TempDir::new("verify");
+    let state = dir.0.join("s.sqlite");
+    let flags = |key: &str, project: u64| {
+        format!(
+            "--state {} verify --from clickhouse --clickhouse-url {} --clickhouse-user {USER} --clickhouse-password \
+             {PASSWORD} --team-id 2 --destination-query-api-host {} --destination-project-id {project} \
+             --destination-personal-api-key {key} --retry-scale 0.01",
+            state.display(),
+            engine.url,
+            destination.server.url
+        )
+    };
+    let wrong_key = cli().args(words(&flags("phx_wrong", PROJECT))).output().unwrap();
+    assert_eq!(wrong_key.status.code(), Some(1));
+    assert!(text(&wrong_key).contains("refused the personal API key (HTTP 401"), "{}", text(&wrong_key));
+    assert!(text(&wrong_key).contains("check --destination-personal-api-key"), "{}", text(&wrong_key));
+    let wrong_project = cli().args(words(&flags(PERSONAL_KEY, 99))).output().unwrap();
+    assert_eq!(wrong_project.status.code(), Some(1));
+    assert!(
+        text(&wrong_project)
+            .contains("has no project 99 (HTTP 404); check --destination-query-api-host and --destination-project-id"),
+        "{}",
+        text(&wrong_project)
+    );
+    let no_host = cli().args(words(&flags(PERSONAL_KEY, PROJECT))).arg("--resend").output().unwrap();
+    assert_eq!(no_host.status.code(), Some(2), "{}", text(&no_host));
+    assert!(text(&no_host).contains("--host"), "{}", text(&no_host));
+    let no_import = cli()
+        .args(words(&format!(
+            "--state {} verify --from amplitude --destination-query-api-host {} --destination-project-id 1 \
+             --destination-personal-api-key {PERSONAL_KEY}",
+            state.display(),
+            destination.server.url
+        )))
+        .output()
+        .unwrap();
+    assert_eq!(no_import.status.code(), Some(1));
+    assert!(text(&no_import).contains("--from amplitude: the state file"), "{}", text(&no_import));
+    assert!(destination.accepted.load(Ordering::SeqCst) == 0, "nothing sent");
 }
 
 /// The first and the day after the last day of a count query's window.

@@ -5,7 +5,8 @@
 //! engine's table and the engine counts. As PostHog does, an answer holds at most 50,000
 //! rows (100 without a LIMIT), and the key must be the project's personal API key.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
@@ -40,6 +41,8 @@ pub struct PostHog {
     pub rows_cap: Arc<AtomicUsize>,
     /// Events capture accepted (stored, dropped, or on their way).
     pub accepted: Arc<AtomicUsize>,
+    /// Every query answers 202 (still running) and is polled for its rows.
+    pub slow: Arc<AtomicBool>,
 }
 
 /// A query for the engine at `url`; its error as text instead of a panic.
@@ -134,6 +137,9 @@ impl PostHog {
         let query_fault: QueryFault = Arc::new(Mutex::new(Box::new(|_| None)));
         let rows_cap = Arc::new(AtomicUsize::new(50_000));
         let accepted = Arc::new(AtomicUsize::new(0));
+        let slow_queries = Arc::new(AtomicBool::new(false));
+        let running: Arc<Mutex<HashMap<String, (usize, Value)>>> = Arc::default();
+        let (slow, r) = (slow_queries.clone(), running.clone());
         let (e, h, d, l, q, c, a) = (
             engine.url.clone(),
             hogql.clone(),
@@ -175,11 +181,32 @@ impl PostHog {
                 }
                 return Reply::new(200, "{\"status\":1}");
             }
-            if request.path != format!("/api/projects/{PROJECT}/query/") || request.method != "POST" {
-                return Reply::new(404, "{\"detail\":\"Not found.\"}");
-            }
             if request.headers.get("authorization").map(String::as_str) != Some(&format!("Bearer {PERSONAL_KEY}")) {
                 return Reply::new(401, "{\"type\":\"authentication_error\",\"detail\":\"Invalid personal API key.\"}");
+            }
+            let queries = format!("/api/projects/{PROJECT}/query/");
+            if let Some(id) = request.path.strip_prefix(&queries).filter(|id| !id.is_empty()) {
+                // A query still running: polled until its second look.
+                let id = id.trim_end_matches('/').to_string();
+                let mut running = r.lock().unwrap();
+                return match running.get_mut(&id) {
+                    Some((looks, _)) if *looks == 0 => {
+                        *looks += 1;
+                        Reply::new(202, &json!({"query_status": {"id": id, "complete": false}}).to_string())
+                    }
+                    Some((_, answer)) => {
+                        let answer = answer.clone();
+                        running.remove(&id);
+                        Reply::new(
+                            200,
+                            &json!({"query_status": {"id": id, "complete": true, "results": answer}}).to_string(),
+                        )
+                    }
+                    None => Reply::new(404, "{\"detail\":\"Query not found.\"}"),
+                };
+            }
+            if request.path != queries || request.method != "POST" {
+                return Reply::new(404, "{\"detail\":\"Not found.\"}");
             }
             let body: Value = serde_json::from_slice(&request.body).unwrap_or(Value::Null);
             if body["query"]["kind"] != "HogQLQuery" {
@@ -192,11 +219,17 @@ impl PostHog {
             }
             let sql = query.replace(" FROM events ", &format!(" FROM {TABLE} "));
             match engine_query(&e, &format!("{sql} FORMAT JSONCompact")) {
+                Ok(text) if slow.load(Ordering::SeqCst) => {
+                    let mut running = r.lock().unwrap();
+                    let id = format!("q{}", running.len() + h.lock().unwrap().len());
+                    running.insert(id.clone(), (0, results(&text, row_limit(&query, c.load(Ordering::SeqCst)))));
+                    Reply::new(202, &json!({"query_status": {"id": id, "complete": false}}).to_string())
+                }
                 Ok(text) => Reply::new(200, &results(&text, row_limit(&query, c.load(Ordering::SeqCst))).to_string()),
                 Err(error) => Reply::new(400, &json!({"type": "validation_error", "detail": error}).to_string()),
             }
         }));
-        PostHog { server, engine, hogql, drop, lag, query_fault, rows_cap, accepted }
+        PostHog { server, engine, hogql, drop, lag, query_fault, rows_cap, accepted, slow: slow_queries }
     }
 
     pub fn set_drop(&self, rule: impl FnMut(&Value) -> bool + Send + 'static) {
