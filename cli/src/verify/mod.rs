@@ -21,7 +21,10 @@ use clap::ValueEnum;
 
 use crate::amplitude::files::LocalExport;
 use crate::amplitude::Amplitude;
-use crate::{From, PosthogSource};
+use crate::copy::{Failure, Outcome};
+use crate::source::query_api::QueryApi;
+use crate::source::Source;
+use crate::PosthogSource;
 use compare::{Day, Verdict, Verifier};
 use hogql::HogQl;
 use side::{ClickHouseSide, ImportSide, QueryApiSide, Side, Window};
@@ -103,12 +106,28 @@ pub fn thousands(n: u64) -> String {
     out
 }
 
-fn day_flag(flag: &str, text: &str) -> Result<NaiveDate, String> {
+fn day_flag(flag: &str, text: &str) -> Result<NaiveDate, Failure> {
     crate::time_flag(flag, text).map(|t| t.date_naive())
 }
 
+fn words(failure: Failure) -> String {
+    match failure {
+        Failure::Usage(message) | Failure::Error(message) => message,
+    }
+}
+
+/// A Query API host as given, with https:// when it names no scheme.
+fn host(text: &str) -> String {
+    let text = text.trim().trim_end_matches('/');
+    if text.contains("://") {
+        text.to_string()
+    } else {
+        format!("https://{text}")
+    }
+}
+
 /// The days to compare: the flags, else the source's own first and last days.
-fn window(args: &VerifyArgs, verifier: &mut Verifier<'_>) -> Result<Window, String> {
+fn window(args: &VerifyArgs, verifier: &mut Verifier<'_>) -> Result<Window, Failure> {
     let today = Utc::now().date_naive();
     let from = args.start.as_deref().map(|s| day_flag("--start", s)).transpose()?;
     let to = args.end.as_deref().map(|e| day_flag("--end", e)).transpose()?;
@@ -127,34 +146,29 @@ fn window(args: &VerifyArgs, verifier: &mut Verifier<'_>) -> Result<Window, Stri
         }
     };
     if to <= from {
-        return Err(format!("--end ({to}) must come after --start ({from})"));
+        return Err(Failure::Usage(format!("--end ({to}) must come after --start ({from})")));
     }
     Ok(Window { from, to })
 }
 
-fn source_side(args: &VerifyArgs, state: &Path) -> Result<Box<dyn Side>, String> {
+fn source_side(args: &VerifyArgs, state: &Path) -> Result<Box<dyn Side>, Failure> {
     Ok(match args.from {
-        VerifyFrom::Clickhouse => Box::new(ClickHouseSide { clickhouse: args.source.clickhouse("", "") }),
+        VerifyFrom::Clickhouse => Box::new(ClickHouseSide { clickhouse: args.source.clickhouse() }),
         VerifyFrom::QueryApi => {
-            let mut api = HogQl::new(
-                args.source.query_api_host.as_deref().unwrap_or_default(),
-                args.source.project_id.unwrap_or_default(),
-                args.source.personal_api_key()?,
-                &hogql::SOURCE_FLAGS,
-            );
-            api.wait_scale = args.retry_scale;
-            Box::new(QueryApiSide { api })
+            let mut source = args.source.query_api()?;
+            source.host = host(&source.host);
+            Box::new(QueryApiSide { api: HogQl::new(source, args.retry_scale) })
         }
         VerifyFrom::Amplitude => {
             let db = rusqlite::Connection::open(state)
                 .map_err(|e| format!("the state file {} cannot be opened: {e}", state.display()))?;
             let imports = store::imports(&db).map_err(|e| format!("the state file cannot be read: {e}"))?;
             if imports.is_empty() {
-                return Err(format!(
+                return Err(Failure::Error(format!(
                     "--from amplitude: the state file {} records no Amplitude import (imports record what they hand \
                      over since this version; give --state the file of the import, or import again)",
                     state.display()
-                ));
+                )));
             }
             Box::new(ImportSide { db, imports })
         }
@@ -173,13 +187,13 @@ fn days_list(days: &[&Day]) -> String {
     format!("{}{more}", names.join(", "))
 }
 
-struct Outcome {
+struct Ending {
     code: ExitCode,
     last_line: String,
     verdict: &'static str,
 }
 
-fn outcome(days: &[Day]) -> Outcome {
+fn ending(days: &[Day]) -> Ending {
     let differing: Vec<&Day> = days.iter().filter(|d| d.verdict == Verdict::Differs).collect();
     let arriving: Vec<&Day> = days.iter().filter(|d| d.verdict == Verdict::StillArriving).collect();
     let unknown: Vec<&Day> = days.iter().filter(|d| matches!(d.verdict, Verdict::Unknown(_))).collect();
@@ -204,17 +218,17 @@ fn outcome(days: &[Day]) -> Outcome {
         if missing > 0 {
             line.push_str(" Run again with --resend to send the missing ones.");
         }
-        return Outcome { code: ExitCode::from(5), last_line: line, verdict: "differences" };
+        return Ending { code: ExitCode::from(5), last_line: line, verdict: "differences" };
     }
     if !arriving.is_empty() || !unknown.is_empty() {
         let line = format!(
             "Could not verify everything yet: the other days are equal{also}. Run again later{}.",
             if arriving.is_empty() { "" } else { ", or with --wait" }
         );
-        return Outcome { code: ExitCode::FAILURE, last_line: line, verdict: "not verified" };
+        return Ending { code: ExitCode::FAILURE, last_line: line, verdict: "not verified" };
     }
     let events: u64 = days.iter().map(|d| d.source.events).sum();
-    Outcome {
+    Ending {
         code: ExitCode::SUCCESS,
         last_line: format!(
             "Everything arrived: the {} events of {} at the source are all at the destination.",
@@ -317,12 +331,16 @@ fn resend_missing(
         events_per_minute: String::new(),
         events_to_ignore: String::new(),
         concurrency: 1,
-        page_size: 10_000,
+        page_size: None,
         dry_run: false,
+        debug: false,
         retry_scale: args.retry_scale,
+        queries_per_hour: hogql::QUERIES_PER_HOUR,
     };
-    let settings = crate::settings(&destination, Utc::now())?;
-    let options = crate::options(&destination, &settings, "verify --resend".into());
+    let settings = crate::settings(&destination, Utc::now()).map_err(words)?;
+    let target = crate::copy::Target::of(&settings);
+    let options = crate::copy::Copy::new(&destination, &settings, &target, 10_000, Utc::now())
+        .options(format!("verify --resend into {target}"));
     let reread = match args.from {
         VerifyFrom::Amplitude => {
             let files = args.files.as_deref().ok_or(
@@ -332,9 +350,13 @@ fn resend_missing(
             resend::Reread::Amplitude(Box::new(Amplitude::new(LocalExport::open(files)?, &HashSet::new())))
         }
         read => {
-            let read = if read == VerifyFrom::Clickhouse { From::Clickhouse } else { From::QueryApi };
             let source = &args.source;
-            resend::Reread::Posthog(Box::new(move |from: &str, to: &str| source.open(read, from, to)))
+            resend::Reread::Posthog(Box::new(move || -> Result<Box<dyn Source>, String> {
+                Ok(match read {
+                    VerifyFrom::Clickhouse => Box::new(source.clickhouse()),
+                    _ => Box::new(source.query_api().map_err(words)?),
+                })
+            }))
         }
     };
     let count: usize = missing.values().map(Vec::len).sum();
@@ -364,18 +386,17 @@ fn resend_missing(
     Ok(sent.stopped.clone())
 }
 
-pub fn run(state: &Path, args: &VerifyArgs) -> Result<ExitCode, String> {
+pub fn run(state: &Path, args: &VerifyArgs) -> Outcome {
     if args.page_rows == 0 || args.settle_minutes < 0.0 || args.wait.is_some_and(|w| w < 0.0) {
-        return Err("--settle-minutes and --wait must not be negative".into());
+        return Err(Failure::Usage("--settle-minutes and --wait must not be negative".into()));
     }
-    let mut destination_api = HogQl::new(
-        &args.destination_query_api_host,
+    let mut destination_api = QueryApi::new(
+        &host(&args.destination_query_api_host),
         args.destination_project_id,
         &args.destination_personal_api_key,
-        &hogql::DESTINATION_FLAGS,
     );
-    destination_api.wait_scale = args.retry_scale;
-    let mut destination = QueryApiSide { api: destination_api };
+    destination_api.flags = &hogql::DESTINATION_FLAGS;
+    let mut destination = QueryApiSide { api: HogQl::new(destination_api, args.retry_scale) };
     let mut source = source_side(args, state)?;
     let (source_name, destination_name) = (source.describe(), destination.describe());
     let settle_seconds = (args.settle_minutes * 60.0).round() as i64;
@@ -389,7 +410,7 @@ pub fn run(state: &Path, args: &VerifyArgs) -> Result<ExitCode, String> {
     wait_for(&mut verifier, window, &mut days, wait, &touched_at)?;
     if args.resend {
         print_table(&days);
-        let first = outcome(&days);
+        let first = ending(&days);
         println!("{}", first.last_line);
         if let Some(stopped) = resend_missing(args, &days, &mut touched_at)? {
             eprintln!("Stopped: {stopped}");
@@ -412,7 +433,7 @@ pub fn run(state: &Path, args: &VerifyArgs) -> Result<ExitCode, String> {
     let queries = verifier.destination.queries();
     drop(verifier);
     print_table(&days);
-    let outcome = outcome(&days);
+    let outcome = ending(&days);
     let mut db = rusqlite::Connection::open(state)
         .map_err(|e| format!("the state file {} cannot be opened: {e}", state.display()))?;
     let check = store::Check {

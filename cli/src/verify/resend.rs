@@ -4,21 +4,19 @@
 //! `historical_migration` batches through the migration's delivery.
 
 use std::collections::{BTreeMap, HashSet};
-use std::thread;
-use std::time::Duration;
 
 use chrono::NaiveDate;
 use serde_json::Value;
 
 use crate::migrate::{self, Options, SentNow};
-use crate::source::{Cursor, Page, Source, SourceError};
+use crate::source::{Cursor, Page, Source};
 
-/// Opens a PostHog source from one ClickHouse datetime to another.
-pub type OpenDay<'a> = Box<dyn FnMut(&str, &str) -> Result<Box<dyn Source>, String> + 'a>;
+/// Opens a PostHog source.
+pub type OpenDay<'a> = Box<dyn FnMut() -> Result<Box<dyn Source>, String> + 'a>;
 
 /// Where the missing events are read again.
 pub enum Reread<'a> {
-    /// A PostHog, one day at a time.
+    /// A PostHog, read one day at a time.
     Posthog(OpenDay<'a>),
     /// An Amplitude export, read whole.
     Amplitude(Box<dyn Source + 'a>),
@@ -33,28 +31,17 @@ pub struct Resent {
 }
 
 /// The source's pages, a source that fails for a while waited out.
-fn each_page(source: &mut dyn Source, limit: usize, mut take: impl FnMut(Page)) -> Result<(), String> {
+fn each_page(source: &mut dyn Source, options: &Options, mut take: impl FnMut(Page)) -> Result<(), String> {
     let mut cursor: Option<Cursor> = None;
-    let mut attempt = 0;
     loop {
-        match source.next_page(cursor.as_ref(), limit) {
-            Ok(page) => {
-                attempt = 0;
-                let Some(next) = page.next.clone() else { return Ok(()) };
-                take(page);
-                cursor = Some(next);
-            }
-            Err(SourceError::Fatal(message)) => return Err(message),
-            Err(SourceError::Transient { message, retry_after_seconds }) => {
-                attempt += 1;
-                if attempt >= 6 {
-                    return Err(format!("{message}; tried {attempt} times"));
-                }
-                let wait = retry_after_seconds.unwrap_or(1 << attempt).min(600);
-                eprintln!("{message}: reading again in {wait} s");
-                thread::sleep(Duration::from_secs(wait));
-            }
-        }
+        let page = migrate::patiently(
+            || source.next_page(cursor.as_ref(), options.page_size),
+            options.retry_scale,
+            |note| eprintln!("{note}"),
+        )?;
+        let Some(next) = page.next.clone() else { return Ok(()) };
+        take(page);
+        cursor = Some(next);
     }
 }
 
@@ -82,15 +69,16 @@ pub fn resend(
         Reread::Posthog(mut open) => {
             for (day, uuids) in missing.iter().filter(|(_, u)| !u.is_empty()) {
                 let mut wanted: HashSet<String> = uuids.iter().cloned().collect();
-                let next = *day + chrono::Duration::days(1);
-                let (from, to) = (format!("{day} 00:00:00.000000"), format!("{next} 00:00:00.000000"));
-                let mut source = open(&from, &to)?;
-                each_page(source.as_mut(), options.page_size, |page| events.extend(wanted_events(page, &mut wanted)))?;
+                let from = day.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc();
+                let mut source = open()?;
+                let to = from + chrono::Duration::days(1);
+                migrate::patiently(|| source.select(Some(from), Some(to)), options.retry_scale, |n| eprintln!("{n}"))?;
+                each_page(source.as_mut(), options, |page| events.extend(wanted_events(page, &mut wanted)))?;
             }
         }
         Reread::Amplitude(mut source) => {
             let mut wanted: HashSet<String> = missing.values().flatten().cloned().collect();
-            each_page(source.as_mut(), options.page_size, |page| events.extend(wanted_events(page, &mut wanted)))?;
+            each_page(source.as_mut(), options, |page| events.extend(wanted_events(page, &mut wanted)))?;
         }
     }
     let found = events.len() as u64;
@@ -98,5 +86,5 @@ pub fn resend(
     let batches = migrate::batches_of(&events, options, &mut settled);
     let mut sent = migrate::send_now(options, batches);
     sent.rejected.extend(settled.rejected.into_iter().map(|(uuid, _, why)| (uuid.unwrap_or_default(), why)));
-    Ok(Resent { sent, found, not_found: total as u64 - found })
+    Ok(Resent { sent, found, not_found: (total as u64).saturating_sub(found) })
 }

@@ -9,7 +9,7 @@ use chrono::{DateTime, Duration, NaiveDate, Utc};
 use rusqlite::{params, Connection};
 
 use super::hogql::{number, Failure, HogQl};
-use crate::source::clickhouse::{quoted, ClickHouse};
+use crate::source::clickhouse::{quoted, time_literal, ClickHouse};
 use crate::source::SourceError;
 
 /// From `from` (inclusive) to `to` (exclusive), whole UTC days.
@@ -38,11 +38,7 @@ impl Window {
 
     /// The window as a condition on `timestamp` (which the engines prune on).
     pub fn condition(&self) -> String {
-        format!(
-            "timestamp >= toDateTime64({}, 6, 'UTC') AND timestamp < toDateTime64({}, 6, 'UTC')",
-            quoted(&crate::clickhouse_time(self.start())),
-            quoted(&crate::clickhouse_time(self.end()))
-        )
+        format!("timestamp >= {} AND timestamp < {}", time_literal(self.start()), time_literal(self.end()))
     }
 }
 
