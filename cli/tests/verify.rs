@@ -454,3 +454,53 @@ fn an_amplitude_import_is_verified_from_what_it_recorded_and_mended_from_its_exp
     assert_eq!(output.status.code(), Some(0), "{said}");
     assert!(said.contains("Sent again: 8 of the 8 missing events found at the source, 8 delivered"), "{said}");
 }
+
+#[test]
+fn a_source_read_through_its_query_api_is_verified_and_mended_through_it() {
+    // The source a PostHog too, read through its Query API: HogQL answered by its engine.
+    let source = PostHog::start();
+    insert_events(&source.engine, PROJECT, 0, 150, 150, "2021-06-10 00:00:00");
+    insert_events(&source.engine, PROJECT, 150, 150, 150, "2021-06-11 00:00:00");
+    let destination = PostHog::start();
+    let gone: HashSet<String> = engine_query(
+        &source.engine.url,
+        "SELECT toString(uuid) FROM default.events WHERE toDate(timestamp) = '2021-06-11' ORDER BY cityHash64(uuid) \
+         LIMIT 5 FORMAT TSV",
+    )
+    .unwrap()
+    .lines()
+    .map(str::to_string)
+    .collect();
+    let dropped = gone.clone();
+    destination.set_drop(move |e| dropped.contains(e["uuid"].as_str().unwrap_or("")));
+    let dir = TempDir::new("verify");
+    let state = dir.0.join("s.sqlite");
+    let from = format!(
+        "--from query-api --query-api-host {} --project-id {PROJECT} --personal-api-key {PERSONAL_KEY}",
+        source.server.url
+    );
+    let migration = format!(
+        "--state {} posthog {from} --host {} --project-api-key phc_destination --retry-scale 0.001",
+        state.display(),
+        destination.server.url
+    );
+    let output = cli().args(words(&migration)).output().unwrap();
+    assert!(output.status.success(), "{}", text(&output));
+    let check = format!(
+        "--state {} verify {from} --destination-query-api-host {} --destination-project-id {PROJECT} \
+         --destination-personal-api-key {PERSONAL_KEY} --settle-minutes 0 --retry-scale 0.01",
+        state.display(),
+        destination.server.url
+    );
+    let output = cli().args(words(&check)).output().unwrap();
+    let said = text(&output);
+    assert_eq!(output.status.code(), Some(5), "{said}");
+    assert_eq!(row(&said, "2021-06-11")[..5], ["2021-06-11", "150", "145", "5", "0"]);
+    assert_eq!(kept(&state, "missing"), gone);
+    destination.set_drop(|_| false);
+    let resend = format!("{check} --resend --host {} --project-api-key phc_destination", destination.server.url);
+    let output = cli().args(words(&resend)).output().unwrap();
+    let said = text(&output);
+    assert_eq!(output.status.code(), Some(0), "{said}");
+    assert!(said.contains("Sent again: 5 of the 5 missing events found at the source, 5 delivered"), "{said}");
+}
