@@ -58,7 +58,7 @@ impl Target {
     }
 
     /// A project key as it is shown: its start, and a digest of the whole that tells
-    /// keys with the same start apart (the state file and its output never show it whole).
+    /// keys with the same start apart (the output never shows a key whole).
     pub fn label(api_key: &str) -> String {
         let start: String = api_key.chars().take(8).collect();
         let digest = migrator3000::event_id::derive(&json!(["project api key", api_key]));

@@ -3,6 +3,7 @@
 //! cursor moved in the state file only when every page before it is settled.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -55,9 +56,10 @@ pub enum Ended {
     Unreachable(String),
 }
 
-/// Requests without any answer, while none ever got one, before the destination is
-/// taken to be out of reach (a wrong host, DNS, a firewall) rather than down a while.
-const UNANSWERED: u32 = 3;
+/// Tries of a request without any answer, a second more apart each, while no request
+/// ever got one, before the destination is taken to be out of reach (a wrong host, DNS,
+/// a firewall) rather than down a while.
+const FIRST_CONTACT_TRIES: u32 = 3;
 
 /// Source reads that fail for a while (429, 5xx) are tried this often before giving up
 /// (a rerun resumes).
@@ -82,12 +84,11 @@ struct Contact {
     cause: Option<String>,
 }
 
-/// What the destination's answers show so far: whether it answered ever, and the
-/// reasons already said.
+/// What the destination's answers show so far: whether it answered ever (shared by the
+/// senders), and the reasons already said.
 #[derive(Default)]
 struct Heard {
-    answered: bool,
-    unanswered: u32,
+    answered: Arc<AtomicBool>,
     said: BTreeSet<String>,
 }
 
@@ -95,6 +96,9 @@ impl Heard {
     /// Takes a dispatch's contact and what it kept; says each new reason for keeping
     /// at once; the cause when the destination is out of reach.
     fn took(&mut self, contact: &Contact, summary: &Summary, progress: &Progress) -> Option<String> {
+        if !contact.answered && !self.answered.load(Ordering::SeqCst) {
+            return Some(contact.cause.clone().unwrap_or_default());
+        }
         for keep in summary.keep.iter().filter(|k| k.state == KeepState::Waiting) {
             if self.said.insert(keep.reason.clone()) {
                 progress.note(&format!(
@@ -104,12 +108,7 @@ impl Heard {
                 ));
             }
         }
-        if contact.answered {
-            self.answered = true;
-            return None;
-        }
-        self.unanswered += 1;
-        (!self.answered && self.unanswered >= UNANSWERED).then(|| contact.cause.clone().unwrap_or_default())
+        None
     }
 }
 
@@ -173,6 +172,7 @@ fn dispatch(
     options: &Options,
     agent: &ureq::Agent,
     bucket: &Mutex<Option<Bucket>>,
+    answered: &AtomicBool,
     batch: Batch,
     attempt: u32,
 ) -> (Summary, Contact) {
@@ -195,11 +195,19 @@ fn dispatch(
     let mut contact = Contact::default();
     while let Some(request) = dispatch.next_request() {
         let url = if request.body.is_gzip() { &options.gzip_url } else { &options.json_url };
-        let reply = send::post(agent, url, request);
+        let mut reply = send::post(agent, url, request);
+        let mut tries = 1;
+        while reply.status == 0 && tries < FIRST_CONTACT_TRIES && !answered.load(Ordering::SeqCst) {
+            // Not in contact yet: tried again at once, to tell a blip from a wrong host.
+            thread::sleep(Duration::from_secs_f64(tries as f64 * options.retry_scale.min(1.0)));
+            reply = send::post(agent, url, request);
+            tries += 1;
+        }
         if reply.status == 0 {
             contact.cause = Some(reply.text.clone());
         } else {
             contact.answered = true;
+            answered.store(true, Ordering::SeqCst);
         }
         dispatch.answer(reply.status, reply.retry_after, &reply.text, reply.error.as_deref());
     }
@@ -247,15 +255,17 @@ pub fn migrate(
     let (jobs_tx, jobs_rx) = mpsc::sync_channel::<Job>(options.concurrency * 2);
     let jobs_rx = Arc::new(Mutex::new(jobs_rx));
     let (done_tx, done_rx) = mpsc::channel::<Done>();
+    let mut heard = Heard::default();
     let workers: Vec<_> = (0..options.concurrency.max(1))
         .map(|_| {
             let (jobs, done, options, bucket) = (jobs_rx.clone(), done_tx.clone(), options.clone(), bucket.clone());
+            let answered = heard.answered.clone();
             thread::spawn(move || {
                 let agent = agent();
                 loop {
                     let job = jobs.lock().unwrap_or_else(|e| e.into_inner()).recv();
                     let Ok(Job { page, batch }) = job else { break };
-                    let (summary, contact) = dispatch(&options, &agent, &bucket, batch, 1);
+                    let (summary, contact) = dispatch(&options, &agent, &bucket, &answered, batch, 1);
                     if done.send(Done { page, summary, contact }).is_err() {
                         break;
                     }
@@ -270,7 +280,6 @@ pub fn migrate(
     let mut exhausted = false;
     let mut stopped: Option<Ended> = None;
     let mut failure: Option<String> = None;
-    let mut heard = Heard::default();
     let max_pending = (options.concurrency * 4).max(4) as u64;
     loop {
         // What came back meanwhile, then the pages whose requests all came back, in order.
@@ -388,7 +397,7 @@ pub fn resend_waiting(state: &mut State, options: &Options, progress: &Progress)
             ));
             thread::sleep(Duration::from_millis(wait_ms as u64));
         }
-        let (summary, contact) = dispatch(options, &agent, &bucket, kept.batch.clone(), kept.attempt);
+        let (summary, contact) = dispatch(options, &agent, &bucket, &heard.answered, kept.batch.clone(), kept.attempt);
         if let Some(cause) = heard.took(&contact, &summary, progress) {
             return Ok(Ended::Unreachable(cause));
         }
@@ -399,7 +408,7 @@ pub fn resend_waiting(state: &mut State, options: &Options, progress: &Progress)
             return Ok(Ended::Stopped(refusal));
         }
         state.resent(&kept, &settled)?;
-        progress.settled(&settled, None, None);
+        progress.resent(kept.batch.uuids.len() as u64, &settled);
     }
 }
 

@@ -101,6 +101,15 @@ impl Progress {
         }
     }
 
+    /// A kept request of `events` was sent again and settled as `settled`.
+    pub fn resent(&self, events: u64, settled: &Settled) {
+        {
+            let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+            counts.kept = counts.kept.saturating_sub(events);
+        }
+        self.settled(settled, None, None);
+    }
+
     fn line(&self, counts: &Counts) -> String {
         let seconds = self.started.elapsed().as_secs_f64().max(0.001);
         let of = self.total.map_or(String::new(), |total| format!(" of {total}"));
