@@ -431,6 +431,7 @@ pub struct SentNow {
 pub fn send_now(options: &Options, batches: Vec<Batch>) -> SentNow {
     let agent = agent();
     let bucket = Mutex::new(None);
+    let answered = AtomicBool::new(false);
     let mut sent = SentNow::default();
     let mut queue: std::collections::VecDeque<(Batch, u32, u64)> = batches.into_iter().map(|b| (b, 1, 0)).collect();
     while let Some((batch, attempt, delay_seconds)) = queue.pop_front() {
@@ -438,7 +439,7 @@ pub fn send_now(options: &Options, batches: Vec<Batch>) -> SentNow {
             break;
         }
         thread::sleep(Duration::from_secs_f64(delay_seconds as f64 * options.retry_scale));
-        let (summary, _) = dispatch(options, &agent, &bucket, batch, attempt);
+        let (summary, _) = dispatch(options, &agent, &bucket, &answered, batch, attempt);
         sent.delivered += summary.delivered as u64;
         sent.rejected.extend(summary.rejected.into_iter().map(|r| (r.uuid.unwrap_or_default(), r.reason.to_string())));
         sent.stopped = summary.stop.map(|stop| match stop {
