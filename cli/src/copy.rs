@@ -101,10 +101,17 @@ impl Copy {
                 concurrency: args.concurrency,
                 retry_scale: args.retry_scale.max(0.0),
                 young_after: now - YOUNG,
+                record_days: false,
             },
             destination: target.url.clone(),
             target: target.to_string(),
         }
+    }
+
+    /// Records the (UTC day, uuid) of every event a page hands over, for `verify`.
+    pub fn recording_days(mut self) -> Copy {
+        self.base.record_days = true;
+        self
     }
 
     pub fn options(&self, run: String) -> Arc<Options> {
@@ -399,6 +406,7 @@ pub fn resend(state: &mut State, retry_scale: f64) -> Outcome {
             concurrency: 1,
             retry_scale,
             young_after: Utc::now() - YOUNG,
+            record_days: false,
         };
         let progress = Progress::new(&run);
         let ended = migrate::resend_waiting(state, &options, &progress)?;

@@ -63,6 +63,8 @@ pub struct Settled {
     pub keep: Vec<(Batch, u32, String, i64, String)>,
     /// What an Amplitude page gave its destination.
     pub ledger: Ledger,
+    /// (UTC day, uuid) of each event an import handed over, for `verify`.
+    pub converted: Vec<(String, String)>,
     pub live: u64,
     pub duplicates: u64,
 }
@@ -250,6 +252,7 @@ impl State {
             ],
         )
         .map_err(db_error)?;
+        crate::verify::store::record_imported(&tx, run, &settled.converted).map_err(db_error)?;
         if let Some(cursor) = cursor {
             let json = serde_json::to_string(cursor).unwrap_or_default();
             tx.execute("UPDATE runs SET cursor = ?2 WHERE id = ?1", params![run, json]).map_err(db_error)?;
@@ -471,6 +474,7 @@ mod tests {
                 groups: vec![("org".into(), "o1".into(), "digest".into())],
                 files: vec![Imported { name: "f.json.gz".into(), content: "crc32 1".into(), lines: 3 }],
             },
+            converted: vec![],
             live: 1,
             duplicates: 3,
         };
