@@ -31,8 +31,8 @@ const sql = (name) => readFileSync(join(root, 'cli/tests/clickhouse', name), 'ut
 await query(sql('schema.sql'));
 // A month of history, a timestamp shared by every 10 events.
 const times = Math.max(1, Math.floor(EVENTS / 10));
-const seed = sql('seed.sql').replaceAll('{team}', '2').replaceAll('{first}', '0').replaceAll('{count}', String(EVENTS)).replaceAll('{distinct_times}', String(times)).replaceAll('{from}', '2021-06-01 00:00:00');
-await query(seed.replace('60000001', String(Math.floor((30 * 86_400 * 1e6) / times))));
+const seed = sql('seed.sql').replaceAll('{team}', '2').replaceAll('{first}', '0').replaceAll('{count}', String(EVENTS)).replaceAll('{distinct_times}', String(times)).replaceAll('{from}', '2021-06-01 00:00:00').replaceAll('{step_us}', String(Math.floor((30 * 86_400 * 1e6) / times)));
+await query(seed);
 const loaded = Number((await query('SELECT count() FROM default.events FORMAT TSV')).trim());
 
 const sink = fork(join(root, 'scripts', 'bench', 'sink.mjs'));

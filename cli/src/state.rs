@@ -8,16 +8,21 @@ use std::path::Path;
 use migrator3000::batch::{Batch, Body};
 use rusqlite::{params, Connection, OptionalExtension};
 
+use crate::amplitude::ledger::{Known, Ledger};
 use crate::source::Cursor;
 
 pub struct State {
     db: Connection,
 }
 
-/// A migration as the state file knows it.
+/// One range of a migration as the state file knows it: a migration (a source into a
+/// destination project) is copied in runs over ranges that do not overlap, each with
+/// its range fixed when it started.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Run {
     pub id: String,
+    /// The migration it belongs to: what is read, and where it goes.
+    pub migration: String,
     pub source: String,
     pub destination: String,
     pub api_key: String,
@@ -29,6 +34,10 @@ pub struct Run {
     pub read: u64,
     pub delivered: u64,
     pub rejected: u64,
+    /// Events sent without `historical_migration` (younger than 48 hours when sent).
+    pub live: u64,
+    /// Rows left out as repeats of an event (same uuid) the source had not merged yet.
+    pub duplicates: u64,
     pub done: bool,
 }
 
@@ -52,9 +61,22 @@ pub struct Settled {
     pub rejected: Vec<(Option<String>, Option<String>, String)>,
     /// (batch, attempt, state, due_at ms, reason)
     pub keep: Vec<(Batch, u32, String, i64, String)>,
-    /// (user, device) pairs linked by the page's events.
-    pub aliases: Vec<(String, String)>,
+    /// What an Amplitude page gave its destination.
+    pub ledger: Ledger,
+    /// (UTC day, uuid) of each event an import handed over, for `verify`.
+    pub converted: Vec<(String, String)>,
+    pub live: u64,
+    pub duplicates: u64,
 }
+
+/// Columns of `runs` added since the first state files, added to an older file when it is
+/// opened. Its runs keep a NULL migration: no migration of today continues them.
+const ADDED: [(&str, &str); 3] =
+    [("migration", "TEXT"), ("live", "INTEGER NOT NULL DEFAULT 0"), ("duplicates", "INTEGER NOT NULL DEFAULT 0")];
+
+const RUN_COLUMNS: &str =
+    "id, source, destination, api_key, gzip, range_from, range_to, cursor, total, read, delivered, rejected, done, \
+     COALESCE(migration, ''), live, duplicates";
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS runs (
@@ -84,10 +106,25 @@ CREATE TABLE IF NOT EXISTS requests (
     due_at INTEGER NOT NULL,
     reason TEXT NOT NULL
 );
-CREATE TABLE IF NOT EXISTS amplitude_aliases (
-    user_id TEXT NOT NULL,
+CREATE TABLE IF NOT EXISTS amplitude_links (
+    destination TEXT NOT NULL,
     device_id TEXT NOT NULL,
-    PRIMARY KEY (user_id, device_id)
+    user_id TEXT NOT NULL,
+    PRIMARY KEY (destination, device_id)
+);
+CREATE TABLE IF NOT EXISTS amplitude_groups (
+    destination TEXT NOT NULL,
+    group_type TEXT NOT NULL,
+    group_key TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    PRIMARY KEY (destination, group_type, group_key)
+);
+CREATE TABLE IF NOT EXISTS amplitude_files (
+    destination TEXT NOT NULL,
+    name TEXT NOT NULL,
+    content TEXT NOT NULL,
+    lines INTEGER NOT NULL,
+    PRIMARY KEY (destination, name)
 );
 CREATE TABLE IF NOT EXISTS rejected (
     run TEXT NOT NULL,
@@ -107,42 +144,64 @@ impl State {
         let db =
             Connection::open(path).map_err(|e| format!("the state file {} cannot be opened: {e}", path.display()))?;
         // WAL and synchronous writes: a commit survives kill -9 and power loss alike.
-        db.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;")
-            .and_then(|_| db.execute_batch(SCHEMA))
-            .map_err(|e| format!("the state file {} cannot be used: {e}", path.display()))?;
+        let unusable = |e: rusqlite::Error| format!("the state file {} cannot be used: {e}", path.display());
+        db.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;").map_err(unusable)?;
+        db.execute_batch(SCHEMA).map_err(unusable)?;
+        let columns: Vec<String> = {
+            let mut statement = db.prepare("SELECT name FROM pragma_table_info('runs')").map_err(unusable)?;
+            let names = statement.query_map([], |r| r.get(0)).map_err(unusable)?;
+            names.collect::<Result<_, _>>().map_err(unusable)?
+        };
+        for (column, kind) in ADDED {
+            if !columns.iter().any(|c| c == column) {
+                db.execute_batch(&format!("ALTER TABLE runs ADD COLUMN {column} {kind}")).map_err(unusable)?;
+            }
+        }
+        db.execute_batch("CREATE INDEX IF NOT EXISTS runs_by_migration ON runs (migration)").map_err(unusable)?;
+        adopt_old_links(&db).map_err(unusable)?;
         Ok(State { db })
     }
 
     pub fn run(&self, id: &str) -> Result<Option<Run>, String> {
         self.db
-            .query_row(
-                "SELECT id, source, destination, api_key, gzip, range_from, range_to, cursor, total, read, delivered, \
-                 rejected, done FROM runs WHERE id = ?1",
-                params![id],
-                row_to_run,
-            )
+            .query_row(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?1"), params![id], row_to_run)
             .optional()
             .map_err(db_error)
     }
 
     pub fn runs(&self) -> Result<Vec<Run>, String> {
+        let mut statement =
+            self.db.prepare(&format!("SELECT {RUN_COLUMNS} FROM runs ORDER BY rowid")).map_err(db_error)?;
+        let rows = statement.query_map([], row_to_run).map_err(db_error)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(db_error)
+    }
+
+    /// The runs of a migration, by the start of their range.
+    pub fn runs_of(&self, migration: &str) -> Result<Vec<Run>, String> {
         let mut statement = self
             .db
-            .prepare(
-                "SELECT id, source, destination, api_key, gzip, range_from, range_to, cursor, total, read, \
-                 delivered, rejected, done FROM runs ORDER BY rowid",
-            )
+            .prepare(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE migration = ?1 ORDER BY range_from, rowid"))
             .map_err(db_error)?;
-        let rows = statement.query_map([], row_to_run).map_err(db_error)?;
+        let rows = statement.query_map(params![migration], row_to_run).map_err(db_error)?;
         rows.collect::<Result<Vec<_>, _>>().map_err(db_error)
     }
 
     pub fn start(&self, run: &Run) -> Result<(), String> {
         self.db
             .execute(
-                "INSERT OR IGNORE INTO runs (id, source, destination, api_key, gzip, range_from, range_to, total) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                params![run.id, run.source, run.destination, run.api_key, run.gzip, run.from, run.to, run.total],
+                "INSERT OR IGNORE INTO runs (id, migration, source, destination, api_key, gzip, range_from, range_to, \
+                 total) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                params![
+                    run.id,
+                    run.migration,
+                    run.source,
+                    run.destination,
+                    run.api_key,
+                    run.gzip,
+                    run.from,
+                    run.to,
+                    run.total
+                ],
             )
             .map_err(db_error)?;
         self.db
@@ -172,13 +231,7 @@ impl State {
             )
             .map_err(db_error)?;
         }
-        for (user, device) in &settled.aliases {
-            tx.execute(
-                "INSERT OR IGNORE INTO amplitude_aliases (user_id, device_id) VALUES (?1, ?2)",
-                params![user, device],
-            )
-            .map_err(db_error)?;
-        }
+        write_ledger(&tx, &settled.ledger).map_err(db_error)?;
         for (uuid, event, reason) in &settled.rejected {
             tx.execute(
                 "INSERT INTO rejected (run, uuid, event, reason) VALUES (?1, ?2, ?3, ?4)",
@@ -187,10 +240,19 @@ impl State {
             .map_err(db_error)?;
         }
         tx.execute(
-            "UPDATE runs SET read = read + ?2, delivered = delivered + ?3, rejected = rejected + ?4 WHERE id = ?1",
-            params![run, settled.read as i64, settled.delivered as i64, settled.rejected.len() as i64],
+            "UPDATE runs SET read = read + ?2, delivered = delivered + ?3, rejected = rejected + ?4, live = live + ?5, \
+             duplicates = duplicates + ?6 WHERE id = ?1",
+            params![
+                run,
+                settled.read as i64,
+                settled.delivered as i64,
+                settled.rejected.len() as i64,
+                settled.live as i64,
+                settled.duplicates as i64
+            ],
         )
         .map_err(db_error)?;
+        crate::verify::store::record_imported(&tx, run, &settled.converted).map_err(db_error)?;
         if let Some(cursor) = cursor {
             let json = serde_json::to_string(cursor).unwrap_or_default();
             tx.execute("UPDATE runs SET cursor = ?2 WHERE id = ?1", params![run, json]).map_err(db_error)?;
@@ -198,11 +260,35 @@ impl State {
         tx.commit().map_err(db_error)
     }
 
-    /// Every (user, device) pair linked so far, by any run.
-    pub fn aliases(&self) -> Result<std::collections::HashSet<(String, String)>, String> {
-        let mut statement = self.db.prepare("SELECT user_id, device_id FROM amplitude_aliases").map_err(db_error)?;
-        let rows = statement.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).map_err(db_error)?;
-        rows.collect::<Result<_, _>>().map_err(db_error)
+    /// What an Amplitude import gave `destination` so far, by any run.
+    pub fn amplitude_known(&self, destination: &str) -> Result<Known, String> {
+        let mut known = Known::default();
+        let query = |sql: &str, each: &mut dyn FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<()>| {
+            let mut statement = self.db.prepare(sql)?;
+            let mut rows = statement.query(params![destination])?;
+            while let Some(row) = rows.next()? {
+                each(row)?;
+            }
+            Ok(())
+        };
+        query("SELECT device_id FROM amplitude_links WHERE destination = ?1", &mut |r| {
+            known.devices.insert(r.get(0)?);
+            Ok(())
+        })
+        .and_then(|_| {
+            query("SELECT group_type, group_key, digest FROM amplitude_groups WHERE destination = ?1", &mut |r| {
+                known.groups.insert((r.get(0)?, r.get(1)?), r.get(2)?);
+                Ok(())
+            })
+        })
+        .and_then(|_| {
+            query("SELECT name, content FROM amplitude_files WHERE destination = ?1", &mut |r| {
+                known.files.insert(r.get(0)?, r.get(1)?);
+                Ok(())
+            })
+        })
+        .map_err(db_error)?;
+        Ok(known)
     }
 
     pub fn finish(&self, run: &str) -> Result<(), String> {
@@ -250,6 +336,14 @@ impl State {
             .map_err(db_error)
     }
 
+    /// A run's waiting requests are parked again (a resend found the destination still
+    /// out of reach).
+    pub fn park_waiting(&self, run: &str) -> Result<usize, String> {
+        self.db
+            .execute("UPDATE requests SET state = 'parked' WHERE state = 'waiting' AND run = ?1", params![run])
+            .map_err(db_error)
+    }
+
     pub fn count_events(&self, run: &str, state: &str) -> Result<u64, String> {
         let kept = self.kept(Some(run), state)?;
         Ok(kept.iter().map(|k| k.batch.uuids.len() as u64).sum())
@@ -265,6 +359,48 @@ impl State {
             .map_err(db_error)?;
         rows.collect::<Result<Vec<_>, _>>().map_err(db_error)
     }
+}
+
+/// Writes what an Amplitude page gave its destination.
+fn write_ledger(tx: &Connection, ledger: &Ledger) -> rusqlite::Result<()> {
+    let to = &ledger.destination;
+    for (user, device) in &ledger.links {
+        tx.execute(
+            "INSERT OR IGNORE INTO amplitude_links (destination, device_id, user_id) VALUES (?1, ?2, ?3)",
+            params![to, device, user],
+        )?;
+    }
+    for (kind, key, digest) in &ledger.groups {
+        tx.execute(
+            "INSERT OR REPLACE INTO amplitude_groups (destination, group_type, group_key, digest) VALUES (?1, ?2, ?3, ?4)",
+            params![to, kind, key, digest],
+        )?;
+    }
+    for file in &ledger.files {
+        tx.execute(
+            "INSERT OR REPLACE INTO amplitude_files (destination, name, content, lines) VALUES (?1, ?2, ?3, ?4)",
+            params![to, file.name, file.content, file.lines as i64],
+        )?;
+    }
+    Ok(())
+}
+
+/// A state file from before links were kept per destination holds them in
+/// `amplitude_aliases`, without saying where they were sent: they are kept under no
+/// destination (README: "Devices and users"), so every destination gets its links.
+fn adopt_old_links(db: &Connection) -> rusqlite::Result<()> {
+    let old: bool = db.query_row(
+        "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'amplitude_aliases'",
+        [],
+        |r| r.get(0),
+    )?;
+    if old {
+        db.execute_batch(
+            "BEGIN; INSERT OR IGNORE INTO amplitude_links (destination, device_id, user_id) \
+             SELECT '', device_id, user_id FROM amplitude_aliases; DROP TABLE amplitude_aliases; COMMIT;",
+        )?;
+    }
+    Ok(())
 }
 
 fn row_to_run(row: &rusqlite::Row<'_>) -> rusqlite::Result<Run> {
@@ -283,6 +419,9 @@ fn row_to_run(row: &rusqlite::Row<'_>) -> rusqlite::Result<Run> {
         delivered: row.get::<_, i64>(10)? as u64,
         rejected: row.get::<_, i64>(11)? as u64,
         done: row.get(12)?,
+        migration: row.get(13)?,
+        live: row.get::<_, i64>(14)? as u64,
+        duplicates: row.get::<_, i64>(15)? as u64,
     })
 }
 
@@ -293,10 +432,12 @@ fn db_error(error: rusqlite::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::amplitude::ledger::Imported;
 
     fn run() -> Run {
         Run {
             id: "r".into(),
+            migration: "m".into(),
             source: "s".into(),
             destination: "http://d".into(),
             api_key: "phc".into(),
@@ -308,6 +449,8 @@ mod tests {
             read: 0,
             delivered: 0,
             rejected: 0,
+            live: 0,
+            duplicates: 0,
             done: false,
         }
     }
@@ -325,19 +468,51 @@ mod tests {
             delivered: 2,
             rejected: vec![(Some("u".into()), Some("e".into()), "why".into())],
             keep: vec![(batch.clone(), 2, "waiting".into(), 1000, "HTTP 503".into())],
-            aliases: vec![("user".into(), "device".into())],
+            ledger: Ledger {
+                destination: "http://d phc".into(),
+                links: vec![("user".into(), "device".into())],
+                groups: vec![("org".into(), "o1".into(), "digest".into())],
+                files: vec![Imported { name: "f.json.gz".into(), content: "crc32 1".into(), lines: 3 }],
+            },
+            converted: vec![],
+            live: 1,
+            duplicates: 3,
         };
         let cursor = Cursor { timestamp: "2021-01-02 00:00:00.000001".into(), key: "k".into() };
         state.settle("r", &settled, Some(&cursor)).unwrap();
         let reopened = State::open(&dir).unwrap();
         let saved = reopened.run("r").unwrap().unwrap();
-        assert_eq!((saved.read, saved.delivered, saved.rejected), (5, 2, 1));
+        assert_eq!((saved.read, saved.delivered, saved.rejected, saved.live, saved.duplicates), (5, 2, 1, 1, 3));
+        assert_eq!(reopened.runs_of("m").unwrap(), std::slice::from_ref(&saved));
         assert_eq!(saved.cursor, Some(cursor));
         let kept = reopened.kept(Some("r"), "waiting").unwrap();
         assert_eq!((kept[0].batch.clone(), kept[0].attempt), (batch, 2));
         assert_eq!(reopened.count_events("r", "waiting").unwrap(), 2);
         assert_eq!(reopened.rejected_sample("r", 10).unwrap(), [("u".into(), "e".into(), "why".into())]);
-        assert!(reopened.aliases().unwrap().contains(&("user".to_string(), "device".to_string())));
+        let known = reopened.amplitude_known("http://d phc").unwrap();
+        assert!(known.devices.contains("device"));
+        assert_eq!(known.groups[&("org".to_string(), "o1".to_string())], "digest");
+        assert_eq!(known.files["f.json.gz"], "crc32 1");
+        assert!(reopened.amplitude_known("http://other phc").unwrap().devices.is_empty(), "kept per destination");
         let _ = std::fs::remove_file(&dir);
+    }
+
+    #[test]
+    fn links_of_an_old_state_file_are_kept_under_no_destination() {
+        let path = std::env::temp_dir().join(format!("m3k-state-old-{}", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let db = Connection::open(&path).unwrap();
+        db.execute_batch(
+            "CREATE TABLE amplitude_aliases (user_id TEXT NOT NULL, device_id TEXT NOT NULL, \
+             PRIMARY KEY (user_id, device_id)); INSERT INTO amplitude_aliases VALUES ('u1', 'd1');",
+        )
+        .unwrap();
+        drop(db);
+        let state = State::open(&path).unwrap();
+        assert!(state.amplitude_known("http://d phc").unwrap().devices.is_empty());
+        assert!(state.amplitude_known("").unwrap().devices.contains("d1"));
+        drop(state);
+        State::open(&path).unwrap();
+        let _ = std::fs::remove_file(&path);
     }
 }

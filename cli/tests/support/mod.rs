@@ -3,6 +3,8 @@
 //! cli/tests/clickhouse/server.py, installed by scripts/bootstrap.sh).
 #![allow(dead_code)]
 
+pub mod export;
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -111,6 +113,8 @@ pub type Fault = Box<dyn FnMut(&[Value]) -> Option<Reply> + Send>;
 pub struct Capture {
     pub server: Server,
     pub accepted: Arc<Mutex<Vec<Value>>>,
+    /// The uuids of accepted events sent without `historical_migration` (as live events).
+    pub live: Arc<Mutex<Vec<String>>>,
     pub requests: Arc<Mutex<usize>>,
     /// Answers for the requests to come, before capture's own (`None`: capture's).
     pub fault: Arc<Mutex<Fault>>,
@@ -125,12 +129,35 @@ pub fn body_json(request: &Request) -> Option<Value> {
     serde_json::from_slice(&bytes).ok()
 }
 
+/// Capture's checks of a request, as the real capture makes them: its accepted events,
+/// or its answer when it refuses the whole request.
+pub fn capture_checks(json: &Value) -> Result<Vec<Value>, Reply> {
+    let batch = json["batch"].as_array().cloned().unwrap_or_default();
+    if json["api_key"].as_str().unwrap_or("").is_empty() {
+        return Err(Reply::new(401, "{\"error\":\"no token\"}"));
+    }
+    for e in &batch {
+        let uuid_ok = e["uuid"].as_str().is_some_and(|u| u.len() == 36);
+        if e["event"].as_str().unwrap_or("").is_empty()
+            || e["distinct_id"].as_str().unwrap_or("").is_empty()
+            || !uuid_ok
+        {
+            return Err(Reply::new(400, "{\"error\":\"bad event\"}"));
+        }
+    }
+    if batch.is_empty() {
+        return Err(Reply::new(400, "{\"error\":\"empty batch\"}"));
+    }
+    Ok(batch)
+}
+
 impl Capture {
     pub fn start() -> Capture {
         let accepted = Arc::new(Mutex::new(Vec::new()));
+        let live = Arc::new(Mutex::new(Vec::new()));
         let requests = Arc::new(Mutex::new(0));
         let fault: Arc<Mutex<Fault>> = Arc::new(Mutex::new(Box::new(|_| None)));
-        let (a, r, f) = (accepted.clone(), requests.clone(), fault.clone());
+        let (a, l, r, f) = (accepted.clone(), live.clone(), requests.clone(), fault.clone());
         let server = Server::start(Arc::new(move |request: &Request| {
             *r.lock().unwrap() += 1;
             let Some(json) = body_json(request) else { return Reply::new(400, "{\"error\":\"malformed\"}") };
@@ -138,25 +165,18 @@ impl Capture {
             if let Some(reply) = (f.lock().unwrap())(&batch) {
                 return reply;
             }
-            if json["api_key"].as_str().unwrap_or("").is_empty() {
-                return Reply::new(401, "{\"error\":\"no token\"}");
-            }
-            for e in &batch {
-                let uuid_ok = e["uuid"].as_str().is_some_and(|u| u.len() == 36);
-                if e["event"].as_str().unwrap_or("").is_empty()
-                    || e["distinct_id"].as_str().unwrap_or("").is_empty()
-                    || !uuid_ok
-                {
-                    return Reply::new(400, "{\"error\":\"bad event\"}");
+            match capture_checks(&json) {
+                Ok(batch) => {
+                    if json["historical_migration"] != Value::Bool(true) {
+                        l.lock().unwrap().extend(batch.iter().map(|e| e["uuid"].as_str().unwrap_or("").to_string()));
+                    }
+                    a.lock().unwrap().extend(batch);
+                    Reply::new(200, "{\"status\":1}")
                 }
+                Err(reply) => reply,
             }
-            if batch.is_empty() || json["historical_migration"] != Value::Bool(true) {
-                return Reply::new(400, "{\"error\":\"not a migration batch\"}");
-            }
-            a.lock().unwrap().extend(batch);
-            Reply::new(200, "{\"status\":1}")
         }));
-        Capture { server, accepted, requests, fault }
+        Capture { server, accepted, live, requests, fault }
     }
 
     pub fn uuids(&self) -> Vec<String> {
@@ -230,16 +250,30 @@ impl Drop for ClickHouse {
     }
 }
 
-/// PostHog's `events` table (posthog/models/event/sql.py: the columns a migration reads
-/// and those around them), ordered as PostHog orders it.
+/// PostHog's events tables as on a cluster (posthog/models/event/sql.py): the
+/// ReplacingMergeTree `sharded_events` and the Distributed `events` over it.
 pub const EVENTS_TABLE: &str = include_str!("../clickhouse/schema.sql");
 
-/// Inserts `count` generated events for `team` (row numbers `first..first+count`), their
-/// timestamps spread over `distinct_times` values from `from` on, a minute apart (and a
-/// microsecond), random uuids (both halves differ, so ClickHouse's order of them is
-/// not their text's). The same SQL seeds the bench.
+/// Inserts `count` realistic events for `team` (row numbers `first..first+count`, about
+/// 1.8 KB of properties each), their timestamps spread over `distinct_times` values from
+/// `from` on, a minute apart (and a microsecond), random uuids (both halves differ, so
+/// ClickHouse's order of them is not their text's). The same SQL seeds the bench.
 pub fn insert_events(engine: &ClickHouse, team: u64, first: u64, count: u64, distinct_times: u64, from: &str) {
+    insert_events_every(engine, team, first, count, distinct_times, from, 60_000_001);
+}
+
+/// As `insert_events`, the timestamps `step_us` microseconds apart.
+pub fn insert_events_every(
+    engine: &ClickHouse,
+    team: u64,
+    first: u64,
+    count: u64,
+    distinct_times: u64,
+    from: &str,
+    step_us: u64,
+) {
     let sql = include_str!("../clickhouse/seed.sql")
+        .replace("{step_us}", &step_us.to_string())
         .replace("{team}", &team.to_string())
         .replace("{first}", &first.to_string())
         .replace("{count}", &count.to_string())
@@ -281,6 +315,17 @@ pub fn text(output: &Output) -> String {
 }
 
 impl ClickHouse {
+    /// The queries the engine answered so far, each with the rows it read from storage.
+    pub fn queries(&self) -> Vec<(String, u64)> {
+        let text = ureq::get(&format!("{}/queries", self.url)).call().unwrap().into_string().unwrap();
+        text.lines()
+            .map(|line| {
+                let q: Value = serde_json::from_str(line).unwrap();
+                (q["query"].as_str().unwrap().to_string(), q["read_rows"].as_u64().unwrap())
+            })
+            .collect()
+    }
+
     /// The uuids of a team's events in a range, as the engine holds them.
     pub fn uuids(&self, team: u64) -> Vec<String> {
         let text = self.query(&format!("SELECT toString(uuid) FROM default.events WHERE team_id = {team} FORMAT TSV"));
@@ -292,3 +337,6 @@ impl ClickHouse {
 pub fn words(line: &str) -> Vec<String> {
     line.split_whitespace().map(str::to_string).collect()
 }
+
+pub mod browser;
+pub mod posthog;
