@@ -445,8 +445,9 @@ impl Page {
             ignored: o.ignored,
             left_to_history: o.left_to_history,
             late: o.late.iter().map(|at| Record::Late(LateRecord { at: *at })).collect(),
-            // An empty page, or one with history in it: the host's export is reading.
-            from_export: self.historical && (o.read == 0 || o.read > o.other_path),
+            // An empty page, or one with history in it: the host's export is reading (its
+            // live buffer never hands over an empty batch).
+            from_export: self.historical && (o.read == 0 || o.on_path > 0),
             source_db: o.source_db.as_deref(),
             page_key: self.page_key(),
             // Live events on the historical path: the host's own export buffer, flushed

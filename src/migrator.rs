@@ -47,8 +47,9 @@ pub struct Outcome {
     pub earliest: Option<i64>,
     pub used_current_time: usize,
     pub derived_uuid: usize,
-    /// Events read.
+    /// Events read, and those of them on the path asked for (before any bound).
     pub read: usize,
+    pub on_path: usize,
     /// The database the history was read from, as its events say (PostHog >= 1.30).
     pub source_db: Option<String>,
     /// Identifies the events of this path in the input (a checksum of their uuids and
@@ -149,7 +150,7 @@ impl Migrator {
         history: Option<&HistoryView>,
     ) -> Result<Outcome, InputError> {
         let handover = match history {
-            Some(view) => Some((self.history_state(view, now)?, view)),
+            Some(view) => Some((self.history_state(view, now), view)),
             None if self.live_needs_history(events_json)? => return Err(InputError(NEEDS_HISTORY.into())),
             None => None,
         };
@@ -185,11 +186,17 @@ impl Migrator {
     }
 
     /// The export state a view holds (before the first minute task: the one it will make).
-    fn history_state(&self, view: &HistoryView, now: DateTime<Utc>) -> Result<ExportState, InputError> {
-        match &view.export_state {
-            None => Ok(ExportState::new(&self.export_plan(), now)),
-            Some(json) => serde_json::from_str(json)
-                .map_err(|e| InputError(format!("the stored export state cannot be read ({e})"))),
+    /// One that cannot be read counts as a history that is through: every live event is
+    /// then sent (at worst twice), none left to an export that may not read it.
+    fn history_state(&self, view: &HistoryView, now: DateTime<Utc>) -> ExportState {
+        let mut state = ExportState::new(&self.export_plan(), now);
+        match view.export_state.as_deref().map(serde_json::from_str::<ExportState>) {
+            None => state,
+            Some(Ok(stored)) => stored,
+            Some(Err(_)) => {
+                state.done = true;
+                state
+            }
         }
     }
 }
@@ -238,6 +245,7 @@ fn run(
             Route::Ignored => outcome.ignored += 1,
             route if route != path => outcome.other_path += 1,
             _ => {
+                outcome.on_path += 1;
                 if let Some((state, view)) = bounds.handover {
                     let at = transform::stored_at(&event).unwrap_or(now);
                     match handover::route(state, view, at) {
@@ -374,6 +382,9 @@ mod tests {
         old["properties"]["$$is_historical_export_event"] = json!(true);
         let history = m.export_historical(&json!([old]).to_string(), now(), None).unwrap();
         assert_eq!((history.ignored, history.batches.len()), (1, 0), "not from the history either");
+        // The host's live buffer, with its metrics in it, is no page of the history.
+        let buffer = m.export_historical(&events, now(), None).unwrap();
+        assert_eq!((buffer.read, buffer.on_path), (2, 0));
     }
 
     #[test]
@@ -527,8 +538,9 @@ mod tests {
         skewed["now"] = json!("2026-11-23T12:00:00Z");
         let outcome = m.add_live(&json!([skewed]).to_string(), now(), Some(&view)).unwrap();
         assert_eq!(outcome.late, [timestamp::parse_iso("2026-11-23T11:59:57Z").unwrap().timestamp_millis()]);
+        // A state that cannot be read sends everything rather than risk leaving it.
         let bad = HistoryView { export_state: Some("{".into()), ..HistoryView::default() };
-        assert!(m.add_live(&old, now(), Some(&bad)).is_err());
+        assert_eq!(m.add_live(&old, now(), Some(&bad)).unwrap().left_to_history, 0);
     }
 
     #[test]
