@@ -345,6 +345,8 @@ impl ExportState {
                      or gave up retrying them)",
                     looked.lost
                 )
+            } else if stopped_early && run.is_catch_up() {
+                "The historical export stopped before the last of those moments".to_string()
             } else if stopped_early {
                 "The historical export stopped before the cut-over".to_string()
             } else if died && !stalled {
