@@ -3,7 +3,7 @@
 //! it never builds (nor re-serialises) a tree for them.
 
 use std::borrow::Cow;
-use std::fmt::{self, Write};
+use std::fmt;
 
 use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
@@ -157,17 +157,58 @@ pub fn to_ascii_json(json: String) -> String {
     if json.is_ascii() {
         return json;
     }
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut out = String::with_capacity(json.len() + json.len() / 4);
-    for c in json.chars() {
-        if c.is_ascii() {
-            out.push(c);
-        } else {
-            let mut units = [0u16; 2];
-            for unit in c.encode_utf16(&mut units) {
-                // Writing into a String cannot fail.
-                let _ = write!(out, "\\u{unit:04x}");
+    let mut rest = json.as_str();
+    // Runs of ASCII are copied whole: events are mostly ASCII with a few other letters.
+    while let Some(at) = first_non_ascii(rest.as_bytes()) {
+        out.push_str(&rest[..at]);
+        let Some(c) = rest[at..].chars().next() else { break };
+        let mut units = [0u16; 2];
+        for unit in c.encode_utf16(&mut units) {
+            out.push_str("\\u");
+            for shift in [12, 8, 4, 0] {
+                out.push(char::from(HEX[usize::from((*unit >> shift) & 0xf)]));
             }
         }
+        rest = &rest[at + c.len_utf8()..];
     }
+    out.push_str(rest);
     out
+}
+
+/// Where the first byte over 0x7f is, looked for eight bytes at a time.
+fn first_non_ascii(bytes: &[u8]) -> Option<usize> {
+    let mut at = 0;
+    for word in bytes.chunks_exact(8) {
+        let mut eight = [0u8; 8];
+        eight.copy_from_slice(word);
+        if u64::from_ne_bytes(eight) & 0x8080_8080_8080_8080 != 0 {
+            break;
+        }
+        at += 8;
+    }
+    bytes[at..].iter().position(|b| !b.is_ascii()).map(|i| at + i)
+}
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ascii_json_escapes_every_other_character_wherever_it_stands() {
+        for before in 0..20 {
+            for other in ["é", "—", "東京", "🚀", "é🚀x—"] {
+                let json = format!("\"{}{other}{}\"", "a".repeat(before), "b".repeat(before % 7));
+                let ascii = to_ascii_json(json.clone());
+                assert!(ascii.is_ascii(), "{ascii}");
+                assert_eq!(
+                    serde_json::from_str::<String>(&ascii).unwrap(),
+                    serde_json::from_str::<String>(&json).unwrap()
+                );
+            }
+        }
+        assert_eq!(to_ascii_json("\"Zü🚀\"".into()), r#""Z\u00fc\ud83d\ude80""#);
+        assert_eq!(to_ascii_json("{\"plain\":1}".into()), "{\"plain\":1}");
+    }
 }
