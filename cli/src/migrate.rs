@@ -12,8 +12,8 @@ use chrono::Utc;
 use migrator3000::batch::{Batch, BatchLimits, Batcher};
 use migrator3000::dispatch::{Dispatch, KeepState, Summary};
 use migrator3000::pace::{self, Bucket};
+use migrator3000::raw::MaybeFields;
 use migrator3000::transform::{self, SourceEvent};
-use serde_json::value::RawValue;
 
 use crate::progress::Progress;
 use crate::send;
@@ -73,11 +73,12 @@ pub fn batches_of(events: &[String], options: &Options, settled: &mut Settled) -
     let mut batches = Vec::new();
     for text in events {
         settled.read += 1;
-        let Ok(raw) = serde_json::from_str::<&RawValue>(text) else {
+        // Read once: its fields, or None when it is JSON but not an object.
+        let Ok(MaybeFields(fields)) = serde_json::from_str::<MaybeFields>(text) else {
             settled.rejected.push((None, None, "the source gave an event that is not JSON".into()));
             continue;
         };
-        let event = SourceEvent::read(raw);
+        let event = SourceEvent::from_fields(fields);
         if event.name.as_ref().is_some_and(|name| options.events_to_ignore.contains(name)) {
             continue;
         }
