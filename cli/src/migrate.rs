@@ -12,7 +12,7 @@ use chrono::Utc;
 use migrator3000::batch::{Batch, BatchLimits, Batcher};
 use migrator3000::dispatch::{Dispatch, KeepState, Summary};
 use migrator3000::pace::{self, Bucket};
-use migrator3000::raw::MaybeFields;
+use migrator3000::raw::Fields;
 use migrator3000::transform::{self, SourceEvent};
 
 use crate::progress::Progress;
@@ -74,7 +74,7 @@ pub fn batches_of(events: &[String], options: &Options, settled: &mut Settled) -
     for text in events {
         settled.read += 1;
         // Read once: its fields, or None when it is JSON but not an object.
-        let Ok(MaybeFields(fields)) = serde_json::from_str::<MaybeFields>(text) else {
+        let Ok(fields) = Fields::read(text) else {
             settled.rejected.push((None, None, "the source gave an event that is not JSON".into()));
             continue;
         };

@@ -5,7 +5,7 @@
 
 use std::borrow::Cow;
 
-use serde_json::value::RawValue;
+use migrator3000::scan;
 
 use super::{Cursor, Page, Source, SourceError};
 
@@ -249,7 +249,7 @@ pub fn event_of(
     ts: &str,
     elements_chain: &str,
 ) -> String {
-    let object = properties.trim_start().starts_with('{') && serde_json::from_str::<&RawValue>(properties).is_ok();
+    let object = matches!(scan::object(properties), Ok(Some(_)));
     let mut out = Vec::with_capacity(properties.len() + elements_chain.len() + 200);
     let fields = [("uuid", uuid), ("event", event), ("distinct_id", distinct_id), ("timestamp", &rfc3339(ts))];
     for (i, (key, value)) in fields.into_iter().enumerate() {
