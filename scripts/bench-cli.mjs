@@ -55,18 +55,21 @@ const query = async (sql) => {
   return text;
 };
 
-// Realistic events: posthog-js-like properties of 1-2 KB, elements chains on autocapture,
-// in PostHog's own table layout. A month of history, a timestamp shared by every 10 events.
-const sql = (name) => readFileSync(join(root, 'scripts/bench', name), 'utf8');
-for (const statement of sql('schema.sql').split(/;\s*\n/).filter((s) => s.trim())) await query(statement);
+// Realistic events (cli/tests/clickhouse/seed.sql: posthog-js-like properties of 1-2 KB,
+// elements chains on autocapture) in PostHog's own tables (schema.sql: sharded_events, a
+// ReplacingMergeTree, read through the Distributed events). A month of history, a
+// timestamp shared by every 10 events.
+const sql = (name) => readFileSync(join(root, 'cli/tests/clickhouse', name), 'utf8');
+for (const statement of sql('schema.sql').split(/;\s*\n/).filter((s) => s.replace(/--.*$/gm, '').trim())) await query(statement);
 const times = Math.max(1, Math.floor(EVENTS / 10));
 const seed = sql('seed.sql')
   .replaceAll('{team}', TEAM)
   .replaceAll('{first}', '0')
   .replaceAll('{count}', String(EVENTS))
   .replaceAll('{distinct_times}', String(times))
-  .replaceAll('{from}', '2021-06-01 00:00:00');
-await query(seed.replace('60000001', String(Math.floor((30 * 86_400 * 1e6) / times))));
+  .replaceAll('{from}', '2021-06-01 00:00:00')
+  .replaceAll('{step_us}', String(Math.floor((30 * 86_400 * 1e6) / times)));
+await query(seed);
 const [loaded, averageBytes] = (await query("SELECT count(), round(avg(length(properties) + length(elements_chain))) FROM default.events FORMAT TSV"))
   .trim()
   .split('\t')
@@ -82,8 +85,6 @@ const state = join(data, 'state.sqlite');
 const ours = await measured('migrator3000', join(root, 'target/release/migrator3000'), [
   '--state', state, 'posthog', '--from', 'clickhouse', '--clickhouse-url', url, '--clickhouse-user', USER,
   '--clickhouse-password', PASSWORD, '--team-id', TEAM, '--host', sink.url, '--project-api-key', 'phc_bench',
-  // TODO(issue 13): drop once main reads pages as a stream (a 10,000-event page of these is over 10 MiB).
-  '--page-size', '2000',
 ]);
 rows.push(ours);
 const ourQueries = lines(queryLog).slice(queriesBefore);

@@ -481,7 +481,7 @@ fn summary_out(summary: Summary, historical: bool, now: DateTime<Utc>) -> JsValu
         parked: keep.iter().filter(|k| k.parked).map(|k| k.events).sum(),
         keep,
         retries: summary.retries,
-        stop: summary.stop,
+        stop: summary.stop.map(|stop| stop.app_words()),
         warn: summary.warn,
         error: summary.error,
     })

@@ -84,10 +84,43 @@ pub enum Decision {
     },
     /// Tried `MAX_ATTEMPTS` times: keep it until the user resends it.
     Park,
-    /// Nothing will get through until the user fixes a setting: keep the request.
-    Stop {
-        message: String,
-    },
+    /// Nothing will get through until the user fixes where events go or the key:
+    /// keep the request.
+    Stop(Refusal),
+}
+
+/// Why the destination takes nothing until the user acts. Each front end words it with
+/// its own names: the app with its settings form, the command with its flags.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// 401 or 403: the project API key (or the host it belongs to) is wrong.
+    Key { status: u16 },
+    /// Another 4xx: the host is not PostHog's capture.
+    NotCapture { status: u16 },
+    /// Every event refused alone with the answer the whole request got: the answer is
+    /// about the endpoint (a redirect from http:// to https:// turns POST into GET).
+    Endpoint { status: u16, said: String },
+}
+
+impl Refusal {
+    /// In the app's words: the fields of its settings form.
+    pub fn app_words(&self) -> String {
+        match self {
+            Refusal::Key { status } => format!(
+                "The destination refused the project API key (HTTP {status}). Check the settings \
+                 \"Destination host\" and \"Destination project API key\"; saving them resends what waits."
+            ),
+            Refusal::NotCapture { status } => format!(
+                "The destination answered HTTP {status}: it does not look like PostHog's capture. Check the \
+                 setting \"Destination host\"; saving it resends what waits."
+            ),
+            Refusal::Endpoint { status, said } => format!(
+                "The destination refuses every event alone with the answer it gave the whole request (HTTP {status} \
+                 {said}): that is about where the events go, not the events. Check the setting \"Destination host\" \
+                 (a redirect, e.g. from http:// to https://, turns POST into GET); saving it resends what waits."
+            ),
+        }
+    }
 }
 
 /// A request as it was sent, handed back with its answer.
@@ -220,18 +253,8 @@ fn decide_read(envelope: &Envelope<'_>, attempt: u32, reply: Reply<'_>, limits: 
         Answer::Delivered => Decision::Delivered { count: envelope.batch.len() },
         Answer::Invalid => split_or_reject(false),
         Answer::TooLarge => split_or_reject(true),
-        Answer::Unauthorized => Decision::Stop {
-            message: format!(
-                "The destination refused the project API key (HTTP {status}). Check the settings \
-                 \"Destination host\" and \"Destination project API key\"; saving them resends what waits."
-            ),
-        },
-        Answer::WrongDestination => Decision::Stop {
-            message: format!(
-                "The destination answered HTTP {status}: it does not look like PostHog's capture. Check the \
-                 setting \"Destination host\"; saving it resends what waits."
-            ),
-        },
+        Answer::Unauthorized => Decision::Stop(Refusal::Key { status }),
+        Answer::WrongDestination => Decision::Stop(Refusal::NotCapture { status }),
         Answer::Retry if attempt >= MAX_ATTEMPTS => Decision::Park,
         Answer::Retry => {
             Decision::Retry { delay_seconds: backoff_seconds(attempt - 1, retry_after), attempt: attempt + 1 }

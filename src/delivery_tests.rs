@@ -106,7 +106,8 @@ fn transient_failures_back_off_then_park() {
 #[test]
 fn settings_problems_stop_everything_and_say_what_to_fix() {
     for (status, words) in [(401, "project API key"), (403, "project API key"), (404, "Destination host")] {
-        let Decision::Stop { message } = decide_for(&batch(2, true), status, 1, None) else { panic!("{status}") };
+        let Decision::Stop(refusal) = decide_for(&batch(2, true), status, 1, None) else { panic!("{status}") };
+        let message = refusal.app_words();
         assert!(message.contains(words) && message.contains(&format!("HTTP {status}")), "{message}");
     }
 }

@@ -6,7 +6,7 @@
 use chrono::{DateTime, Utc};
 
 use crate::batch::{Batch, BatchLimits};
-use crate::delivery::{self, Answer, Decision, MAX_ATTEMPTS};
+use crate::delivery::{self, Answer, Decision, Refusal, MAX_ATTEMPTS};
 use crate::transform::Rejected;
 
 /// A request that did not get through, with what to do with it.
@@ -41,6 +41,25 @@ impl KeepState {
     }
 }
 
+/// Why a dispatch kept everything without sending.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stop {
+    /// The destination refused what this dispatch sent.
+    Refused(Refusal),
+    /// The app knew a setting to be wrong before (its message): nothing was sent.
+    Held(String),
+}
+
+impl Stop {
+    /// In the app's words.
+    pub fn app_words(&self) -> String {
+        match self {
+            Stop::Refused(refusal) => refusal.app_words(),
+            Stop::Held(message) => message.clone(),
+        }
+    }
+}
+
 /// The end of a dispatch.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Summary {
@@ -49,8 +68,8 @@ pub struct Summary {
     pub keep: Vec<Keep>,
     /// Requests that will be sent again (a retry each).
     pub retries: usize,
-    /// Nothing gets through until the user fixes a setting: stop sending.
-    pub stop: Option<String>,
+    /// Nothing gets through until the user fixes the host or the key: stop sending.
+    pub stop: Option<Stop>,
     pub warn: Vec<String>,
     pub error: Vec<String>,
 }
@@ -116,7 +135,7 @@ impl Dispatch {
         };
         if let Some(message) = held {
             // Said when it happened: kept quietly now.
-            dispatch.hold_all(message, false);
+            dispatch.hold_all(Stop::Held(message), false);
         }
         dispatch
     }
@@ -182,9 +201,9 @@ impl Dispatch {
                 ));
                 self.keep(item, KeepState::Parked, 0, what);
             }
-            Ok(Decision::Stop { message }) => {
-                self.keep(item, KeepState::Held, 0, message.clone());
-                self.hold_all(message, true);
+            Ok(Decision::Stop(refusal)) => {
+                self.keep(item, KeepState::Held, 0, refusal.app_words());
+                self.hold_all(Stop::Refused(refusal), true);
             }
         }
     }
@@ -205,12 +224,8 @@ impl Dispatch {
             root.pending.push((rejected, item.batch));
             return;
         }
-        let message = format!(
-            "The destination refuses every event alone with the answer it gave the whole request (HTTP {status} \
-             {}): that is about where the events go, not the events. Check the setting \"Destination host\" \
-             (a redirect, e.g. from http:// to https://, turns POST into GET); saving it resends what waits.",
-            delivery::said(text)
-        );
+        let refusal = Refusal::Endpoint { status, said: delivery::said(text) };
+        let message = refusal.app_words();
         // Every event of the request is kept, those refused alone included.
         let root_index = item.root;
         for (_, batch) in std::mem::take(&mut self.roots[root_index].pending) {
@@ -222,11 +237,12 @@ impl Dispatch {
         for other in same {
             self.keep(other, KeepState::Held, 0, message.clone());
         }
-        self.hold_all(message, true);
+        self.hold_all(Stop::Refused(refusal), true);
     }
 
     /// Keeps every request not sent yet, held, and says why once (if `announce`).
-    fn hold_all(&mut self, message: String, announce: bool) {
+    fn hold_all(&mut self, stop: Stop, announce: bool) {
+        let message = stop.app_words();
         let waiting: Vec<Item> = self.queue.drain(..).collect();
         for item in waiting {
             self.keep(item, KeepState::Held, 0, message.clone());
@@ -236,7 +252,7 @@ impl Dispatch {
                 self.summary.keep.iter().filter(|k| k.state == KeepState::Held).map(|k| k.batch.uuids.len()).sum();
             self.summary.error.push(format!("{message} ({kept} {} events are kept until then.)", self.path));
         }
-        self.summary.stop.get_or_insert(message);
+        self.summary.stop.get_or_insert(stop);
     }
 
     fn keep(&mut self, item: Item, state: KeepState, delay_seconds: u64, reason: String) {

@@ -95,7 +95,7 @@ fn every_event_refused_alike_is_about_the_endpoint_and_all_are_held() {
     expected.sort();
     assert_eq!(kept_sorted, expected, "every event is kept, once");
     assert!(summary.keep.iter().all(|k| k.state == KeepState::Held));
-    assert!(summary.stop.as_deref().unwrap().contains("Check the setting \"Destination host\""));
+    assert!(summary.stop.unwrap().app_words().contains("Check the setting \"Destination host\""));
     assert_eq!(summary.error.len(), 1, "{:?}", summary.error);
     assert!(sent.len() < 15, "it gave up early: {} requests", sent.len());
 }

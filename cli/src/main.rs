@@ -4,21 +4,20 @@
 //! resumes where it was.
 
 mod amplitude;
+mod copy;
 mod demo;
 mod migrate;
+mod plan;
 mod progress;
 mod send;
 mod source;
 mod state;
 
-use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand, ValueEnum};
-use migrator3000::dispatch::KeepState;
 use migrator3000::settings::Settings;
 use migrator3000::timestamp;
 use serde_json::{json, Map, Value};
@@ -26,12 +25,11 @@ use serde_json::{json, Map, Value};
 use crate::amplitude::export_api::{self, ExportApi};
 use crate::amplitude::files::LocalExport;
 use crate::amplitude::Amplitude;
-use crate::migrate::{Ended, Options};
-use crate::progress::Progress;
+use crate::copy::{Failure, Outcome, Target};
 use crate::source::clickhouse::ClickHouse;
 use crate::source::query_api::QueryApi;
-use crate::source::Source;
-use crate::state::{Run, Settled, State};
+use crate::source::{Bounds, Source};
+use crate::state::State;
 
 #[derive(Parser)]
 #[command(name = "migrator3000", version, about = "Copies a PostHog's events to another PostHog, resumably.")]
@@ -91,7 +89,8 @@ struct PosthogArgs {
     clickhouse_password: String,
     #[arg(long, default_value = "default")]
     clickhouse_database: String,
-    /// `events`, or `sharded_events` on a sharded cluster's node.
+    /// `events`: PostHog's Distributed table over every shard. Only on a single-node
+    /// install, where no Distributed table may exist, name its `sharded_events`.
     #[arg(long, default_value = "events")]
     clickhouse_table: String,
     /// The team (project) id of the events in ClickHouse.
@@ -134,11 +133,12 @@ struct AmplitudeArgs {
 
 #[derive(clap::Args)]
 struct Destination {
-    /// First day to copy (YYYY-MM-DD or a timestamp); default 2020-01-01, before
-    /// PostHog's first release.
+    /// First day to copy (YYYY-MM-DD or a timestamp); default: the source's first event
+    /// (Amplitude's Export API: 2020-01-01).
     #[arg(long)]
     start: Option<String>,
-    /// Copy events before this (YYYY-MM-DD or a timestamp); default now.
+    /// Copy events before this (YYYY-MM-DD or a timestamp); default: up to the source's
+    /// last event (Amplitude's Export API: now).
     #[arg(long)]
     end: Option<String>,
     /// The destination, e.g. us.i.posthog.com or https://posthog.example.com.
@@ -162,15 +162,22 @@ struct Destination {
     /// Requests in flight at once.
     #[arg(long, default_value_t = 4)]
     concurrency: usize,
-    /// Events read from the source per query.
-    #[arg(long, default_value_t = 10_000)]
-    page_size: usize,
+    /// Events handed from the source to the senders at a time (default 10,000; from the
+    /// Query API, a page a query: 50,000, PostHog's most).
+    #[arg(long)]
+    page_size: Option<usize>,
     /// Read and transform, send nothing, change nothing.
     #[arg(long)]
     dry_run: bool,
+    /// Also say what each query read (ClickHouse's own count of the rows it read).
+    #[arg(long)]
+    debug: bool,
     /// Multiplies every wait before a resend.
     #[arg(long, default_value_t = 1.0, hide = true)]
     retry_scale: f64,
+    /// HogQL queries an hour at most (PostHog's limit per personal API key).
+    #[arg(long, default_value_t = source::query_api::QUERIES_PER_HOUR, hide = true)]
+    queries_per_hour: usize,
 }
 
 /// The flag each of the core's settings comes from, for error messages.
@@ -186,7 +193,7 @@ const FLAGS: [(&str, &str); 8] = [
 ];
 
 /// The destination settings, checked by the core exactly as the app checks its form.
-fn settings(args: &Destination, now: DateTime<Utc>) -> Result<Settings, String> {
+fn settings(args: &Destination, now: DateTime<Utc>) -> Result<Settings, Failure> {
     let form: Map<String, Value> = json!({
         "host": args.host, "projectApiKey": args.project_api_key, "startDate": args.start.clone().unwrap_or_default(),
         "batchSize": args.batch_size, "batchMaxKilobytes": args.batch_max_kilobytes, "gzip": args.gzip,
@@ -204,112 +211,173 @@ fn settings(args: &Destination, now: DateTime<Utc>) -> Result<Settings, String> 
                 format!("{flag}: \"{}\" is not accepted: {}.", p.value, p.problem)
             })
             .collect();
-        lines.join("\n")
+        Failure::Usage(lines.join("\n"))
     })
 }
 
-fn time_flag(flag: &str, text: &str) -> Result<DateTime<Utc>, String> {
+fn time_flag(flag: &str, text: &str) -> Result<DateTime<Utc>, Failure> {
     timestamp::parse_date(text.trim())
         .and_then(|d| d.and_hms_opt(0, 0, 0))
         .map(|d| d.and_utc())
         .or_else(|| timestamp::parse_iso(text))
-        .ok_or_else(|| format!("{flag}: \"{text}\" is not a date; write it as YYYY-MM-DD, e.g. 2021-06-01"))
+        .ok_or_else(|| {
+            Failure::Usage(format!("{flag}: \"{text}\" is not a date; write it as YYYY-MM-DD, e.g. 2021-06-01"))
+        })
 }
 
-fn clickhouse_time(t: DateTime<Utc>) -> String {
-    t.format("%Y-%m-%d %H:%M:%S%.6f").to_string()
+/// Either end of a range: `None`, as far as the source goes.
+type Ends = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
+
+/// The range asked for, checked.
+fn asked(args: &Destination, settings: &Settings) -> Result<Ends, Failure> {
+    let end = args.end.as_deref().map(|end| time_flag("--end", end)).transpose()?;
+    if let (Some(from), Some(to)) = (settings.start, end) {
+        if to <= from {
+            return Err(Failure::Usage(format!(
+                "--end ({}) must come after --start ({})",
+                timestamp::format(to),
+                timestamp::format(from)
+            )));
+        }
+    }
+    if args.concurrency == 0 || args.page_size == Some(0) || args.queries_per_hour == 0 {
+        return Err(Failure::Usage("--concurrency and --page-size must be at least 1".into()));
+    }
+    Ok((settings.start, end))
 }
 
-/// The run's range, checked: from the start date (default 2020-01-01) to the end (now).
-fn range(
-    args: &Destination,
-    settings: &Settings,
-    now: DateTime<Utc>,
-) -> Result<(DateTime<Utc>, DateTime<Utc>), String> {
-    let from = settings.start.unwrap_or_else(|| timestamp::parse_iso("2020-01-01T00:00:00Z").unwrap_or(now));
-    let to = match &args.end {
-        Some(end) => time_flag("--end", end)?,
-        None => now,
+/// The range of `[start, end)` as asked, what the source holds otherwise: from its first
+/// event, to just after its last.
+fn range_of(
+    start: Option<DateTime<Utc>>,
+    end: Option<DateTime<Utc>>,
+    bounds: &Bounds,
+) -> Option<(DateTime<Utc>, DateTime<Utc>, &'static str)> {
+    let from = start.or(bounds.first)?;
+    let to = end.or(bounds.last.map(|last| last + chrono::Duration::microseconds(1)))?;
+    let said = match (start, end) {
+        (None, None) => "the source's first and last events",
+        (Some(_), None) => "from --start to the source's last event",
+        (None, Some(_)) => "from the source's first event to --end",
+        (Some(_), Some(_)) => "from --start to --end",
     };
-    if to <= from {
-        return Err(format!("--end ({}) must come after --start ({})", timestamp::format(to), timestamp::format(from)));
-    }
-    if args.concurrency == 0 || args.page_size == 0 {
-        return Err("--concurrency and --page-size must be at least 1".into());
-    }
-    Ok((from, to))
+    Some((from, to, said))
 }
 
-fn options(args: &Destination, settings: &Settings, run: String) -> Arc<Options> {
-    Arc::new(Options {
-        run,
-        api_key: settings.project_api_key.clone(),
-        json_url: settings.destination.batch_url(false),
-        gzip_url: settings.destination.batch_url(true),
-        limits: settings.limits,
-        gzip: settings.gzip,
-        events_to_ignore: settings.events_to_ignore.clone(),
-        events_per_minute: settings.events_per_minute,
-        page_size: args.page_size,
-        concurrency: args.concurrency,
-        retry_scale: args.retry_scale.max(0.0),
-    })
-}
-
-fn posthog(cli: &Cli, args: &PosthogArgs) -> Result<ExitCode, String> {
+fn posthog(cli: &Cli, args: &PosthogArgs) -> Outcome {
     let now = Utc::now();
     let settings = settings(&args.to, now)?;
-    let (from, to) = range(&args.to, &settings, now)?;
-    let (from_ch, to_ch) = (clickhouse_time(from), clickhouse_time(to));
-    let clickhouse = || {
-        ClickHouse::new(
-            args.clickhouse_url.as_deref().unwrap_or_default(),
-            &args.clickhouse_user,
-            &args.clickhouse_password,
-            &args.clickhouse_database,
-            &args.clickhouse_table,
-            args.team_id.unwrap_or_default(),
-            &from_ch,
-            &to_ch,
-        )
-    };
+    let (start, end) = asked(&args.to, &settings)?;
+    let mut clickhouse = None;
     let mut source: Box<dyn Source> = match args.from {
-        From::Clickhouse => Box::new(clickhouse()),
+        From::Clickhouse => {
+            let mut source = ClickHouse::new(
+                args.clickhouse_url.as_deref().unwrap_or_default(),
+                &args.clickhouse_user,
+                &args.clickhouse_password,
+                &args.clickhouse_database,
+                &args.clickhouse_table,
+                args.team_id.unwrap_or_default(),
+            );
+            source.debug = args.to.debug;
+            clickhouse = Some(source.describe());
+            Box::new(source)
+        }
         From::QueryApi => {
-            let key = args.personal_api_key.as_deref().filter(|k| !k.trim().is_empty()).ok_or(
-                "--personal-api-key (or POSTHOG_PERSONAL_API_KEY) is required with --from query-api: a personal API \
-                 key of the source with the Query Read permission",
-            )?;
-            Box::new(QueryApi::new(
+            let key = args.personal_api_key.as_deref().filter(|k| !k.trim().is_empty()).ok_or_else(|| {
+                Failure::Usage(
+                    "--personal-api-key (or POSTHOG_PERSONAL_API_KEY) is required with --from query-api: a personal \
+                     API key of the source with the Query Read permission"
+                        .into(),
+                )
+            })?;
+            let mut api = QueryApi::new(
                 args.query_api_host.as_deref().unwrap_or_default(),
                 args.project_id.unwrap_or_default(),
                 key,
-                &from_ch,
-                &to_ch,
-            ))
+            );
+            api.per_hour = args.to.queries_per_hour;
+            Box::new(api)
         }
     };
-    let options = options(
-        &args.to,
-        &settings,
-        format!("{} from {from_ch} to {to_ch} into {}", source.describe(), settings.destination.base_url),
+    let page_size = args.to.page_size.unwrap_or(match args.from {
+        From::Clickhouse => 10_000,
+        From::QueryApi => source::query_api::MOST_ROWS,
+    });
+    // One query: what the source holds in the range asked for.
+    let bounds = migrate::patiently(|| source.select(start, end), args.to.retry_scale, |note| eprintln!("{note}"))?
+        .unwrap_or(Bounds { first: None, last: None, count: 0 });
+    let between = match (start, end) {
+        (None, None) => String::new(),
+        (from, to) => format!(
+            " between {} and {}",
+            from.map_or("its first event".into(), timestamp::format),
+            to.map_or("its last".into(), timestamp::format)
+        ),
+    };
+    let Some((from, to, said)) = range_of(start, end, &bounds).filter(|_| bounds.count > 0) else {
+        return Err(Failure::Error(match (args.from, clickhouse) {
+            (From::Clickhouse, Some(described)) => {
+                let teams = ClickHouse::new(
+                    args.clickhouse_url.as_deref().unwrap_or_default(),
+                    &args.clickhouse_user,
+                    &args.clickhouse_password,
+                    &args.clickhouse_database,
+                    &args.clickhouse_table,
+                    0,
+                )
+                .teams()
+                .unwrap_or_default();
+                let teams: Vec<String> = teams.iter().map(|(team, rows)| format!("{team} ({rows} events)")).collect();
+                format!(
+                    "{described} has no events of team {}{between}; check --team-id{}",
+                    args.team_id.unwrap_or_default(),
+                    if teams.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (teams with events: {})", teams.join(", "))
+                    }
+                )
+            }
+            _ => format!("{} has no events{between}; check --project-id, --start and --end", source.describe()),
+        }));
+    };
+    let target = Target::of(&settings);
+    eprintln!(
+        "Migrating {} into {target}: {} events from {} to {} ({said}).",
+        source.describe(),
+        bounds.count,
+        timestamp::format(from),
+        timestamp::format(to)
     );
+    if let From::QueryApi = args.from {
+        let queries = bounds.count.div_ceil(page_size as u64);
+        let hours = queries as f64 / args.to.queries_per_hour as f64;
+        if hours >= 0.5 {
+            eprintln!(
+                "The Query API answers {} HogQL queries an hour per key: {queries} pages of {page_size} take at least \
+                 {hours:.1} h.",
+                args.to.queries_per_hour
+            );
+        }
+    }
+    let copy = copy::Copy::new(&args.to, &settings, &target, page_size, now);
     if args.to.dry_run {
-        return dry_run(source.as_mut(), &options);
+        return copy::dry_run(source.as_mut(), &copy.options(String::new()));
     }
     let mut state = State::open(&cli.state)?;
-    // One count for the progress bar; never one per page.
-    let total = match args.from {
-        From::Clickhouse => Some(clickhouse().count().map_err(|e| e.to_string())?),
-        From::QueryApi => None,
-    };
-    migrate_run(cli, &mut state, source.as_mut(), &options, &settings, Some((from, to)), total)
+    copy.run(&cli.state, &mut state, source.as_mut(), Some((from, to)), Some(bounds.count))
 }
 
-fn amplitude(cli: &Cli, args: &AmplitudeArgs) -> Result<ExitCode, String> {
+fn amplitude(cli: &Cli, args: &AmplitudeArgs) -> Outcome {
     let now = Utc::now();
     let settings = settings(&args.to, now)?;
-    let (from, to) = range(&args.to, &settings, now)?;
+    let (start, end) = asked(&args.to, &settings)?;
+    let from = start.unwrap_or_else(|| timestamp::parse_iso("2020-01-01T00:00:00Z").unwrap_or(now));
+    let to = end.unwrap_or(now);
+    if to <= from {
+        return Err(Failure::Usage(format!("--end ({}) must come after --start", timestamp::format(to))));
+    }
     let mut state = if args.to.dry_run { None } else { Some(State::open(&cli.state)?) };
     let linked = match &state {
         Some(state) => state.aliases()?,
@@ -321,144 +389,37 @@ fn amplitude(cli: &Cli, args: &AmplitudeArgs) -> Result<ExitCode, String> {
             let base = args.amplitude_url.as_deref().unwrap_or(if args.eu { export_api::EU } else { export_api::US });
             Box::new(Amplitude::new(ExportApi::new(base, key, secret, from, to), &linked))
         }
-        _ => return Err("give --files (a local export) or --api-key and --secret-key (Amplitude's Export API)".into()),
+        _ => {
+            return Err(Failure::Usage(
+                "give --files (a local export) or --api-key and --secret-key (Amplitude's Export API)".into(),
+            ))
+        }
     };
-    let range_text = match &args.files {
-        Some(_) => String::new(),
-        None => format!(" from {} to {}", timestamp::format(from), timestamp::format(to)),
-    };
-    let options = options(
-        &args.to,
-        &settings,
-        format!("{}{range_text} into {}", source.describe(), settings.destination.base_url),
-    );
+    let target = Target::of(&settings);
+    // A local export is imported whole: its run has no range.
+    let range = args.files.is_none().then_some((from, to));
+    match range {
+        Some((from, to)) => eprintln!(
+            "Migrating {} into {target}: from {} to {}.",
+            source.describe(),
+            timestamp::format(from),
+            timestamp::format(to)
+        ),
+        None => eprintln!("Migrating {} into {target}: the whole export.", source.describe()),
+    }
+    let copy = copy::Copy::new(&args.to, &settings, &target, args.to.page_size.unwrap_or(10_000), now);
     match state.as_mut() {
-        None => dry_run(source.as_mut(), &options),
-        // A local export is imported whole: its run has no range.
-        Some(state) => {
-            let range = args.files.is_none().then_some((from, to));
-            migrate_run(cli, state, source.as_mut(), &options, &settings, range, None)
-        }
+        None => copy::dry_run(source.as_mut(), &copy.options(String::new())),
+        Some(state) => copy.run(&cli.state, state, source.as_mut(), range, None),
     }
 }
 
-/// Runs (or resumes) a migration and says how it ended.
-fn migrate_run(
-    cli: &Cli,
-    state: &mut State,
-    source: &mut dyn Source,
-    options: &Arc<Options>,
-    settings: &Settings,
-    range: Option<(DateTime<Utc>, DateTime<Utc>)>,
-    total: Option<u64>,
-) -> Result<ExitCode, String> {
-    let (from, to) =
-        range.map_or((String::new(), String::new()), |(f, t)| (timestamp::format(f), timestamp::format(t)));
-    let run = Run {
-        id: options.run.clone(),
-        source: source.describe(),
-        destination: settings.destination.base_url.clone(),
-        api_key: settings.project_api_key.clone(),
-        gzip: settings.gzip,
-        from,
-        to,
-        cursor: None,
-        total,
-        read: 0,
-        delivered: 0,
-        rejected: 0,
-        done: false,
-    };
-    state.start(&run)?;
-    let stored = state.run(&run.id)?.unwrap_or(run);
-    if stored.done {
-        println!(
-            "This migration is already complete: {} delivered, {} rejected. (State: {})",
-            stored.delivered,
-            stored.rejected,
-            cli.state.display()
-        );
-        return Ok(ExitCode::SUCCESS);
-    }
-    eprintln!(
-        "Migrating {} into {}{}",
-        stored.source,
-        stored.destination,
-        stored.cursor.as_ref().map_or(String::new(), |c| format!(", resuming after {}", c.timestamp))
-    );
-    let progress = Progress::new(&stored);
-    let ended = migrate::migrate(state, source, options, &progress);
-    progress.finish();
-    let ended = ended?;
-    let done = state.run(&options.run)?.unwrap_or(stored);
-    let parked = state.count_events(&done.id, KeepState::Parked.name())?;
-    println!(
-        "{} events read, {} delivered, {} rejected, {} parked, in {:.1} s.",
-        done.read,
-        done.delivered,
-        done.rejected,
-        parked,
-        progress.seconds()
-    );
-    for (uuid, event, reason) in state.rejected_sample(&done.id, 10)? {
-        if uuid.is_empty() {
-            println!("  rejected: {reason}");
-        } else {
-            println!("  rejected {event:?} (uuid {uuid}): {reason}");
-        }
-    }
-    match ended {
-        Ended::Complete if parked > 0 => {
-            println!(
-                "Some requests were parked after their attempts: run `migrator3000 resend-parked` to send them again."
-            );
-            Ok(ExitCode::from(3))
-        }
-        Ended::Complete => {
-            println!("The migration is complete.");
-            Ok(ExitCode::SUCCESS)
-        }
-        Ended::Stopped(message) => {
-            eprintln!("Stopped: {message}\nNothing past the last acknowledged page moved; fix it and run the same command again.");
-            Ok(ExitCode::from(2))
-        }
-    }
-}
-
-fn dry_run(source: &mut dyn Source, options: &Options) -> Result<ExitCode, String> {
-    let mut cursor = None;
-    let mut settled = Settled::default();
-    let mut events = 0usize;
-    let mut requests = 0usize;
-    loop {
-        let page = source.next_page(cursor.as_ref(), options.page_size).map_err(|e| e.to_string())?;
-        if page.next.is_none() {
-            break;
-        }
-        settled.read += page.skipped.len() as u64;
-        settled.rejected.extend(page.skipped.into_iter().map(|why| (None, None, why)));
-        let batches = migrate::batches_of(&page.events, options, &mut settled);
-        events += batches.iter().map(|b| b.uuids.len()).sum::<usize>();
-        requests += batches.len();
-        cursor = page.next;
-    }
-    println!(
-        "Dry run: {} events read; {events} would be sent in {requests} requests, {} would be rejected. Nothing was sent.",
-        settled.read,
-        settled.rejected.len()
-    );
-    for (uuid, event, reason) in settled.rejected.iter().take(10) {
-        match uuid {
-            None => println!("  would reject: {reason}"),
-            Some(uuid) => println!("  would reject {:?} (uuid {uuid}): {reason}", event.clone().unwrap_or_default()),
-        }
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-fn status(cli: &Cli) -> Result<ExitCode, String> {
+fn status(cli: &Cli) -> Outcome {
     if !cli.state.exists() {
-        return Err(format!("there is no state file at {}: no migration has run from here", cli.state.display()));
+        return Err(Failure::Error(format!(
+            "there is no state file at {}: no migration has run from here",
+            cli.state.display()
+        )));
     }
     let state = State::open(&cli.state)?;
     let runs = state.runs()?;
@@ -466,18 +427,19 @@ fn status(cli: &Cli) -> Result<ExitCode, String> {
         println!("No migration in {}.", cli.state.display());
     }
     for run in runs {
-        let waiting = state.count_events(&run.id, KeepState::Waiting.name())?;
-        let parked = state.count_events(&run.id, KeepState::Parked.name())?;
+        let waiting = state.count_events(&run.id, migrator3000::dispatch::KeepState::Waiting.name())?;
+        let parked = state.count_events(&run.id, migrator3000::dispatch::KeepState::Parked.name())?;
         let position = run.cursor.as_ref().map_or("not started".to_string(), |c| format!("up to {}", c.timestamp));
         let share = run
             .total
             .filter(|t| *t > 0)
             .map_or(String::new(), |t| format!(" ({:.0}% of {t})", 100.0 * run.read as f64 / t as f64));
         println!("{}", run.source);
+        let project = Target::label(&run.api_key);
         if run.from.is_empty() {
-            println!("  into {}, the whole export", run.destination);
+            println!("  into {} (project {project}), the whole export", run.destination);
         } else {
-            println!("  into {}, {} to {}", run.destination, run.from, run.to);
+            println!("  into {} (project {project}), {} to {}", run.destination, run.from, run.to);
         }
         println!(
             "  {}: {position}; {} read{share}, {} delivered, {} rejected, {waiting} waiting, {parked} parked",
@@ -490,35 +452,11 @@ fn status(cli: &Cli) -> Result<ExitCode, String> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn resend_parked(cli: &Cli, retry_scale: f64) -> Result<ExitCode, String> {
+fn resend_parked(cli: &Cli, retry_scale: f64) -> Outcome {
     let mut state = State::open(&cli.state)?;
     let released = state.unpark()?;
     println!("{released} parked requests wait to be sent again.");
-    for run in state.runs()? {
-        let destination = migrator3000::host::parse(&run.destination).map_err(|e| e.to_string())?;
-        let options = Options {
-            run: run.id.clone(),
-            api_key: run.api_key.clone(),
-            json_url: destination.batch_url(false),
-            gzip_url: destination.batch_url(true),
-            limits: migrator3000::batch::BatchLimits { max_events: 500, max_bytes: 1_800_000 },
-            gzip: run.gzip,
-            events_to_ignore: BTreeSet::new(),
-            events_per_minute: None,
-            page_size: 1,
-            concurrency: 1,
-            retry_scale,
-        };
-        let progress = Progress::new(&run);
-        let ended = migrate::resend_waiting(&mut state, &options, &progress)?;
-        progress.finish();
-        if let Ended::Stopped(message) = ended {
-            eprintln!("Stopped: {message}");
-            return Ok(ExitCode::from(2));
-        }
-    }
-    println!("Done: see `migrator3000 status`.");
-    Ok(ExitCode::SUCCESS)
+    copy::resend(&mut state, retry_scale)
 }
 
 fn main() -> ExitCode {
@@ -527,14 +465,18 @@ fn main() -> ExitCode {
         Command::Posthog(args) => posthog(&cli, args),
         Command::Amplitude(args) => amplitude(&cli, args),
         Command::Status => status(&cli),
-        Command::Demo { events, keep } => demo::run(*events, *keep),
+        Command::Demo { events, keep } => demo::run(*events, *keep).map_err(Failure::Error),
         Command::ResendParked { retry_scale } => resend_parked(&cli, *retry_scale),
     };
     match result {
         Ok(code) => code,
-        Err(message) => {
+        Err(failure) => {
+            let (message, code) = match failure {
+                Failure::Usage(message) => (message, copy::USAGE),
+                Failure::Error(message) => (message, 1),
+            };
             eprintln!("migrator3000: {message}");
-            ExitCode::FAILURE
+            ExitCode::from(code)
         }
     }
 }

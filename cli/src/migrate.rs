@@ -3,14 +3,16 @@
 //! cursor moved in the state file only when every page before it is settled.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use migrator3000::batch::{Batch, BatchLimits, Batcher};
-use migrator3000::dispatch::{Dispatch, KeepState, Summary};
+use migrator3000::delivery::Refusal;
+use migrator3000::dispatch::{Dispatch, KeepState, Stop, Summary};
 use migrator3000::pace::{self, Bucket};
 use migrator3000::raw::Fields;
 use migrator3000::transform::{self, SourceEvent};
@@ -20,6 +22,7 @@ use crate::send;
 use crate::source::{Cursor, Source, SourceError};
 use crate::state::{Kept, Settled, State};
 
+#[derive(Clone)]
 pub struct Options {
     pub run: String,
     pub api_key: String,
@@ -33,6 +36,9 @@ pub struct Options {
     pub concurrency: usize,
     /// Multiplies every wait before a resend (tests make them short).
     pub retry_scale: f64,
+    /// Events after this go without `historical_migration`: PostHog asks that migrated
+    /// events be older than 48 hours.
+    pub young_after: DateTime<Utc>,
 }
 
 /// How a migration ended.
@@ -40,9 +46,18 @@ pub struct Options {
 pub enum Ended {
     /// Everything read, and every request delivered, rejected or parked.
     Complete,
-    /// A setting is wrong: nothing after the last settled page moved.
-    Stopped(String),
+    /// The destination refused the key or is not capture: nothing after the last
+    /// settled page moved.
+    Stopped(Refusal),
+    /// No request got an answer at all (the cause): nothing after the last settled page
+    /// moved.
+    Unreachable(String),
 }
+
+/// Tries of a request without any answer, a second more apart each, while no request
+/// ever got one, before the destination is taken to be out of reach (a wrong host, DNS,
+/// a firewall) rather than down a while.
+const FIRST_CONTACT_TRIES: u32 = 3;
 
 /// Source reads that fail for a while (429, 5xx) are tried this often before giving up
 /// (a rerun resumes).
@@ -56,6 +71,43 @@ struct Job {
 struct Done {
     page: u64,
     summary: Summary,
+    contact: Contact,
+}
+
+/// Whether the destination answered a dispatch's requests at all.
+#[derive(Debug, Default)]
+struct Contact {
+    answered: bool,
+    /// Why the last request without an answer got none.
+    cause: Option<String>,
+}
+
+/// What the destination's answers show so far: whether it answered ever (shared by the
+/// senders), and the reasons already said.
+#[derive(Default)]
+struct Heard {
+    answered: Arc<AtomicBool>,
+    said: BTreeSet<String>,
+}
+
+impl Heard {
+    /// Takes a dispatch's contact and what it kept; says each new reason for keeping
+    /// at once; the cause when the destination is out of reach.
+    fn took(&mut self, contact: &Contact, summary: &Summary, progress: &Progress) -> Option<String> {
+        if !contact.answered && !self.answered.load(Ordering::SeqCst) {
+            return Some(contact.cause.clone().unwrap_or_default());
+        }
+        for keep in summary.keep.iter().filter(|k| k.state == KeepState::Waiting) {
+            if self.said.insert(keep.reason.clone()) {
+                progress.note(&format!(
+                    "The destination did not take {} events ({}): they are kept and sent again with back-off.",
+                    keep.batch.uuids.len(),
+                    keep.reason
+                ));
+            }
+        }
+        None
+    }
 }
 
 #[derive(Default)]
@@ -63,13 +115,16 @@ struct Pending {
     left: usize,
     settled: Settled,
     cursor: Option<Cursor>,
-    stopped: Option<String>,
+    stopped: Option<Refusal>,
 }
 
-/// Transforms a page's events into batches; rejections and ignored events are counted.
+/// Transforms a page's events into batches (those younger than `young_after` in batches
+/// of their own, without `historical_migration`); rejections, ignored and young events
+/// are counted.
 pub fn batches_of(events: &[String], options: &Options, settled: &mut Settled) -> Vec<Batch> {
     let now = Utc::now();
     let mut batcher = Batcher::new(&options.api_key, true, options.limits, options.gzip);
+    let mut young = Batcher::new(&options.api_key, false, options.limits, options.gzip);
     let mut batches = Vec::new();
     for text in events {
         settled.read += 1;
@@ -83,11 +138,16 @@ pub fn batches_of(events: &[String], options: &Options, settled: &mut Settled) -
             continue;
         }
         match transform::transform_raw(&event, now) {
+            Ok(prepared) if prepared.at > options.young_after => {
+                settled.live += 1;
+                batches.extend(young.push(&prepared));
+            }
             Ok(prepared) => batches.extend(batcher.push(&prepared)),
             Err(r) => settled.rejected.push((r.uuid, r.event_name, r.reason.to_string())),
         }
     }
     batches.extend(batcher.flush());
+    batches.extend(young.flush());
     batches
 }
 
@@ -105,9 +165,10 @@ fn dispatch(
     options: &Options,
     agent: &ureq::Agent,
     bucket: &Mutex<Option<Bucket>>,
+    answered: &AtomicBool,
     batch: Batch,
     attempt: u32,
-) -> Summary {
+) -> (Summary, Contact) {
     if let Some(rate) = options.events_per_minute {
         let count = batch.uuids.len() as u64;
         loop {
@@ -124,38 +185,52 @@ fn dispatch(
         }
     }
     let mut dispatch = Dispatch::new(vec![batch], attempt, true, options.limits, options.gzip, None);
+    let mut contact = Contact::default();
     while let Some(request) = dispatch.next_request() {
         let url = if request.body.is_gzip() { &options.gzip_url } else { &options.json_url };
-        let reply = send::post(agent, url, request);
+        let mut reply = send::post(agent, url, request);
+        let mut tries = 1;
+        while reply.status == 0 && tries < FIRST_CONTACT_TRIES && !answered.load(Ordering::SeqCst) {
+            // Not in contact yet: tried again at once, to tell a blip from a wrong host.
+            thread::sleep(Duration::from_secs_f64(tries as f64 * options.retry_scale.min(1.0)));
+            reply = send::post(agent, url, request);
+            tries += 1;
+        }
+        if reply.status == 0 {
+            contact.cause = Some(reply.text.clone());
+        } else {
+            contact.answered = true;
+            answered.store(true, Ordering::SeqCst);
+        }
         dispatch.answer(reply.status, reply.retry_after, &reply.text, reply.error.as_deref());
     }
-    dispatch.finish(Utc::now())
+    (dispatch.finish(Utc::now()), contact)
 }
 
 fn agent() -> ureq::Agent {
     ureq::AgentBuilder::new().timeout(Duration::from_secs(120)).build()
 }
 
-/// Reads a page, waiting out a source that fails for a while.
-fn read_page(
-    source: &mut dyn Source,
-    after: Option<&Cursor>,
-    limit: usize,
-    progress: &Progress,
-) -> Result<crate::source::Page, String> {
+/// Asks the source (`ask`), waiting out a source that fails for a while; `note` says
+/// each wait.
+pub fn patiently<T>(
+    mut ask: impl FnMut() -> Result<T, SourceError>,
+    retry_scale: f64,
+    note: impl Fn(&str),
+) -> Result<T, String> {
     let mut attempt = 0;
     loop {
-        match source.next_page(after, limit) {
-            Ok(page) => return Ok(page),
+        match ask() {
+            Ok(answer) => return Ok(answer),
             Err(SourceError::Fatal(message)) => return Err(message),
             Err(SourceError::Transient { message, retry_after_seconds }) => {
                 attempt += 1;
                 if attempt >= SOURCE_ATTEMPTS {
                     return Err(format!("{message}; tried {attempt} times. Run the same command again to resume."));
                 }
-                let wait = retry_after_seconds.unwrap_or(1 << attempt.min(6)).min(600);
-                progress.note(&format!("{message}: reading again in {wait} s"));
-                thread::sleep(Duration::from_secs(wait));
+                let wait = retry_after_seconds.unwrap_or(1 << attempt.min(6)).min(600) as f64 * retry_scale;
+                note(&format!("{message}: asking again in {wait:.0} s"));
+                thread::sleep(Duration::from_secs_f64(wait));
             }
         }
     }
@@ -173,16 +248,18 @@ pub fn migrate(
     let (jobs_tx, jobs_rx) = mpsc::sync_channel::<Job>(options.concurrency * 2);
     let jobs_rx = Arc::new(Mutex::new(jobs_rx));
     let (done_tx, done_rx) = mpsc::channel::<Done>();
+    let mut heard = Heard::default();
     let workers: Vec<_> = (0..options.concurrency.max(1))
         .map(|_| {
             let (jobs, done, options, bucket) = (jobs_rx.clone(), done_tx.clone(), options.clone(), bucket.clone());
+            let answered = heard.answered.clone();
             thread::spawn(move || {
                 let agent = agent();
                 loop {
                     let job = jobs.lock().unwrap_or_else(|e| e.into_inner()).recv();
                     let Ok(Job { page, batch }) = job else { break };
-                    let summary = dispatch(&options, &agent, &bucket, batch, 1);
-                    if done.send(Done { page, summary }).is_err() {
+                    let (summary, contact) = dispatch(&options, &agent, &bucket, &answered, batch, 1);
+                    if done.send(Done { page, summary, contact }).is_err() {
                         break;
                     }
                 }
@@ -194,18 +271,20 @@ pub fn migrate(
     let mut pending: BTreeMap<u64, Pending> = BTreeMap::new();
     let (mut next_page, mut next_commit) = (0u64, 0u64);
     let mut exhausted = false;
-    let mut stopped: Option<String> = None;
+    let mut stopped: Option<Ended> = None;
     let mut failure: Option<String> = None;
     let max_pending = (options.concurrency * 4).max(4) as u64;
     loop {
         // What came back meanwhile, then the pages whose requests all came back, in order.
         while let Ok(done) = done_rx.try_recv() {
-            took(&mut pending, done, options.retry_scale);
+            if let Some(cause) = took(&mut pending, done, &mut heard, options.retry_scale, progress) {
+                stopped.get_or_insert(Ended::Unreachable(cause));
+            }
         }
         while pending.get(&next_commit).is_some_and(|p| p.left == 0) {
             let page = pending.remove(&next_commit).unwrap_or_default();
-            if let Some(message) = page.stopped {
-                stopped.get_or_insert(message);
+            if let Some(refusal) = page.stopped {
+                stopped.get_or_insert(Ended::Stopped(refusal));
             }
             if stopped.is_some() {
                 // Nothing after a refused request moves: the next run reads it again.
@@ -217,18 +296,23 @@ pub fn migrate(
         }
         let reading = !exhausted && stopped.is_none() && failure.is_none();
         if reading && next_page - next_commit < max_pending {
-            let page = match read_page(source, cursor.as_ref(), options.page_size, progress) {
+            let read = || source.next_page(cursor.as_ref(), options.page_size);
+            let page = match patiently(read, options.retry_scale, |note| progress.note(note)) {
                 Ok(page) => page,
                 Err(message) => {
                     failure = Some(message);
                     continue;
                 }
             };
+            for note in &page.notes {
+                progress.note(note);
+            }
             if page.next.is_none() {
                 exhausted = true;
                 continue;
             }
             let mut track = Pending { cursor: page.next.clone(), ..Pending::default() };
+            track.settled.duplicates = page.duplicates;
             track.settled.read += page.skipped.len() as u64;
             track.settled.rejected.extend(page.skipped.into_iter().map(|why| (None, None, why)));
             track.settled.aliases = page.aliases;
@@ -246,7 +330,9 @@ pub fn migrate(
             break;
         }
         let Ok(done) = done_rx.recv() else { break };
-        took(&mut pending, done, options.retry_scale);
+        if let Some(cause) = took(&mut pending, done, &mut heard, options.retry_scale, progress) {
+            stopped.get_or_insert(Ended::Unreachable(cause));
+        }
     }
     drop(jobs_tx);
     for worker in workers {
@@ -255,8 +341,8 @@ pub fn migrate(
     if let Some(message) = failure {
         return Err(message);
     }
-    if let Some(message) = stopped {
-        return Ok(Ended::Stopped(message));
+    if let Some(ended) = stopped {
+        return Ok(ended);
     }
     match resend_waiting(state, options, progress)? {
         Ended::Complete => {
@@ -267,15 +353,23 @@ pub fn migrate(
     }
 }
 
-/// A request of a page came back.
-fn took(pending: &mut BTreeMap<u64, Pending>, Done { page, summary }: Done, retry_scale: f64) {
+/// A request of a page came back; the cause, when the destination is out of reach.
+fn took(
+    pending: &mut BTreeMap<u64, Pending>,
+    Done { page, summary, contact }: Done,
+    heard: &mut Heard,
+    retry_scale: f64,
+    progress: &Progress,
+) -> Option<String> {
+    let unreachable = heard.took(&contact, &summary, progress);
     if let Some(track) = pending.get_mut(&page) {
         track.left -= 1;
-        if let Some(message) = &summary.stop {
-            track.stopped.get_or_insert(message.clone());
+        if let Some(Stop::Refused(refusal)) = &summary.stop {
+            track.stopped.get_or_insert(refusal.clone());
         }
         settle_summary(summary, &mut track.settled, Utc::now().timestamp_millis(), retry_scale);
     }
+    unreachable
 }
 
 /// Sends the run's waiting requests again as they come due, until none waits (each
@@ -283,6 +377,7 @@ fn took(pending: &mut BTreeMap<u64, Pending>, Done { page, summary }: Done, retr
 pub fn resend_waiting(state: &mut State, options: &Options, progress: &Progress) -> Result<Ended, String> {
     let agent = agent();
     let bucket = Mutex::new(None);
+    let mut heard = Heard::default();
     loop {
         let waiting: Vec<Kept> = state.kept(Some(&options.run), KeepState::Waiting.name())?;
         let Some(kept) = waiting.into_iter().next() else { return Ok(Ended::Complete) };
@@ -295,15 +390,18 @@ pub fn resend_waiting(state: &mut State, options: &Options, progress: &Progress)
             ));
             thread::sleep(Duration::from_millis(wait_ms as u64));
         }
-        let summary = dispatch(options, &agent, &bucket, kept.batch.clone(), kept.attempt);
+        let (summary, contact) = dispatch(options, &agent, &bucket, &heard.answered, kept.batch.clone(), kept.attempt);
+        if let Some(cause) = heard.took(&contact, &summary, progress) {
+            return Ok(Ended::Unreachable(cause));
+        }
         let stop = summary.stop.clone();
         let mut settled = Settled::default();
         settle_summary(summary, &mut settled, Utc::now().timestamp_millis(), options.retry_scale);
-        if let Some(message) = stop {
-            return Ok(Ended::Stopped(message));
+        if let Some(Stop::Refused(refusal)) = stop {
+            return Ok(Ended::Stopped(refusal));
         }
         state.resent(&kept, &settled)?;
-        progress.settled(&settled, None, None);
+        progress.resent(kept.batch.uuids.len() as u64, &settled);
     }
 }
 
@@ -324,6 +422,7 @@ mod tests {
             page_size: 10,
             concurrency: 1,
             retry_scale: 1.0,
+            young_after: Utc::now() - chrono::Duration::hours(48),
         }
     }
 

@@ -1,6 +1,7 @@
 //! Progress as the migration settles pages: a bar with the rate, the share done (of the
-//! range behind the cursor, or the source's own measure) and the time left on a
-//! terminal; a plain line every few seconds otherwise (logs, CI).
+//! events the source counted, else the source's own measure, else the range behind the
+//! cursor) and the time left on a terminal; a plain line every few seconds otherwise
+//! (logs, CI), and a last one at the end.
 
 use std::io::IsTerminal;
 use std::sync::Mutex;
@@ -18,6 +19,9 @@ pub struct Progress {
     bar: Option<ProgressBar>,
     from_ms: i64,
     to_ms: i64,
+    /// The run's events at the source, and those read before this process.
+    total: Option<u64>,
+    read_before: u64,
     started: Instant,
     counts: Mutex<Counts>,
 }
@@ -51,16 +55,23 @@ impl Progress {
             bar,
             from_ms: millis(&run.from),
             to_ms: millis(&run.to),
+            total: run.total.filter(|t| *t > 0),
+            read_before: run.read,
             started: Instant::now(),
             counts: Mutex::new(Counts::default()),
         };
         if let Some(cursor) = &run.cursor {
-            progress.counts.lock().unwrap_or_else(|e| e.into_inner()).share = progress.share(cursor);
+            let share = progress.share(0, cursor);
+            progress.counts.lock().unwrap_or_else(|e| e.into_inner()).share = share;
         }
         progress
     }
 
-    fn share(&self, cursor: &Cursor) -> f64 {
+    /// The share done with `read` events read by this process, the cursor at `cursor`.
+    fn share(&self, read: u64, cursor: &Cursor) -> f64 {
+        if let Some(total) = self.total {
+            return ((self.read_before + read) as f64 / total as f64).clamp(0.0, 1.0);
+        }
         if self.to_ms <= self.from_ms {
             return 0.0;
         }
@@ -75,33 +86,51 @@ impl Progress {
         counts.rejected += settled.rejected.len() as u64;
         counts.kept += settled.keep.iter().map(|k| k.0.uuids.len() as u64).sum::<u64>();
         if let Some(cursor) = cursor {
-            counts.share = share.unwrap_or_else(|| self.share(cursor)).clamp(0.0, 1.0);
+            counts.share = share.unwrap_or_else(|| self.share(counts.read, cursor)).clamp(0.0, 1.0);
         }
+        match &self.bar {
+            Some(bar) => {
+                bar.set_position((counts.share * 1000.0) as u64);
+                bar.set_message(self.line(&counts));
+            }
+            None if counts.last_line.is_none_or(|at| at.elapsed() >= PLAIN_EVERY) => {
+                counts.last_line = Some(Instant::now());
+                eprintln!("{}", self.plain(&counts));
+            }
+            None => {}
+        }
+    }
+
+    /// A kept request of `events` was sent again and settled as `settled`.
+    pub fn resent(&self, events: u64, settled: &Settled) {
+        {
+            let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+            counts.kept = counts.kept.saturating_sub(events);
+        }
+        self.settled(settled, None, None);
+    }
+
+    fn line(&self, counts: &Counts) -> String {
         let seconds = self.started.elapsed().as_secs_f64().max(0.001);
-        let line = format!(
-            "{} read, {} delivered, {} rejected, {} kept to send again; {:.0} events/s",
-            counts.read,
+        let of = self.total.map_or(String::new(), |total| format!(" of {total}"));
+        format!(
+            "{}{of} read, {} delivered, {} rejected, {} kept to send again; {:.0} events/s",
+            self.read_before + counts.read,
             counts.delivered,
             counts.rejected,
             counts.kept,
             counts.delivered as f64 / seconds
-        );
-        match &self.bar {
-            Some(bar) => {
-                bar.set_position((counts.share * 1000.0) as u64);
-                bar.set_message(line);
-            }
-            None if counts.last_line.is_none_or(|at| at.elapsed() >= PLAIN_EVERY) => {
-                counts.last_line = Some(Instant::now());
-                let left = if counts.share > 0.0 && counts.share < 1.0 {
-                    format!("; about {:.0} s left", seconds * (1.0 - counts.share) / counts.share)
-                } else {
-                    String::new()
-                };
-                eprintln!("{:.0}% done: {line}{left}", counts.share * 100.0);
-            }
-            None => {}
-        }
+        )
+    }
+
+    fn plain(&self, counts: &Counts) -> String {
+        let seconds = self.started.elapsed().as_secs_f64();
+        let left = if counts.share > 0.0 && counts.share < 1.0 {
+            format!("; about {:.0} s left", seconds * (1.0 - counts.share) / counts.share)
+        } else {
+            String::new()
+        };
+        format!("{:.0}% done: {}{left}", counts.share * 100.0, self.line(counts))
     }
 
     pub fn note(&self, message: &str) {
@@ -112,12 +141,14 @@ impl Progress {
     }
 
     pub fn finish(&self) {
-        if let Some(bar) = &self.bar {
-            bar.finish_and_clear();
+        match &self.bar {
+            Some(bar) => bar.finish_and_clear(),
+            None => {
+                let counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+                if counts.last_line.is_some() {
+                    eprintln!("{}", self.plain(&counts));
+                }
+            }
         }
-    }
-
-    pub fn seconds(&self) -> f64 {
-        self.started.elapsed().as_secs_f64()
     }
 }

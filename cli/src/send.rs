@@ -49,6 +49,8 @@ pub fn post(agent: &ureq::Agent, url: &str, batch: &Batch) -> Reply {
                 "ECONNREFUSED"
             } else if lower.contains("timed out") {
                 "ETIMEDOUT"
+            } else if lower.contains("dns") || lower.contains("resolve") {
+                "ENOTFOUND"
             } else {
                 "transport"
             };

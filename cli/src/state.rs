@@ -14,10 +14,14 @@ pub struct State {
     db: Connection,
 }
 
-/// A migration as the state file knows it.
+/// One range of a migration as the state file knows it: a migration (a source into a
+/// destination project) is copied in runs over ranges that do not overlap, each with
+/// its range fixed when it started.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Run {
     pub id: String,
+    /// The migration it belongs to: what is read, and where it goes.
+    pub migration: String,
     pub source: String,
     pub destination: String,
     pub api_key: String,
@@ -29,6 +33,10 @@ pub struct Run {
     pub read: u64,
     pub delivered: u64,
     pub rejected: u64,
+    /// Events sent without `historical_migration` (younger than 48 hours when sent).
+    pub live: u64,
+    /// Rows left out as repeats of an event (same uuid) the source had not merged yet.
+    pub duplicates: u64,
     pub done: bool,
 }
 
@@ -54,7 +62,18 @@ pub struct Settled {
     pub keep: Vec<(Batch, u32, String, i64, String)>,
     /// (user, device) pairs linked by the page's events.
     pub aliases: Vec<(String, String)>,
+    pub live: u64,
+    pub duplicates: u64,
 }
+
+/// Columns of `runs` added since the first state files, added to an older file when it is
+/// opened. Its runs keep a NULL migration: no migration of today continues them.
+const ADDED: [(&str, &str); 3] =
+    [("migration", "TEXT"), ("live", "INTEGER NOT NULL DEFAULT 0"), ("duplicates", "INTEGER NOT NULL DEFAULT 0")];
+
+const RUN_COLUMNS: &str =
+    "id, source, destination, api_key, gzip, range_from, range_to, cursor, total, read, delivered, rejected, done, \
+     COALESCE(migration, ''), live, duplicates";
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS runs (
@@ -107,42 +126,63 @@ impl State {
         let db =
             Connection::open(path).map_err(|e| format!("the state file {} cannot be opened: {e}", path.display()))?;
         // WAL and synchronous writes: a commit survives kill -9 and power loss alike.
-        db.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;")
-            .and_then(|_| db.execute_batch(SCHEMA))
-            .map_err(|e| format!("the state file {} cannot be used: {e}", path.display()))?;
+        let unusable = |e: rusqlite::Error| format!("the state file {} cannot be used: {e}", path.display());
+        db.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;").map_err(unusable)?;
+        db.execute_batch(SCHEMA).map_err(unusable)?;
+        let columns: Vec<String> = {
+            let mut statement = db.prepare("SELECT name FROM pragma_table_info('runs')").map_err(unusable)?;
+            let names = statement.query_map([], |r| r.get(0)).map_err(unusable)?;
+            names.collect::<Result<_, _>>().map_err(unusable)?
+        };
+        for (column, kind) in ADDED {
+            if !columns.iter().any(|c| c == column) {
+                db.execute_batch(&format!("ALTER TABLE runs ADD COLUMN {column} {kind}")).map_err(unusable)?;
+            }
+        }
+        db.execute_batch("CREATE INDEX IF NOT EXISTS runs_by_migration ON runs (migration)").map_err(unusable)?;
         Ok(State { db })
     }
 
     pub fn run(&self, id: &str) -> Result<Option<Run>, String> {
         self.db
-            .query_row(
-                "SELECT id, source, destination, api_key, gzip, range_from, range_to, cursor, total, read, delivered, \
-                 rejected, done FROM runs WHERE id = ?1",
-                params![id],
-                row_to_run,
-            )
+            .query_row(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?1"), params![id], row_to_run)
             .optional()
             .map_err(db_error)
     }
 
     pub fn runs(&self) -> Result<Vec<Run>, String> {
+        let mut statement =
+            self.db.prepare(&format!("SELECT {RUN_COLUMNS} FROM runs ORDER BY rowid")).map_err(db_error)?;
+        let rows = statement.query_map([], row_to_run).map_err(db_error)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(db_error)
+    }
+
+    /// The runs of a migration, by the start of their range.
+    pub fn runs_of(&self, migration: &str) -> Result<Vec<Run>, String> {
         let mut statement = self
             .db
-            .prepare(
-                "SELECT id, source, destination, api_key, gzip, range_from, range_to, cursor, total, read, \
-                 delivered, rejected, done FROM runs ORDER BY rowid",
-            )
+            .prepare(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE migration = ?1 ORDER BY range_from, rowid"))
             .map_err(db_error)?;
-        let rows = statement.query_map([], row_to_run).map_err(db_error)?;
+        let rows = statement.query_map(params![migration], row_to_run).map_err(db_error)?;
         rows.collect::<Result<Vec<_>, _>>().map_err(db_error)
     }
 
     pub fn start(&self, run: &Run) -> Result<(), String> {
         self.db
             .execute(
-                "INSERT OR IGNORE INTO runs (id, source, destination, api_key, gzip, range_from, range_to, total) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                params![run.id, run.source, run.destination, run.api_key, run.gzip, run.from, run.to, run.total],
+                "INSERT OR IGNORE INTO runs (id, migration, source, destination, api_key, gzip, range_from, range_to, \
+                 total) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                params![
+                    run.id,
+                    run.migration,
+                    run.source,
+                    run.destination,
+                    run.api_key,
+                    run.gzip,
+                    run.from,
+                    run.to,
+                    run.total
+                ],
             )
             .map_err(db_error)?;
         self.db
@@ -187,8 +227,16 @@ impl State {
             .map_err(db_error)?;
         }
         tx.execute(
-            "UPDATE runs SET read = read + ?2, delivered = delivered + ?3, rejected = rejected + ?4 WHERE id = ?1",
-            params![run, settled.read as i64, settled.delivered as i64, settled.rejected.len() as i64],
+            "UPDATE runs SET read = read + ?2, delivered = delivered + ?3, rejected = rejected + ?4, live = live + ?5, \
+             duplicates = duplicates + ?6 WHERE id = ?1",
+            params![
+                run,
+                settled.read as i64,
+                settled.delivered as i64,
+                settled.rejected.len() as i64,
+                settled.live as i64,
+                settled.duplicates as i64
+            ],
         )
         .map_err(db_error)?;
         if let Some(cursor) = cursor {
@@ -250,6 +298,14 @@ impl State {
             .map_err(db_error)
     }
 
+    /// A run's waiting requests are parked again (a resend found the destination still
+    /// out of reach).
+    pub fn park_waiting(&self, run: &str) -> Result<usize, String> {
+        self.db
+            .execute("UPDATE requests SET state = 'parked' WHERE state = 'waiting' AND run = ?1", params![run])
+            .map_err(db_error)
+    }
+
     pub fn count_events(&self, run: &str, state: &str) -> Result<u64, String> {
         let kept = self.kept(Some(run), state)?;
         Ok(kept.iter().map(|k| k.batch.uuids.len() as u64).sum())
@@ -283,6 +339,9 @@ fn row_to_run(row: &rusqlite::Row<'_>) -> rusqlite::Result<Run> {
         delivered: row.get::<_, i64>(10)? as u64,
         rejected: row.get::<_, i64>(11)? as u64,
         done: row.get(12)?,
+        migration: row.get(13)?,
+        live: row.get::<_, i64>(14)? as u64,
+        duplicates: row.get::<_, i64>(15)? as u64,
     })
 }
 
@@ -297,6 +356,7 @@ mod tests {
     fn run() -> Run {
         Run {
             id: "r".into(),
+            migration: "m".into(),
             source: "s".into(),
             destination: "http://d".into(),
             api_key: "phc".into(),
@@ -308,6 +368,8 @@ mod tests {
             read: 0,
             delivered: 0,
             rejected: 0,
+            live: 0,
+            duplicates: 0,
             done: false,
         }
     }
@@ -326,12 +388,15 @@ mod tests {
             rejected: vec![(Some("u".into()), Some("e".into()), "why".into())],
             keep: vec![(batch.clone(), 2, "waiting".into(), 1000, "HTTP 503".into())],
             aliases: vec![("user".into(), "device".into())],
+            live: 1,
+            duplicates: 3,
         };
         let cursor = Cursor { timestamp: "2021-01-02 00:00:00.000001".into(), key: "k".into() };
         state.settle("r", &settled, Some(&cursor)).unwrap();
         let reopened = State::open(&dir).unwrap();
         let saved = reopened.run("r").unwrap().unwrap();
-        assert_eq!((saved.read, saved.delivered, saved.rejected), (5, 2, 1));
+        assert_eq!((saved.read, saved.delivered, saved.rejected, saved.live, saved.duplicates), (5, 2, 1, 1, 3));
+        assert_eq!(reopened.runs_of("m").unwrap(), std::slice::from_ref(&saved));
         assert_eq!(saved.cursor, Some(cursor));
         let kept = reopened.kept(Some("r"), "waiting").unwrap();
         assert_eq!((kept[0].batch.clone(), kept[0].attempt), (batch, 2));

@@ -1,13 +1,30 @@
 //! The source PostHog's ClickHouse, read through its HTTP interface (what PostHog's own
-//! migration script reads): one team's rows of `events` (or `sharded_events`), in
-//! ClickHouse's own order of (timestamp, uuid). The cursor is compared in SQL, never in
-//! Rust: ClickHouse orders UUIDs by their second 64-bit half first.
+//! migration script reads): one team's rows of `events` (the Distributed table over
+//! every shard), in ClickHouse's own order of (timestamp, uuid).
+//!
+//! PostHog orders its events by (team_id, toDate(timestamp), event, ...): within a day,
+//! rows are not in time order, so no condition on the time prunes within a day. A page
+//! query of its own (keyset and LIMIT) therefore reads the whole rest of the range every
+//! time. Instead the range is cut into windows of a day (less for a day larger than
+//! `WINDOW_ROWS`), and each window is one query whose answer is read as a stream and
+//! handed over a page at a time: every row is read about once. The cursor is compared in
+//! SQL, never in Rust: ClickHouse orders UUIDs by their second 64-bit half first.
 
 use std::borrow::Cow;
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader, Read};
+use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use migrator3000::scan;
+use serde::Deserialize;
+use serde_json::Value;
 
-use super::{Cursor, Page, Source, SourceError};
+use super::{windows, Bounds, Cursor, Page, Source, SourceError, Window};
+
+/// A window holds at most about this many rows (ClickHouse sorts each window whole;
+/// 500,000 events of 2 KB is about a gigabyte to sort). Smaller days share a window.
+pub const WINDOW_ROWS: u64 = 500_000;
 
 pub struct ClickHouse {
     pub url: String,
@@ -16,74 +33,42 @@ pub struct ClickHouse {
     pub database: String,
     pub table: String,
     pub team_id: u64,
-    /// ClickHouse datetimes, UTC: `2021-06-01 00:00:00.000000`.
-    pub from: String,
-    pub to: String,
+    /// Notes for `--debug`: what each window's query read.
+    pub debug: bool,
     agent: ureq::Agent,
-    pages: u64,
+    from: Option<DateTime<Utc>>,
+    to: Option<DateTime<Utc>>,
+    windows: Vec<Window>,
+    /// The window the next page comes from.
+    next_window: usize,
+    open: Option<Stream>,
+    /// Uuids handed over from the current window: rows that repeat one are left out.
+    seen: HashSet<u128>,
+    seen_window: Option<usize>,
+    answered: bool,
 }
 
-/// The columns of a page query, in its order.
+/// A window's answer being read.
+struct Stream {
+    window: usize,
+    reader: BufReader<Box<dyn Read + Send + Sync>>,
+    /// The last event handed over from it.
+    last: Option<Cursor>,
+    handed: u64,
+    /// ClickHouse's own count of the rows the query read, from X-ClickHouse-Summary.
+    read_rows: Option<u64>,
+}
+
+/// The columns of a window query, in its order: id, event, distinct_id, properties,
+/// ts, elements_chain.
 const COLUMNS: usize = 6;
 
-/// The rows of an answer in ClickHouse's RowBinary format: each String column is its
-/// length (LEB128) and its bytes. Nothing is escaped, so nothing is unescaped: reading
-/// JSONEachRow spent more on undoing the escapes of 2 KB of properties (a backslash
-/// before every quote) than the transform spends on the event. Each item is a row, or
-/// the byte where the answer stops making sense.
-struct RowBinary<'a> {
-    answer: &'a [u8],
-    rest: &'a [u8],
-}
-
-impl<'a> RowBinary<'a> {
-    fn new(answer: &'a [u8]) -> RowBinary<'a> {
-        RowBinary { answer, rest: answer }
-    }
-}
-
-impl<'a> Iterator for RowBinary<'a> {
-    type Item = Result<[Cow<'a, str>; COLUMNS], usize>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        if self.rest.is_empty() {
-            return None;
-        }
-        let mut row: [Cow<'a, str>; COLUMNS] = Default::default();
-        for column in &mut row {
-            match column_text(&mut self.rest) {
-                Some(text) => *column = text,
-                None => {
-                    let at = self.answer.len() - self.rest.len();
-                    self.rest = &[];
-                    return Some(Err(at));
-                }
-            }
-        }
-        Some(Ok(row))
-    }
-}
-
-/// One String column; ClickHouse stores bytes, so text that is not UTF-8 is mended as
-/// the JSON formats' readers would (U+FFFD).
-fn column_text<'a>(rest: &mut &'a [u8]) -> Option<Cow<'a, str>> {
-    let (mut length, mut shift) = (0u64, 0);
-    loop {
-        let (&byte, tail) = rest.split_first()?;
-        *rest = tail;
-        length |= u64::from(byte & 0x7f) << shift;
-        if byte & 0x80 == 0 {
-            break;
-        }
-        shift += 7;
-        if shift > 63 {
-            return None;
-        }
-    }
-    let length = usize::try_from(length).ok().filter(|&n| n <= rest.len())?;
-    let (bytes, tail) = rest.split_at(length);
-    *rest = tail;
-    Some(String::from_utf8_lossy(bytes))
+#[derive(Deserialize)]
+struct Day {
+    day: String,
+    rows: Value,
+    first: String,
+    last: String,
 }
 
 /// ClickHouse's errors about the query itself, which no retry mends: syntax, unknown
@@ -91,14 +76,12 @@ fn column_text<'a>(rest: &mut &'a [u8]) -> Option<Cow<'a, str>> {
 const QUERY_ERRORS: [&str; 5] = ["Code: 62.", "Code: 47.", "Code: 43.", "Code: 53.", "Code: 386."];
 
 /// The condition that starts a page after `cursor`: compared by the engine, in its own
-/// order of (timestamp, uuid) (HogQL reads it the same).
+/// order of (timestamp, uuid) (HogQL reads it the same). The plain bound on the time
+/// beside the tuple is what the engine can prune partitions and days on.
 pub fn after_clause(cursor: Option<&Cursor>) -> String {
     cursor.map_or(String::new(), |c| {
-        format!(
-            " AND (timestamp, uuid) > (toDateTime64({}, 6, 'UTC'), toUUID({}))",
-            quoted(&c.timestamp),
-            quoted(&c.key)
-        )
+        let at = format!("toDateTime64({}, 6, 'UTC')", quoted(&c.timestamp));
+        format!(" AND timestamp >= {at} AND (timestamp, uuid) > ({at}, toUUID({}))", quoted(&c.key))
     })
 }
 
@@ -107,18 +90,32 @@ pub fn quoted(text: &str) -> String {
     format!("'{}'", text.replace('\\', "\\\\").replace('\'', "\\'"))
 }
 
+/// A time as ClickHouse writes a DateTime64(6) in UTC: `2021-06-01 00:00:00.000000`.
+pub fn clickhouse_time(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M:%S%.6f").to_string()
+}
+
+/// A DateTime64 literal in UTC.
+pub fn time_literal(t: DateTime<Utc>) -> String {
+    format!("toDateTime64({}, 6, 'UTC')", quoted(&clickhouse_time(t)))
+}
+
+/// A ClickHouse UInt64 in JSON: a string by default (output_format_json_quote_64bit_integers).
+pub fn json_count(value: &Value) -> Option<u64> {
+    match value {
+        Value::String(s) => s.parse().ok(),
+        other => other.as_u64(),
+    }
+}
+
+/// A uuid's 128 bits, for the set of uuids handed over.
+fn uuid_bits(text: &str) -> Option<u128> {
+    let hex: String = text.chars().filter(|c| *c != '-').collect();
+    (hex.len() == 32).then(|| u128::from_str_radix(&hex, 16).ok()).flatten()
+}
+
 impl ClickHouse {
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        url: &str,
-        user: &str,
-        password: &str,
-        database: &str,
-        table: &str,
-        team_id: u64,
-        from: &str,
-        to: &str,
-    ) -> ClickHouse {
+    pub fn new(url: &str, user: &str, password: &str, database: &str, table: &str, team_id: u64) -> ClickHouse {
         ClickHouse {
             url: url.trim_end_matches('/').to_string(),
             user: user.into(),
@@ -126,52 +123,77 @@ impl ClickHouse {
             database: database.into(),
             table: table.into(),
             team_id,
-            from: from.into(),
-            to: to.into(),
-            agent: ureq::AgentBuilder::new().timeout(std::time::Duration::from_secs(300)).build(),
-            pages: 0,
+            debug: false,
+            // No deadline for a whole answer (a window streams for as long as its pages take);
+            // a read that stalls this long is a dead connection.
+            agent: ureq::AgentBuilder::new()
+                .timeout_connect(Duration::from_secs(30))
+                .timeout_read(Duration::from_secs(600))
+                .timeout_write(Duration::from_secs(60))
+                .build(),
+            from: None,
+            to: None,
+            windows: Vec::new(),
+            next_window: 0,
+            open: None,
+            seen: HashSet::new(),
+            seen_window: None,
+            answered: false,
         }
     }
 
-    fn range(&self) -> String {
-        format!(
-            "team_id = {} AND timestamp >= toDateTime64({}, 6, 'UTC') AND timestamp < toDateTime64({}, 6, 'UTC')",
-            self.team_id,
-            quoted(&self.from),
-            quoted(&self.to)
-        )
+    fn range(&self, from: Option<DateTime<Utc>>, to: Option<DateTime<Utc>>) -> String {
+        let mut range = format!("team_id = {}", self.team_id);
+        if let Some(from) = from {
+            range.push_str(&format!(" AND timestamp >= {}", time_literal(from)));
+        }
+        if let Some(to) = to {
+            range.push_str(&format!(" AND timestamp < {}", time_literal(to)));
+        }
+        range
     }
 
-    /// The page query: keyset pagination, no count per page.
-    pub fn page_query(&self, after: Option<&Cursor>, limit: usize) -> String {
-        let after = after_clause(after);
+    /// The query of a window: every row of it after `after`, in order, unlimited.
+    pub fn window_query(&self, window: &Window, after: Option<&Cursor>) -> String {
         format!(
             // Aliases other than the columns' names: ClickHouse lets an alias stand for the
             // column in WHERE and ORDER BY, which would compare and order uuids as text.
             "SELECT toString(uuid) AS id, event, distinct_id, properties, toString(timestamp) AS ts, elements_chain \
-             FROM {}.{} WHERE {}{after} ORDER BY timestamp, uuid LIMIT {limit} FORMAT RowBinary",
+             FROM {}.{} WHERE {}{} ORDER BY timestamp, uuid FORMAT RowBinary",
             self.database,
             self.table,
-            self.range()
+            self.range(Some(window.from), Some(window.to)),
+            after_clause(after)
         )
     }
 
-    /// How many events the range holds (once, for the progress bar).
-    pub fn count(&mut self) -> Result<u64, SourceError> {
-        let text = self.query(&format!(
-            "SELECT count() FROM {}.{} WHERE {} FORMAT TSV",
+    /// The rows of each day of the range, with its first and last timestamps.
+    pub fn days_query(&self, from: Option<DateTime<Utc>>, to: Option<DateTime<Utc>>) -> String {
+        format!(
+            "SELECT toString(toDate(timestamp)) AS day, count() AS rows, toString(min(timestamp)) AS first, \
+             toString(max(timestamp)) AS last FROM {}.{} WHERE {} GROUP BY day ORDER BY day FORMAT JSONEachRow",
             self.database,
             self.table,
-            self.range()
+            self.range(from, to)
+        )
+    }
+
+    /// The teams that have events, the largest first (to name them when a team has none).
+    pub fn teams(&mut self) -> Result<Vec<(i64, u64)>, SourceError> {
+        let text = self.query(&format!(
+            "SELECT team_id, count() FROM {}.{} GROUP BY team_id ORDER BY count() DESC LIMIT 10 FORMAT TSV",
+            self.database, self.table
         ))?;
-        text.trim().parse().map_err(|_| SourceError::Fatal(format!("ClickHouse answered the count with {text:?}")))
+        Ok(text
+            .lines()
+            .filter_map(|line| {
+                let (team, rows) = line.split_once('\t')?;
+                Some((team.parse().ok()?, rows.parse().ok()?))
+            })
+            .collect())
     }
 
-    fn query(&mut self, sql: &str) -> Result<String, SourceError> {
-        self.query_bytes(sql).map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
-    }
-
-    fn query_bytes(&mut self, sql: &str) -> Result<Vec<u8>, SourceError> {
+    fn post(&mut self, sql: &str) -> Result<ureq::Response, SourceError> {
         let answer = self
             .agent
             .post(&format!("{}/", self.url))
@@ -180,20 +202,15 @@ impl ClickHouse {
             .send_string(sql);
         match answer {
             Ok(response) => {
-                let mut bytes = Vec::new();
-                std::io::Read::read_to_end(&mut response.into_reader(), &mut bytes).map_err(|e| {
-                    SourceError::Transient {
-                        message: format!("reading ClickHouse's answer: {e}"),
-                        retry_after_seconds: None,
-                    }
-                })?;
-                Ok(bytes)
+                self.answered = true;
+                Ok(response)
             }
             Err(ureq::Error::Status(status, response)) => {
+                self.answered = true;
                 let text = response.into_string().unwrap_or_default();
                 Err(self.refused(status, &text))
             }
-            Err(ureq::Error::Transport(transport)) if self.pages == 0 => Err(SourceError::Fatal(format!(
+            Err(ureq::Error::Transport(transport)) if !self.answered => Err(SourceError::Fatal(format!(
                 "ClickHouse at {} cannot be reached ({transport}); check --clickhouse-url",
                 self.url
             ))),
@@ -202,6 +219,15 @@ impl ClickHouse {
                 retry_after_seconds: None,
             }),
         }
+    }
+
+    fn query(&mut self, sql: &str) -> Result<String, SourceError> {
+        let mut text = String::new();
+        self.post(sql)?.into_reader().read_to_string(&mut text).map_err(|e| SourceError::Transient {
+            message: format!("reading ClickHouse's answer: {e}"),
+            retry_after_seconds: None,
+        })?;
+        Ok(text)
     }
 
     fn refused(&self, status: u16, text: &str) -> SourceError {
@@ -227,6 +253,130 @@ impl ClickHouse {
                 retry_after_seconds: None,
             }
         }
+    }
+
+    /// The first window whose end is after the cursor.
+    fn window_of(&self, after: Option<&Cursor>) -> usize {
+        let at = after.and_then(|c| migrator3000::timestamp::parse_iso(&c.timestamp));
+        at.map_or(0, |at| self.windows.iter().position(|w| w.to > at).unwrap_or(self.windows.len()))
+    }
+
+    fn open(&mut self, window: usize, after: Option<&Cursor>) -> Result<(), SourceError> {
+        let sql = self.window_query(&self.windows[window], after);
+        let response = self.post(&sql)?;
+        let read_rows = response
+            .header("x-clickhouse-summary")
+            .and_then(|h| serde_json::from_str::<Value>(h).ok())
+            .and_then(|summary| json_count(&summary["read_rows"]));
+        if self.seen_window != Some(window) {
+            self.seen.clear();
+            self.seen_window = Some(window);
+        }
+        self.open = Some(Stream {
+            window,
+            reader: BufReader::with_capacity(1 << 20, Box::new(response.into_reader())),
+            last: after.cloned(),
+            handed: 0,
+            read_rows,
+        });
+        Ok(())
+    }
+
+    /// The next row of the open window's answer into `row`; `None` at its end.
+    fn row(&mut self, row: &mut [Vec<u8>; COLUMNS]) -> Result<Option<()>, SourceError> {
+        let Some(stream) = self.open.as_mut() else { return Ok(None) };
+        match read_row(&mut stream.reader, row) {
+            Ok(Some(())) if plausible(row) => Ok(Some(())),
+            Ok(None) => Ok(None),
+            Ok(Some(())) => {
+                self.open = None;
+                let text = String::from_utf8_lossy(&row.concat()).into_owned();
+                Err(SourceError::Transient {
+                    message: format!(
+                        "ClickHouse's answer is not the rows asked for: {:?}",
+                        text.chars().take(200).collect::<String>()
+                    ),
+                    retry_after_seconds: None,
+                })
+            }
+            Err(Broken::Exception(text)) => {
+                self.open = None;
+                Err(self.refused(500, &text))
+            }
+            Err(Broken::Io(e)) => {
+                let window = stream.window;
+                self.open = None;
+                Err(SourceError::Transient {
+                    message: format!(
+                        "ClickHouse's answer for {} broke off ({e}); reading on from the last event",
+                        self.windows[window].from.format("%Y-%m-%d %H:%M")
+                    ),
+                    retry_after_seconds: None,
+                })
+            }
+        }
+    }
+}
+
+/// How reading an answer's rows failed.
+#[derive(Debug)]
+enum Broken {
+    /// ClickHouse met an error while answering and wrote it into the answer.
+    Exception(String),
+    Io(std::io::Error),
+}
+
+/// Reads one row of ClickHouse's RowBinary format, where each String column is its length
+/// (LEB128) and its bytes: nothing is escaped, so nothing is unescaped. (In JSONEachRow
+/// the properties column is a JSON string holding JSON, a backslash before each of its
+/// quotes: undoing them cost a fifth of the command's CPU.) `None` at the end of the answer.
+fn read_row(reader: &mut impl BufRead, row: &mut [Vec<u8>; COLUMNS]) -> Result<Option<()>, Broken> {
+    let start = reader.fill_buf().map_err(Broken::Io)?;
+    if start.is_empty() {
+        return Ok(None);
+    }
+    if start.starts_with(b"Code: ") {
+        let mut text = String::new();
+        let _ = reader.read_to_string(&mut text);
+        return Err(Broken::Exception(text));
+    }
+    for column in row.iter_mut() {
+        let (mut length, mut shift) = (0u64, 0);
+        loop {
+            let mut byte = [0u8];
+            reader.read_exact(&mut byte).map_err(Broken::Io)?;
+            length |= u64::from(byte[0] & 0x7f) << shift;
+            if byte[0] & 0x80 == 0 {
+                break;
+            }
+            shift += 7;
+            if shift > 63 {
+                return Err(Broken::Io(std::io::Error::new(std::io::ErrorKind::InvalidData, "a length over 64 bits")));
+            }
+        }
+        column.clear();
+        // Read through `take`, so that a wrong length cannot make us allocate it all at once.
+        let read = reader.take(length).read_to_end(column).map_err(Broken::Io)?;
+        if read as u64 != length {
+            return Err(Broken::Io(std::io::ErrorKind::UnexpectedEof.into()));
+        }
+    }
+    Ok(Some(()))
+}
+
+/// Whether a row read looks like the query's: a uuid's text and a timestamp's, so that an
+/// answer that is not RowBinary (or is cut mid-row) is never taken for events.
+fn plausible(row: &[Vec<u8>; COLUMNS]) -> bool {
+    uuid_bits(&String::from_utf8_lossy(&row[0])).is_some()
+        && std::str::from_utf8(&row[4]).is_ok_and(|ts| migrator3000::timestamp::parse_iso(ts).is_some())
+}
+
+/// A column's text; ClickHouse stores bytes, so text that is not UTF-8 is mended as the
+/// JSON formats' readers would (U+FFFD).
+fn text(column: &[u8]) -> Cow<'_, str> {
+    match std::str::from_utf8(column) {
+        Ok(text) => Cow::Borrowed(text),
+        Err(_) => String::from_utf8_lossy(column),
     }
 }
 
@@ -279,21 +429,88 @@ fn json_string(out: &mut Vec<u8>, text: &str) {
 }
 
 impl Source for ClickHouse {
-    fn next_page(&mut self, after: Option<&Cursor>, limit: usize) -> Result<Page, SourceError> {
-        let body = self.query_bytes(&self.page_query(after, limit))?;
-        self.pages += 1;
-        let mut page = Page::default();
-        let mut last = None;
-        for row in RowBinary::new(&body) {
-            let [id, event, distinct_id, properties, ts, elements_chain] =
-                row.map_err(|at| SourceError::Transient {
-                    message: format!("ClickHouse's answer was cut short or is not RowBinary (at byte {at})"),
-                    retry_after_seconds: None,
-                })?;
-            page.events.push(event_of(&id, &event, &distinct_id, &properties, &ts, &elements_chain));
-            last = Some((ts, id));
+    fn select(
+        &mut self,
+        from: Option<DateTime<Utc>>,
+        to: Option<DateTime<Utc>>,
+    ) -> Result<Option<Bounds>, SourceError> {
+        let text = self.query(&self.days_query(from, to))?;
+        let mut days = Vec::new();
+        let mut bounds = Bounds { first: None, last: None, count: 0 };
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            let day: Day = serde_json::from_str(line)
+                .map_err(|e| SourceError::Fatal(format!("ClickHouse answered the days with {line:?} ({e})")))?;
+            let (Some(date), Some(rows)) = (migrator3000::timestamp::parse_date(&day.day), json_count(&day.rows))
+            else {
+                return Err(SourceError::Fatal(format!("ClickHouse answered the days with {line:?}")));
+            };
+            let (first, last) =
+                (migrator3000::timestamp::parse_iso(&day.first), migrator3000::timestamp::parse_iso(&day.last));
+            bounds.first = bounds.first.or(first);
+            bounds.last = last.or(bounds.last);
+            bounds.count += rows;
+            days.push((date, rows));
         }
-        page.next = last.map(|(ts, id)| Cursor { timestamp: ts.into_owned(), key: id.into_owned() });
+        self.windows = windows(&days, from, to, WINDOW_ROWS);
+        (self.from, self.to) = (from, to);
+        self.next_window = 0;
+        self.open = None;
+        Ok(Some(bounds))
+    }
+
+    fn next_page(&mut self, after: Option<&Cursor>, limit: usize) -> Result<Page, SourceError> {
+        let mut page = Page::default();
+        if self.open.as_ref().is_some_and(|s| s.last.as_ref() != after) {
+            // Not where the answer being read stands (a page read again): start afresh.
+            self.open = None;
+        }
+        if self.open.is_none() {
+            self.next_window = self.window_of(after);
+        }
+        let mut last = after.cloned();
+        let mut row: [Vec<u8>; COLUMNS] = Default::default();
+        while page.events.len() < limit {
+            if self.open.is_none() {
+                if self.next_window >= self.windows.len() {
+                    break;
+                }
+                self.open(self.next_window, last.as_ref())?;
+            }
+            let line = match self.row(&mut row) {
+                Ok(line) => line,
+                // What was read so far goes; the next page reads on from its last event.
+                Err(_) if !page.events.is_empty() => break,
+                Err(error) => return Err(error),
+            };
+            let Some(()) = line else {
+                let stream = self.open.take().expect("a window is open");
+                if self.debug {
+                    let window = &self.windows[stream.window];
+                    page.notes.push(format!(
+                        "window {} to {}: {} events handed over, {} rows read by ClickHouse (its X-ClickHouse-Summary)",
+                        migrator3000::timestamp::format(window.from),
+                        migrator3000::timestamp::format(window.to),
+                        stream.handed,
+                        stream.read_rows.map_or("unknown".to_string(), |n| n.to_string())
+                    ));
+                }
+                self.next_window = stream.window + 1;
+                continue;
+            };
+            let [id, event, distinct_id, properties, ts, elements_chain] = row.each_ref().map(|c| text(c));
+            let cursor = Cursor { timestamp: ts.to_string(), key: id.to_string() };
+            let stream = self.open.as_mut().expect("a window is open");
+            stream.last = Some(cursor.clone());
+            last = Some(cursor);
+            if uuid_bits(&id).is_some_and(|bits| !self.seen.insert(bits)) {
+                page.duplicates += 1;
+                page.next = last.clone();
+                continue;
+            }
+            stream.handed += 1;
+            page.events.push(event_of(&id, &event, &distinct_id, &properties, &ts, &elements_chain));
+            page.next = last.clone();
+        }
         Ok(page)
     }
 
@@ -306,31 +523,31 @@ impl Source for ClickHouse {
 mod tests {
     use super::*;
     use migrator3000::transform;
-    use serde_json::Value;
+
+    fn at(text: &str) -> DateTime<Utc> {
+        migrator3000::timestamp::parse_iso(text).unwrap()
+    }
 
     #[test]
-    fn the_page_query_pages_by_timestamp_then_uuid_in_clickhouse() {
-        let ch = ClickHouse::new(
-            "http://ch:8123/",
-            "u",
-            "p",
-            "default",
-            "events",
-            2,
-            "2021-06-01 00:00:00",
-            "2021-07-01 00:00:00",
+    fn a_window_query_reads_its_window_after_the_cursor_in_clickhouses_order() {
+        let ch = ClickHouse::new("http://ch:8123/", "u", "p", "default", "events", 2);
+        let window = Window { from: at("2021-06-01T00:00:00Z"), to: at("2021-06-02T00:00:00Z"), rows: 7 };
+        let first = ch.window_query(&window, None);
+        assert!(
+            first.contains(
+                "FROM default.events WHERE team_id = 2 AND timestamp >= toDateTime64('2021-06-01 00:00:00.000000', \
+                 6, 'UTC') AND timestamp < toDateTime64('2021-06-02 00:00:00.000000', 6, 'UTC')"
+            ),
+            "{first}"
         );
-        let first = ch.page_query(None, 7);
-        assert!(first.contains(
-            "FROM default.events WHERE team_id = 2 AND timestamp >= toDateTime64('2021-06-01 00:00:00', 6, 'UTC')"
-        ));
-        assert!(first.ends_with("ORDER BY timestamp, uuid LIMIT 7 FORMAT RowBinary"), "{first}");
-        assert!(!first.contains("count"));
+        assert!(first.ends_with("ORDER BY timestamp, uuid FORMAT RowBinary"), "{first}");
+        assert!(!first.contains("LIMIT") && !first.contains("count"));
         let cursor = Cursor { timestamp: "2021-06-01 10:00:00.123456".into(), key: "0000-x'".into() };
-        let next = ch.page_query(Some(&cursor), 7);
+        let next = ch.window_query(&window, Some(&cursor));
         assert!(
             next.contains(
-                "AND (timestamp, uuid) > (toDateTime64('2021-06-01 10:00:00.123456', 6, 'UTC'), toUUID('0000-x\\''))"
+                "AND timestamp >= toDateTime64('2021-06-01 10:00:00.123456', 6, 'UTC') AND (timestamp, uuid) > \
+                 (toDateTime64('2021-06-01 10:00:00.123456', 6, 'UTC'), toUUID('0000-x\\''))"
             ),
             "{next}"
         );
@@ -385,29 +602,55 @@ mod tests {
             }
         }
         let two_rows = body.len();
-        column(&mut body, b"bad \xff byte");
-        let rows: Vec<_> = RowBinary::new(&body[..two_rows]).collect();
+        let read_all = |bytes: &[u8]| {
+            let mut reader = std::io::BufReader::new(bytes);
+            let mut rows = Vec::new();
+            let mut row: [Vec<u8>; COLUMNS] = Default::default();
+            loop {
+                match read_row(&mut reader, &mut row) {
+                    Ok(Some(())) => rows.push(row.each_ref().map(|c| text(c).into_owned())),
+                    Ok(None) => return Ok(rows),
+                    Err(broken) => return Err((rows.len(), broken)),
+                }
+            }
+        };
+        let rows = read_all(&body).unwrap();
         assert_eq!(rows.len(), 2);
-        assert_eq!(rows[0].as_ref().unwrap()[3], long);
-        assert_eq!(rows[1].as_ref().unwrap().each_ref().map(|c| c.as_ref()), ["u2", "ü", "", "{}", "t", "a:b"]);
-        // A third row of one column, then nothing: cut short, said where.
-        let rows: Vec<_> = RowBinary::new(&body).collect();
-        assert_eq!(rows.len(), 3);
-        assert_eq!(rows[2], Err(body.len()));
+        assert_eq!(rows[0][3], long);
+        assert_eq!(rows[1], ["u2", "ü", "", "{}", "t", "a:b"]);
+        // Cut mid-row, or mid-column: said, after the whole rows.
+        column(&mut body, b"bad \xff byte");
+        assert!(matches!(read_all(&body), Err((2, Broken::Io(_)))));
         let mut cut = body[..two_rows].to_vec();
         column(&mut cut, b"1234567890");
         cut.truncate(cut.len() - 3);
-        assert_eq!(RowBinary::new(&cut).nth(2), Some(Err(two_rows + 1)));
-        assert_eq!(column_text(&mut &b"\x03a\xffc"[..]).unwrap(), "a\u{fffd}c");
+        assert!(matches!(read_all(&cut), Err((2, Broken::Io(_)))));
+        // An error ClickHouse wrote into the answer, after some rows.
+        let mut failed = body[..two_rows].to_vec();
+        failed.extend_from_slice(b"Code: 241. DB::Exception: Memory limit exceeded");
+        assert!(matches!(read_all(&failed), Err((2, Broken::Exception(t))) if t.contains("Memory limit")));
+        assert_eq!(text(b"a\xffc"), "a\u{fffd}c");
+        // Rows that are not the query's are never taken for events.
+        let good = ["0180bd2b-0a4a-7b66-a79d-4bbe5ec8d4c8", "e", "d", "{}", "2021-06-01 00:00:00.000001", ""];
+        assert!(plausible(&good.map(|c| c.as_bytes().to_vec())));
+        let mut bad = good;
+        bad[0] = "ode: 241. DB::Exception";
+        assert!(!plausible(&bad.map(|c| c.as_bytes().to_vec())));
     }
 
     #[test]
     fn refusals_say_which_flag_to_fix() {
-        let ch = ClickHouse::new("http://ch:8123", "u", "p", "default", "events", 2, "a", "b");
+        let ch = ClickHouse::new("http://ch:8123", "u", "p", "default", "events", 2);
         let auth = ch.refused(516, "Code: 516. DB::Exception: default: Authentication failed");
         assert!(matches!(&auth, SourceError::Fatal(m) if m.contains("--clickhouse-password")), "{auth}");
         let table = ch.refused(404, "Code: 60. DB::Exception: Table default.events does not exist.");
         assert!(matches!(&table, SourceError::Fatal(m) if m.contains("--clickhouse-table")), "{table}");
         assert!(matches!(ch.refused(503, ""), SourceError::Transient { .. }));
+    }
+
+    #[test]
+    fn uuids_are_read_as_their_bits() {
+        assert_eq!(uuid_bits("00000000-0000-0000-0000-00000000000a"), Some(10));
+        assert_eq!(uuid_bits("not a uuid"), None);
     }
 }

@@ -1,6 +1,86 @@
+-- PostHog's events tables as posthog/models/event/sql.py creates them on a cluster: the
+-- data in `sharded_events` (a ReplacingMergeTree on each shard, by month, in PostHog's
+-- order), read through `events`, a Distributed table over every shard. The columns are
+-- PostHog's (property groups and the Kafka-only tables left out); the cluster `posthog`
+-- is defined by server.py.
+CREATE TABLE IF NOT EXISTS default.sharded_events (
+    uuid UUID,
+    event VARCHAR,
+    properties VARCHAR CODEC(ZSTD(3)),
+    timestamp DateTime64(6, 'UTC'),
+    team_id Int64,
+    distinct_id VARCHAR,
+    elements_chain VARCHAR,
+    created_at DateTime64(6, 'UTC'),
+    person_id UUID,
+    person_created_at DateTime64,
+    person_properties VARCHAR CODEC(ZSTD(3)),
+    group0_properties VARCHAR CODEC(ZSTD(3)),
+    group1_properties VARCHAR CODEC(ZSTD(3)),
+    group2_properties VARCHAR CODEC(ZSTD(3)),
+    group3_properties VARCHAR CODEC(ZSTD(3)),
+    group4_properties VARCHAR CODEC(ZSTD(3)),
+    group0_created_at DateTime64,
+    group1_created_at DateTime64,
+    group2_created_at DateTime64,
+    group3_created_at DateTime64,
+    group4_created_at DateTime64,
+    person_mode Enum8('full' = 0, 'propertyless' = 1, 'force_upgrade' = 2),
+    `$group_0` VARCHAR MATERIALIZED replaceRegexpAll(JSONExtractRaw(properties, '$group_0'), '^"|"$', ''),
+    `$group_1` VARCHAR MATERIALIZED replaceRegexpAll(JSONExtractRaw(properties, '$group_1'), '^"|"$', ''),
+    `$group_2` VARCHAR MATERIALIZED replaceRegexpAll(JSONExtractRaw(properties, '$group_2'), '^"|"$', ''),
+    `$group_3` VARCHAR MATERIALIZED replaceRegexpAll(JSONExtractRaw(properties, '$group_3'), '^"|"$', ''),
+    `$group_4` VARCHAR MATERIALIZED replaceRegexpAll(JSONExtractRaw(properties, '$group_4'), '^"|"$', ''),
+    `$window_id` VARCHAR MATERIALIZED replaceRegexpAll(JSONExtractRaw(properties, '$window_id'), '^"|"$', ''),
+    `$session_id` VARCHAR MATERIALIZED replaceRegexpAll(JSONExtractRaw(properties, '$session_id'), '^"|"$', ''),
+    elements_chain_href String MATERIALIZED extract(elements_chain, '(?::|\")href="(.*?)"'),
+    elements_chain_texts Array(String) MATERIALIZED arrayDistinct(extractAll(elements_chain, '(?::|\")text="(.*?)"')),
+    elements_chain_ids Array(String) MATERIALIZED arrayDistinct(extractAll(elements_chain, '(?::|\")attr_id="(.*?)"')),
+    _timestamp DateTime,
+    _offset UInt64,
+    inserted_at Nullable(DateTime64(6, 'UTC')) DEFAULT NOW64(),
+    INDEX `minmax_$group_0` `$group_0` TYPE minmax GRANULARITY 1,
+    INDEX `minmax_$session_id` `$session_id` TYPE minmax GRANULARITY 1,
+    INDEX kafka_timestamp_minmax_sharded_events _timestamp TYPE minmax GRANULARITY 3
+) ENGINE = ReplacingMergeTree(_timestamp)
+PARTITION BY toYYYYMM(timestamp)
+ORDER BY (team_id, toDate(timestamp), event, cityHash64(distinct_id), cityHash64(uuid))
+SAMPLE BY cityHash64(distinct_id);
+
 CREATE TABLE IF NOT EXISTS default.events (
-    uuid UUID, event String, properties String, timestamp DateTime64(6, 'UTC'), team_id Int64,
-    distinct_id String, elements_chain String, created_at DateTime64(6, 'UTC'), person_id UUID,
-    person_properties String, `$group_0` String, `$group_1` String, `$group_2` String, `$group_3` String,
-    `$group_4` String, _timestamp DateTime, _offset UInt64
-) ENGINE = MergeTree ORDER BY (team_id, toDate(timestamp), event, cityHash64(distinct_id), cityHash64(uuid))
+    uuid UUID,
+    event VARCHAR,
+    properties VARCHAR,
+    timestamp DateTime64(6, 'UTC'),
+    team_id Int64,
+    distinct_id VARCHAR,
+    elements_chain VARCHAR,
+    created_at DateTime64(6, 'UTC'),
+    person_id UUID,
+    person_created_at DateTime64,
+    person_properties VARCHAR,
+    group0_properties VARCHAR,
+    group1_properties VARCHAR,
+    group2_properties VARCHAR,
+    group3_properties VARCHAR,
+    group4_properties VARCHAR,
+    group0_created_at DateTime64,
+    group1_created_at DateTime64,
+    group2_created_at DateTime64,
+    group3_created_at DateTime64,
+    group4_created_at DateTime64,
+    person_mode Enum8('full' = 0, 'propertyless' = 1, 'force_upgrade' = 2),
+    `$group_0` VARCHAR,
+    `$group_1` VARCHAR,
+    `$group_2` VARCHAR,
+    `$group_3` VARCHAR,
+    `$group_4` VARCHAR,
+    `$window_id` VARCHAR,
+    `$session_id` VARCHAR,
+    elements_chain_href String,
+    elements_chain_texts Array(String),
+    elements_chain_ids Array(String),
+    _timestamp DateTime,
+    _offset UInt64,
+    inserted_at Nullable(DateTime64(6, 'UTC'))
+) ENGINE = Distributed('posthog', 'default', 'sharded_events', sipHash64(distinct_id));

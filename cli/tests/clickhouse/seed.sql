@@ -1,14 +1,60 @@
-INSERT INTO default.events (uuid, event, properties, timestamp, team_id, distinct_id, elements_chain, created_at, _timestamp, _offset)
+-- Events as posthog-js sends them and PostHog stores them: 1-2 KB of properties (device,
+-- browser, page, session, attribution, GeoIP, feature flags, $set/$set_once on identify),
+-- elements chains on autocapture, one event in fifty an exception with a stack of 5 KB.
+-- Row numbers {first} to {first}+{count}; timestamps over {distinct_times} values from
+-- {from}, {step_us} microseconds apart (so many rows share a timestamp); random uuids
+-- (ClickHouse orders uuids by their second half first, so their order is not their
+-- text's). The tests and the bench seed with it.
+INSERT INTO default.sharded_events (uuid, event, properties, timestamp, team_id, distinct_id, elements_chain, created_at, person_id, person_mode, _timestamp, _offset)
 SELECT
-    generateUUIDv4(number),
-    arrayElement(['$pageview', '$autocapture', '$identify', '$groupidentify', 'purchase — 購入'], number % 5 + 1),
-    multiIf(
-        number % 5 = 2, concat('{"$set": {"email": "user', toString(number % 97), '@example.com"}, "n": ', toString(number), '}'),
-        number % 5 = 3, concat('{"$group_type": "company", "$group_key": "c', toString(number % 13), '", "$group_set": {"seats": ', toString(number % 50), '}}'),
-        concat('{"$current_url": "https://example.com/ünï/', toString(number), '", "$browser": "Firefox", "$os": "Linux", "$lib": "web", "$session_id": "', toString(number % 1000), '", "n": ', toString(number), '}')),
-    toDateTime64('{from}', 6, 'UTC') + toIntervalMicrosecond(((number - {first}) % {distinct_times}) * 60000001),
+    generateUUIDv4(number) AS id,
+    multiIf(n % 100 < 35, '$pageview', n % 100 < 60, '$autocapture', n % 100 < 70, '$pageleave',
+            n % 100 < 73, '$identify', n % 100 < 74, '$groupidentify', n % 100 < 76, '$exception',
+            n % 100 < 82, '$feature_flag_called', n % 100 < 90, 'purchase — 購入', 'signed up') AS name,
+    concat('{',
+        '"$os": "', arrayElement(['Mac OS X', 'Windows', 'iOS', 'Android', 'Linux'], n % 5 + 1), '", ',
+        '"$os_version": "', toString(10 + n % 5), '.', toString(n % 7), '.0", ',
+        '"$browser": "', arrayElement(['Chrome', 'Safari', 'Firefox', 'Microsoft Edge', 'Mobile Safari'], n % 5 + 1), '", ',
+        '"$browser_version": ', toString(100 + n % 30), ', ',
+        '"$device_type": "', arrayElement(['Desktop', 'Desktop', 'Mobile', 'Mobile', 'Tablet'], n % 5 + 1), '", ',
+        '"$current_url": "https://app.example.com/ünï/projects/', toString(n % 500), '/dashboard?tab=', toString(n % 7), '&utm_source=newsletter", ',
+        '"$host": "app.example.com", "$pathname": "/ünï/projects/', toString(n % 500), '/dashboard", ',
+        '"$browser_language": "en-US", ',
+        '"$screen_height": ', toString(800 + n % 400), ', "$screen_width": ', toString(1200 + n % 800), ', ',
+        '"$viewport_height": ', toString(700 + n % 300), ', "$viewport_width": ', toString(1100 + n % 700), ', ',
+        '"$lib": "web", "$lib_version": "1.', toString(150 + n % 50), '.2", ',
+        '"$insert_id": "', lower(hex(cityHash64(number))), '", "$time": ', toString(1622505600 + n), '.123, ',
+        '"distinct_id": "user-', toString(n % 997), '", ',
+        '"$device_id": "0189', lower(hex(cityHash64(n % 1500))), '", ',
+        '"$session_id": "0189a', lower(hex(cityHash64(intDiv(n, 20)))), '", ',
+        '"$window_id": "0189b', lower(hex(cityHash64(intDiv(n, 40)))), '", ',
+        '"$pageview_id": "0189c', lower(hex(cityHash64(intDiv(n, 5)))), '", ',
+        '"$referrer": "https://www.google.com/", "$referring_domain": "www.google.com", ',
+        '"$initial_referrer": "$direct", "$initial_referring_domain": "$direct", ',
+        '"utm_source": "newsletter", "utm_medium": "email", "utm_campaign": "spring-', toString(n % 12), '", ',
+        '"$is_identified": ', if(n % 3 = 0, 'true', 'false'), ', "$process_person_profile": true, ',
+        '"$active_feature_flags": ["new-onboarding", "billing-v2", "dark-mode"], ',
+        '"$feature/new-onboarding": true, "$feature/billing-v2": "variant-', toString(n % 3), '", "$feature/dark-mode": false, ',
+        '"$geoip_city_name": "Lisboa", "$geoip_country_name": "Portugal", "$geoip_country_code": "PT", ',
+        '"$geoip_continent_name": "Europe", "$geoip_continent_code": "EU", "$geoip_postal_code": "1000-001", ',
+        '"$geoip_latitude": 38.7', toString(n % 10), ', "$geoip_longitude": -9.1', toString(n % 10), ', ',
+        '"$geoip_time_zone": "Europe/Lisbon", "$geoip_subdivision_1_name": "Lisbon", ',
+        '"$group_0": "company-', toString(n % 37), '", ',
+        '"$groups": {"company": "company-', toString(n % 37), '"}, ',
+        '"token": "phc_sourceprojecttoken0000000000000000000000", ',
+        '"plan": "', arrayElement(['free', 'pro', 'enterprise'], n % 3 + 1), '", ',
+        '"n": ', toString(number),
+        multiIf(
+            name = '$identify', concat(', "$set": {"email": "user', toString(n % 997), '@example.com", "name": "Üser ', toString(n % 997), '", "plan": "pro"}, "$set_once": {"$initial_os": "Mac OS X", "$initial_browser": "Chrome", "$initial_current_url": "https://example.com/"}, "$anon_distinct_id": "0189', lower(hex(cityHash64(n % 1500))), '"'),
+            name = '$groupidentify', concat(', "$group_type": "company", "$group_key": "company-', toString(n % 37), '", "$group_set": {"name": "Company ', toString(n % 37), '", "seats": ', toString(n % 50), '}'),
+            name = '$exception', concat(', "$exception_type": "TypeError", "$exception_message": "Cannot read properties of undefined", "$exception_stack_trace_raw": "', repeat('at render (https://app.example.com/static/chunk-abc123.js:1:23456)\\n', 80), '"'),
+            name = '$feature_flag_called', ', "$feature_flag": "billing-v2", "$feature_flag_response": "variant-1"',
+            name = 'purchase — 購入', concat(', "amount": ', toString(n % 200), '.99, "currency": "EUR", "items": [{"sku": "sku-', toString(n % 40), '", "qty": 1}]'),
+            ''),
+    '}') AS properties,
+    toDateTime64('{from}', 6, 'UTC') + toIntervalMicrosecond(((number - {first}) % {distinct_times}) * {step_us}) AS ts,
     {team},
-    concat('user-', toString(number % 97)),
-    if(number % 5 = 1, 'button.btn:text="Sign up"nth-child="1"', ''),
-    now64(6), now(), number
-FROM numbers({first}, {count})
+    concat('user-', toString(n % 997)),
+    if(name = '$autocapture', 'button.btn.btn-primary:attr__class="btn btn-primary"attr__data-attr="signup-button"attr__type="button"nth-child="2"nth-of-type="1"text="Sign up";div.hero__actions:attr__class="hero__actions"nth-child="3"nth-of-type="2";section.hero:attr__class="hero"attr__id="top"nth-child="1"nth-of-type="1";main:nth-child="2"nth-of-type="1";body:nth-child="2"nth-of-type="1"', ''),
+    now64(6), generateUUIDv4(n % 997), 'full', now(), number
+FROM (SELECT number, cityHash64(number) % 1000000 AS n FROM numbers({first}, {count}))

@@ -4,9 +4,13 @@ query as the body (or ?query=), the user in X-ClickHouse-User / X-ClickHouse-Key
 basic auth), the default database in ?database= (or X-ClickHouse-Database), answers in
 the query's FORMAT, gzipped when the client asks with ?enable_http_compression=1 and
 Accept-Encoding (at ClickHouse's default level, 3), errors as ClickHouse words them
-("Code: N. DB::Exception: ..."). For the tests and the bench only; it prints
-"READY <url>" once it listens. --log FILE appends each query it answered (its path and
-body, one JSON line), for the bench to replay.
+("Code: N. DB::Exception: ..."), and the rows each query read from storage in the
+X-ClickHouse-Summary header, as ClickHouse reports them. A cluster `posthog` of one
+local shard stands for PostHog's, so that `events` can be the Distributed table PostHog
+reads. `GET /queries` lists the queries answered so far with the rows each read (the
+tests' measure of how much a migration reads); --log FILE appends each query answered
+(its path and body, one JSON line), for the bench to replay. For the tests and the
+bench only; it prints "READY <url>" once it listens.
 
     python server.py --data DIR [--user default] [--password ''] [--port 0] [--log FILE]
 """
@@ -15,6 +19,7 @@ import argparse
 import base64
 import gzip
 import json
+import os
 import re
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -30,11 +35,20 @@ parser.add_argument("--port", type=int, default=0)
 parser.add_argument("--log")
 args = parser.parse_args()
 
-engine = session.Session(args.data)
+# The cluster `posthog`: one shard, this engine itself (a replica on the engine's own
+# port is local, so the Distributed table reads the shard in process).
+config = os.path.join(args.data, "config.xml")
+with open(config, "w") as out:
+    out.write(
+        "<clickhouse><tcp_port>9000</tcp_port><remote_servers><posthog><shard><replica>"
+        "<host>localhost</host><port>9000</port></replica></shard></posthog></remote_servers></clickhouse>"
+    )
+engine = session.Session(f"file:{os.path.join(args.data, 'db')}?config-file={config}")
 lock = threading.Lock()
 log = open(args.log, "a", encoding="utf-8") if args.log else None
 # ClickHouse's default for http_zlib_compression_level.
 COMPRESSION_LEVEL = 3
+answered = []
 
 
 def credentials(handler):
@@ -71,6 +85,13 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
+    def do_GET(self):
+        if urlparse(self.path).path == "/queries":
+            with lock:
+                text = "".join(json.dumps(q) + "\n" for q in answered)
+            return self.answer(200, text)
+        return self.answer(404, "Code: 1001. DB::Exception: only POST / and GET /queries are served here")
+
     def do_POST(self):
         length = int(self.headers.get("Content-Length", "0"))
         body = self.rfile.read(length).decode()
@@ -94,10 +115,17 @@ class Handler(BaseHTTPRequestHandler):
             status = 404 if code and code.group(1) in ("60", "81") else 500
             return self.answer(status, message if message.startswith("Code:") else f"Code: 1001. DB::Exception: {message}")
         data = result.bytes() if hasattr(result, "bytes") else str(result).encode()
+        read_rows = result.storage_rows_read()
+        with lock:
+            answered.append({"query": sql[:2000], "read_rows": read_rows})
         if log:
             log.write(json.dumps({"path": self.path, "body": body}) + "\n")
             log.flush()
         self.send_response(200)
+        self.send_header(
+            "X-ClickHouse-Summary",
+            json.dumps({"read_rows": str(read_rows), "read_bytes": str(result.storage_bytes_read())}),
+        )
         self.send_header("Content-Type", "text/plain; charset=UTF-8")
         if gzipped(self, params):
             data = gzip.compress(data, COMPRESSION_LEVEL)

@@ -111,6 +111,8 @@ pub type Fault = Box<dyn FnMut(&[Value]) -> Option<Reply> + Send>;
 pub struct Capture {
     pub server: Server,
     pub accepted: Arc<Mutex<Vec<Value>>>,
+    /// The uuids of accepted events sent without `historical_migration` (as live events).
+    pub live: Arc<Mutex<Vec<String>>>,
     pub requests: Arc<Mutex<usize>>,
     /// Answers for the requests to come, before capture's own (`None`: capture's).
     pub fault: Arc<Mutex<Fault>>,
@@ -128,9 +130,10 @@ pub fn body_json(request: &Request) -> Option<Value> {
 impl Capture {
     pub fn start() -> Capture {
         let accepted = Arc::new(Mutex::new(Vec::new()));
+        let live = Arc::new(Mutex::new(Vec::new()));
         let requests = Arc::new(Mutex::new(0));
         let fault: Arc<Mutex<Fault>> = Arc::new(Mutex::new(Box::new(|_| None)));
-        let (a, r, f) = (accepted.clone(), requests.clone(), fault.clone());
+        let (a, l, r, f) = (accepted.clone(), live.clone(), requests.clone(), fault.clone());
         let server = Server::start(Arc::new(move |request: &Request| {
             *r.lock().unwrap() += 1;
             let Some(json) = body_json(request) else { return Reply::new(400, "{\"error\":\"malformed\"}") };
@@ -150,13 +153,16 @@ impl Capture {
                     return Reply::new(400, "{\"error\":\"bad event\"}");
                 }
             }
-            if batch.is_empty() || json["historical_migration"] != Value::Bool(true) {
-                return Reply::new(400, "{\"error\":\"not a migration batch\"}");
+            if batch.is_empty() {
+                return Reply::new(400, "{\"error\":\"empty batch\"}");
+            }
+            if json["historical_migration"] != Value::Bool(true) {
+                l.lock().unwrap().extend(batch.iter().map(|e| e["uuid"].as_str().unwrap_or("").to_string()));
             }
             a.lock().unwrap().extend(batch);
             Reply::new(200, "{\"status\":1}")
         }));
-        Capture { server, accepted, requests, fault }
+        Capture { server, accepted, live, requests, fault }
     }
 
     pub fn uuids(&self) -> Vec<String> {
@@ -230,16 +236,30 @@ impl Drop for ClickHouse {
     }
 }
 
-/// PostHog's `events` table (posthog/models/event/sql.py: the columns a migration reads
-/// and those around them), ordered as PostHog orders it.
+/// PostHog's events tables as on a cluster (posthog/models/event/sql.py): the
+/// ReplacingMergeTree `sharded_events` and the Distributed `events` over it.
 pub const EVENTS_TABLE: &str = include_str!("../clickhouse/schema.sql");
 
-/// Inserts `count` generated events for `team` (row numbers `first..first+count`), their
-/// timestamps spread over `distinct_times` values from `from` on, a minute apart (and a
-/// microsecond), random uuids (both halves differ, so ClickHouse's order of them is
-/// not their text's). The same SQL seeds the bench.
+/// Inserts `count` realistic events for `team` (row numbers `first..first+count`, about
+/// 1.8 KB of properties each), their timestamps spread over `distinct_times` values from
+/// `from` on, a minute apart (and a microsecond), random uuids (both halves differ, so
+/// ClickHouse's order of them is not their text's). The same SQL seeds the bench.
 pub fn insert_events(engine: &ClickHouse, team: u64, first: u64, count: u64, distinct_times: u64, from: &str) {
+    insert_events_every(engine, team, first, count, distinct_times, from, 60_000_001);
+}
+
+/// As `insert_events`, the timestamps `step_us` microseconds apart.
+pub fn insert_events_every(
+    engine: &ClickHouse,
+    team: u64,
+    first: u64,
+    count: u64,
+    distinct_times: u64,
+    from: &str,
+    step_us: u64,
+) {
     let sql = include_str!("../clickhouse/seed.sql")
+        .replace("{step_us}", &step_us.to_string())
         .replace("{team}", &team.to_string())
         .replace("{first}", &first.to_string())
         .replace("{count}", &count.to_string())
@@ -281,6 +301,17 @@ pub fn text(output: &Output) -> String {
 }
 
 impl ClickHouse {
+    /// The queries the engine answered so far, each with the rows it read from storage.
+    pub fn queries(&self) -> Vec<(String, u64)> {
+        let text = ureq::get(&format!("{}/queries", self.url)).call().unwrap().into_string().unwrap();
+        text.lines()
+            .map(|line| {
+                let q: Value = serde_json::from_str(line).unwrap();
+                (q["query"].as_str().unwrap().to_string(), q["read_rows"].as_u64().unwrap())
+            })
+            .collect()
+    }
+
     /// The uuids of a team's events in a range, as the engine holds them.
     pub fn uuids(&self, team: u64) -> Vec<String> {
         let text = self.query(&format!("SELECT toString(uuid) FROM default.events WHERE team_id = {team} FORMAT TSV"));
