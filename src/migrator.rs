@@ -3,8 +3,7 @@
 //! The two paths never overlap: the moment the app was installed (the cut-over) ends
 //! the historical window, and only events ingested after it reach the live path.
 
-use crate::raw::Fields;
-use crate::scan;
+use crate::scan::{self, EventFields};
 use chrono::{DateTime, Duration, Utc};
 
 use crate::batch::{Batch, Batcher};
@@ -149,7 +148,7 @@ struct Bounds {
 /// into `batcher`.
 fn run(
     settings: &Settings,
-    events: Vec<Option<Fields<'_>>>,
+    events: Vec<Option<EventFields<'_>>>,
     path: Route,
     bounds: Bounds,
     now: DateTime<Utc>,
@@ -158,7 +157,7 @@ fn run(
     let mut outcome = Outcome::default();
     let mut fingerprint = crc32fast::Hasher::new();
     for event in events {
-        let event = SourceEvent::from_fields(event);
+        let event = SourceEvent::from_scan(event);
         match transform::route(&event, settings.version.shape, &settings.events_to_ignore) {
             Route::Ignored => outcome.ignored += 1,
             route if route != path => outcome.other_path += 1,
@@ -190,9 +189,9 @@ fn run(
 
 /// The events of a JSON array, read in one pass as their fields (`None` for an item
 /// that is not an object).
-fn parse_events(events_json: &str) -> Result<Vec<Option<Fields<'_>>>, InputError> {
-    match scan::array_of_objects(events_json) {
-        Ok(Some(events)) => Ok(events.into_iter().map(|fields| fields.map(Fields)).collect()),
+fn parse_events(events_json: &str) -> Result<Vec<Option<EventFields<'_>>>, InputError> {
+    match scan::array_of_events(events_json) {
+        Ok(Some(events)) => Ok(events),
         Ok(None) => Err(InputError("the JSON is not an array".into())),
         Err(_) if !events_json.trim_start().starts_with('[') => Err(InputError("the JSON is not an array".into())),
         Err(at) => Err(InputError(format!("the JSON does not parse (at byte {})", at.at))),

@@ -6,23 +6,12 @@ use std::borrow::Cow;
 
 use serde_json::Value;
 
-use crate::scan::{self, NotJson};
+use crate::scan;
 
 /// The fields of a JSON object, in order, each value as its raw JSON text.
 pub struct Fields<'a>(pub scan::FieldList<'a>);
 
 impl<'a> Fields<'a> {
-    /// Reads `raw` (one JSON value) as an object; `None` when it is another kind of
-    /// value, or not JSON.
-    pub fn of(raw: &'a str) -> Option<Fields<'a>> {
-        scan::object(raw).ok().flatten().map(Fields)
-    }
-
-    /// Reads `text` as one JSON value: `Ok(None)` when it is JSON but not an object.
-    pub fn read(text: &'a str) -> Result<Option<Fields<'a>>, NotJson> {
-        scan::object(text).map(|fields| fields.map(Fields))
-    }
-
     /// The value of `key` (the last one, as JSON parsers keep when a key repeats).
     pub fn get(&self, key: &str) -> Option<&'a str> {
         self.0.iter().rev().find(|(k, _)| k == key).map(|(_, v)| *v)

@@ -24,15 +24,31 @@ pub type FieldList<'a> = Vec<(Cow<'a, str>, &'a str)>;
 /// object, `None` for any other value.
 pub fn object(text: &str) -> Result<Option<FieldList<'_>>, NotJson> {
     let mut reader = Reader::new(text);
-    let fields = reader.fields_or_skip()?;
+    let fields = reader.fields_or_skip(false)?;
     reader.end()?;
-    Ok(fields)
+    Ok(fields.map(|event| event.fields))
 }
 
-/// `text` as one JSON value: when it is an array, each item read as `object` reads a
+/// An event object's fields, and those of its `properties` read in the same pass.
+pub struct EventFields<'a> {
+    pub fields: FieldList<'a>,
+    /// The fields of the last field named `properties`, when that is an object.
+    pub properties: Option<FieldList<'a>>,
+}
+
+/// `text` as one JSON value: an object's fields and its properties' fields in one pass
+/// (an event's properties are nearly all of it), `None` for any other value.
+pub fn event(text: &str) -> Result<Option<EventFields<'_>>, NotJson> {
+    let mut reader = Reader::new(text);
+    let event = reader.fields_or_skip(true)?;
+    reader.end()?;
+    Ok(event)
+}
+
+/// `text` as one JSON value: when it is an array, each item read as `event` reads a
 /// value; `None` for any other value.
 #[allow(clippy::type_complexity)]
-pub fn array_of_objects(text: &str) -> Result<Option<Vec<Option<FieldList<'_>>>>, NotJson> {
+pub fn array_of_events(text: &str) -> Result<Option<Vec<Option<EventFields<'_>>>>, NotJson> {
     let mut reader = Reader::new(text);
     reader.whitespace();
     if reader.peek() != Some(b'[') {
@@ -47,7 +63,7 @@ pub fn array_of_objects(text: &str) -> Result<Option<Vec<Option<FieldList<'_>>>>
         reader.at += 1;
     } else {
         loop {
-            items.push(reader.fields_or_skip()?);
+            items.push(reader.fields_or_skip(true)?);
             reader.whitespace();
             match reader.peek() {
                 Some(b',') => reader.at += 1,
@@ -121,19 +137,20 @@ impl<'a> Reader<'a> {
         }
     }
 
-    /// The value here: its fields when it is an object, else skipped.
-    fn fields_or_skip(&mut self) -> Result<Option<FieldList<'a>>, NotJson> {
+    /// The value here: its fields when it is an object, else skipped. With
+    /// `properties`, the value of a field of that name is read as fields too.
+    fn fields_or_skip(&mut self, properties: bool) -> Result<Option<EventFields<'a>>, NotJson> {
         self.whitespace();
         if self.peek() != Some(b'{') {
             self.skip_value()?;
             return Ok(None);
         }
         self.at += 1;
-        let mut fields = Vec::with_capacity(16);
+        let mut event = EventFields { fields: Vec::with_capacity(16), properties: None };
         self.whitespace();
         if self.peek() == Some(b'}') {
             self.at += 1;
-            return Ok(Some(fields));
+            return Ok(Some(event));
         }
         loop {
             self.whitespace();
@@ -141,14 +158,18 @@ impl<'a> Reader<'a> {
             self.expect(b':')?;
             self.whitespace();
             let start = self.at;
-            self.skip_value()?;
-            fields.push((key, &self.text[start..self.at]));
+            if properties && key == "properties" {
+                event.properties = self.fields_or_skip(false)?.map(|inner| inner.fields);
+            } else {
+                self.skip_value()?;
+            }
+            event.fields.push((key, &self.text[start..self.at]));
             self.whitespace();
             match self.peek() {
                 Some(b',') => self.at += 1,
                 Some(b'}') => {
                     self.at += 1;
-                    return Ok(Some(fields));
+                    return Ok(Some(event));
                 }
                 _ => return self.fail(),
             }
@@ -449,15 +470,30 @@ mod tests {
     }
 
     #[test]
-    fn arrays_of_objects_are_read_item_by_item() {
-        let items = array_of_objects(r#"[{"a":1}, 2, {"b":"x"}, []]"#).unwrap().unwrap();
+    fn arrays_of_events_are_read_item_by_item() {
+        let items = array_of_events(r#"[{"a":1}, 2, {"b":"x", "properties": {"p": [1]}}, []]"#).unwrap().unwrap();
         assert_eq!(items.len(), 4);
-        assert_eq!(items[0].as_ref().unwrap()[0], (Cow::Borrowed("a"), "1"));
+        assert_eq!(items[0].as_ref().unwrap().fields[0], (Cow::Borrowed("a"), "1"));
+        assert!(items[0].as_ref().unwrap().properties.is_none());
+        assert_eq!(items[2].as_ref().unwrap().properties.as_ref().unwrap()[0], (Cow::Borrowed("p"), "[1]"));
         assert!(items[1].is_none() && items[3].is_none());
-        assert_eq!(array_of_objects("[]"), Ok(Some(vec![])));
-        assert_eq!(array_of_objects("{}"), Ok(None));
-        assert!(array_of_objects("[{\"a\":1},]").is_err());
-        assert!(array_of_objects("[{\"a\":1}").is_err());
+        assert!(array_of_events("[]").unwrap().unwrap().is_empty());
+        assert!(array_of_events("{}").unwrap().is_none());
+        assert!(array_of_events("[{\"a\":1},]").is_err());
+        assert!(array_of_events("[{\"a\":1}").is_err());
+    }
+
+    #[test]
+    fn an_events_properties_are_read_in_the_same_pass_the_last_one_counting() {
+        let text = r#"{"properties": {"a": 1}, "event": "e", "propert\u0069es": {"b": {"c": 2}}}"#;
+        let event = event(text).unwrap().unwrap();
+        assert_eq!(event.fields.len(), 3);
+        assert_eq!(event.fields[2].1, r#"{"b": {"c": 2}}"#);
+        assert_eq!(event.properties.unwrap(), vec![(Cow::Borrowed("b"), r#"{"c": 2}"#)]);
+        let not_object = super::event(r#"{"properties": {"a": 1}, "properties": [1]}"#).unwrap().unwrap();
+        assert!(not_object.properties.is_none());
+        assert!(super::event(r#"{"properties": {"a": }}"#).is_err());
+        assert!(super::event("[1]").unwrap().is_none());
     }
 
     fn any_json() -> impl Strategy<Value = Value> {

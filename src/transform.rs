@@ -8,6 +8,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde_json::{Map, Value};
 
 use crate::raw::{self, Fields};
+use crate::scan::{self, EventFields};
 use crate::version::ExportShape;
 use crate::{elements, event_id, timestamp};
 
@@ -153,21 +154,23 @@ impl<'a> SourceEvent<'a> {
     /// `raw` must be one JSON value (an event that is not an object is refused by the
     /// transform, with a reason).
     pub fn read(raw: &'a str) -> SourceEvent<'a> {
-        Self::from_fields(Fields::of(raw))
+        Self::from_scan(scan::event(raw).ok().flatten())
     }
 
-    /// An event whose fields were read already (`None`: not an object).
-    pub fn from_fields(fields: Option<Fields<'a>>) -> SourceEvent<'a> {
-        let name = fields
-            .as_ref()
-            .and_then(|f| f.get("event"))
-            .and_then(|e| serde_json::from_str::<String>(e).ok())
-            .filter(|name| !name.is_empty());
-        let properties = fields.as_ref().map(|f| match f.get("properties") {
-            Some(p) if p.trim() != "null" => Fields::of(p),
+    /// An event whose fields were read already (`None`: not an object), its properties'
+    /// fields with them.
+    pub fn from_scan(event: Option<EventFields<'a>>) -> SourceEvent<'a> {
+        let Some(EventFields { fields, properties: read }) = event else {
+            return SourceEvent { fields: None, properties: None, name: None };
+        };
+        let fields = Fields(fields);
+        let name =
+            fields.get("event").and_then(|e| serde_json::from_str::<String>(e).ok()).filter(|name| !name.is_empty());
+        let properties = match fields.get("properties") {
+            Some(p) if p != "null" => read.map(Fields),
             _ => Some(Fields(Vec::new())),
-        });
-        SourceEvent { fields, properties, name }
+        };
+        SourceEvent { fields: Some(fields), properties: Some(properties), name }
     }
 
     /// The properties; `None` when they are not an object.
@@ -229,7 +232,8 @@ pub fn transform_raw(event: &SourceEvent<'_>, now: DateTime<Utc>) -> Result<Prep
         if key == "$elements" {
             field(&mut json, key, &elements_json(value));
         } else {
-            field(&mut json, key, value.trim());
+            // Raw values have no whitespace around them.
+            field(&mut json, key, value);
         }
     }
     // Data capture would drop from the top level moves where it survives.
