@@ -41,6 +41,7 @@ execFileSync('cargo', ['build', '--quiet', '--release', '-p', 'migrator3000-cli'
 const peerPython = PEER ? peerVenv(PEER) : null;
 const data = mkdtempSync(join(tmpdir(), 'm3k-bench-'));
 const queryLog = join(data, 'queries.jsonl');
+mkdirSync(join(data, 'engine'));
 const engine = spawn(
   join(root, '.tools/clickhouse-venv/bin/python'),
   [join(root, 'cli/tests/clickhouse/server.py'), '--data', join(data, 'engine'), '--user', USER, '--password', PASSWORD, '--log', queryLog],
