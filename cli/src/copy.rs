@@ -101,10 +101,17 @@ impl Copy {
                 concurrency: args.concurrency,
                 retry_scale: args.retry_scale.max(0.0),
                 young_after: now - YOUNG,
+                record_days: false,
             },
             destination: target.url.clone(),
             target: target.to_string(),
         }
+    }
+
+    /// Records the (UTC day, uuid) of every event a page hands over, for `verify`.
+    pub fn recording_days(mut self) -> Copy {
+        self.base.record_days = true;
+        self
     }
 
     pub fn options(&self, run: String) -> Arc<Options> {
@@ -126,6 +133,9 @@ impl Copy {
         let earlier = state.runs_of(&migration)?;
         if earlier.is_empty() {
             say_other_projects(state, source, &self.target)?;
+            if let Some(note) = source.starting_note() {
+                eprintln!("{note}");
+            }
         }
         let parts = match range {
             Some((from, to)) => {
@@ -199,7 +209,7 @@ impl Copy {
                 break;
             }
         }
-        summary(state, &runs, started.elapsed().as_secs_f64(), ended, &self.destination)
+        summary(state, &runs, started.elapsed().as_secs_f64(), ended, &self.destination, &source.remarks())
     }
 
     fn new_run(&self, migration: &str, source: &dyn Source, range: Option<(DateTime<Utc>, DateTime<Utc>)>) -> Run {
@@ -267,7 +277,14 @@ pub fn refusal_words(refusal: &Refusal) -> String {
 }
 
 /// What the runs of this command did, and its exit code.
-fn summary(state: &State, runs: &[String], seconds: f64, ended: Ended, destination: &str) -> Outcome {
+fn summary(
+    state: &State,
+    runs: &[String],
+    seconds: f64,
+    ended: Ended,
+    destination: &str,
+    remarks: &[String],
+) -> Outcome {
     let mut total = Settled::default();
     let (mut rejected, mut parked) = (0, 0);
     let mut samples = Vec::new();
@@ -305,6 +322,9 @@ fn summary(state: &State, runs: &[String], seconds: f64, ended: Ended, destinati
              merged yet): each event was sent once.",
             total.duplicates
         );
+    }
+    for remark in remarks {
+        println!("{remark}");
     }
     match ended {
         Ended::Complete if parked > 0 => {
@@ -360,6 +380,9 @@ pub fn dry_run(source: &mut dyn Source, options: &Options) -> Outcome {
             Some(uuid) => println!("  would reject {:?} (uuid {uuid}): {reason}", event.clone().unwrap_or_default()),
         }
     }
+    for remark in source.remarks() {
+        println!("{remark}");
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -383,6 +406,7 @@ pub fn resend(state: &mut State, retry_scale: f64) -> Outcome {
             concurrency: 1,
             retry_scale,
             young_after: Utc::now() - YOUNG,
+            record_days: false,
         };
         let progress = Progress::new(&run);
         let ended = migrate::resend_waiting(state, &options, &progress)?;

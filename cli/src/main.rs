@@ -12,6 +12,7 @@ mod progress;
 mod send;
 mod source;
 mod state;
+mod verify;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -50,6 +51,9 @@ enum Command {
     Amplitude(Box<AmplitudeArgs>),
     /// Progress of every migration in the state file.
     Status,
+    /// Checks at the destination, UTC day by UTC day, that every event of the source
+    /// arrived; finds the missing ones (and with --resend sends them again).
+    Verify(Box<verify::VerifyArgs>),
     /// Shows the command end to end on generated data: an Amplitude export migrated to a
     /// destination on loopback, killed part way and resumed, then checked.
     Demo {
@@ -68,7 +72,7 @@ enum Command {
     },
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum From {
     Clickhouse,
     QueryApi,
@@ -80,6 +84,15 @@ struct PosthogArgs {
     /// ClickHouse port is reachable).
     #[arg(long, value_enum)]
     from: From,
+    #[command(flatten)]
+    source: PosthogSource,
+    #[command(flatten)]
+    to: Destination,
+}
+
+/// Where a PostHog's events are read: the flags of `posthog` and of `verify`.
+#[derive(clap::Args)]
+struct PosthogSource {
     /// ClickHouse's HTTP interface, e.g. http://localhost:8123.
     #[arg(long, required_if_eq("from", "clickhouse"))]
     clickhouse_url: Option<String>,
@@ -104,8 +117,37 @@ struct PosthogArgs {
     /// A personal API key of the source with the Query Read permission.
     #[arg(long, env = "POSTHOG_PERSONAL_API_KEY", hide_env_values = true)]
     personal_api_key: Option<String>,
-    #[command(flatten)]
-    to: Destination,
+}
+
+impl PosthogSource {
+    fn clickhouse(&self) -> ClickHouse {
+        ClickHouse::new(
+            self.clickhouse_url.as_deref().unwrap_or_default(),
+            &self.clickhouse_user,
+            &self.clickhouse_password,
+            &self.clickhouse_database,
+            &self.clickhouse_table,
+            self.team_id.unwrap_or_default(),
+        )
+    }
+
+    fn personal_api_key(&self) -> Result<&str, Failure> {
+        self.personal_api_key.as_deref().filter(|k| !k.trim().is_empty()).ok_or_else(|| {
+            Failure::Usage(
+                "--personal-api-key (or POSTHOG_PERSONAL_API_KEY) is required with --from query-api: a personal API \
+                 key of the source with the Query Read permission"
+                    .into(),
+            )
+        })
+    }
+
+    fn query_api(&self) -> Result<QueryApi, Failure> {
+        Ok(QueryApi::new(
+            self.query_api_host.as_deref().unwrap_or_default(),
+            self.project_id.unwrap_or_default(),
+            self.personal_api_key()?,
+        ))
+    }
 }
 
 #[derive(clap::Args)]
@@ -127,6 +169,14 @@ struct AmplitudeArgs {
     /// Amplitude's Export API at another address (tests).
     #[arg(long, hide = true)]
     amplitude_url: Option<String>,
+    /// Sets Amplitude's group properties on PostHog's groups: a `$groupidentify` for each
+    /// group when its properties change (off by default, as in PostHog's own importer).
+    #[arg(long)]
+    group_identify: bool,
+    /// Skips an export file that cannot be read (cut short, damaged) instead of stopping
+    /// at it; the summary names it.
+    #[arg(long)]
+    skip_unreadable: bool,
     #[command(flatten)]
     to: Destination,
 }
@@ -271,31 +321,13 @@ fn posthog(cli: &Cli, args: &PosthogArgs) -> Outcome {
     let mut clickhouse = None;
     let mut source: Box<dyn Source> = match args.from {
         From::Clickhouse => {
-            let mut source = ClickHouse::new(
-                args.clickhouse_url.as_deref().unwrap_or_default(),
-                &args.clickhouse_user,
-                &args.clickhouse_password,
-                &args.clickhouse_database,
-                &args.clickhouse_table,
-                args.team_id.unwrap_or_default(),
-            );
+            let mut source = args.source.clickhouse();
             source.debug = args.to.debug;
             clickhouse = Some(source.describe());
             Box::new(source)
         }
         From::QueryApi => {
-            let key = args.personal_api_key.as_deref().filter(|k| !k.trim().is_empty()).ok_or_else(|| {
-                Failure::Usage(
-                    "--personal-api-key (or POSTHOG_PERSONAL_API_KEY) is required with --from query-api: a personal \
-                     API key of the source with the Query Read permission"
-                        .into(),
-                )
-            })?;
-            let mut api = QueryApi::new(
-                args.query_api_host.as_deref().unwrap_or_default(),
-                args.project_id.unwrap_or_default(),
-                key,
-            );
+            let mut api = args.source.query_api()?;
             api.per_hour = args.to.queries_per_hour;
             Box::new(api)
         }
@@ -318,20 +350,13 @@ fn posthog(cli: &Cli, args: &PosthogArgs) -> Outcome {
     let Some((from, to, said)) = range_of(start, end, &bounds).filter(|_| bounds.count > 0) else {
         return Err(Failure::Error(match (args.from, clickhouse) {
             (From::Clickhouse, Some(described)) => {
-                let teams = ClickHouse::new(
-                    args.clickhouse_url.as_deref().unwrap_or_default(),
-                    &args.clickhouse_user,
-                    &args.clickhouse_password,
-                    &args.clickhouse_database,
-                    &args.clickhouse_table,
-                    0,
-                )
-                .teams()
-                .unwrap_or_default();
+                let mut every_team = args.source.clickhouse();
+                every_team.team_id = 0;
+                let teams = every_team.teams().unwrap_or_default();
                 let teams: Vec<String> = teams.iter().map(|(team, rows)| format!("{team} ({rows} events)")).collect();
                 format!(
                     "{described} has no events of team {}{between}; check --team-id{}",
-                    args.team_id.unwrap_or_default(),
+                    args.source.team_id.unwrap_or_default(),
                     if teams.is_empty() {
                         String::new()
                     } else {
@@ -379,15 +404,24 @@ fn amplitude(cli: &Cli, args: &AmplitudeArgs) -> Outcome {
         return Err(Failure::Usage(format!("--end ({}) must come after --start", timestamp::format(to))));
     }
     let mut state = if args.to.dry_run { None } else { Some(State::open(&cli.state)?) };
-    let linked = match &state {
-        Some(state) => state.aliases()?,
+    // Links, group properties and files are kept for each destination apart.
+    let destination = format!("{} {}", settings.destination.base_url, settings.project_api_key);
+    let known = match &state {
+        Some(state) => state.amplitude_known(&destination)?,
         None => Default::default(),
     };
+    let import =
+        amplitude::Options { destination, group_identify: args.group_identify, skip_unreadable: args.skip_unreadable };
     let mut source: Box<dyn Source> = match (&args.files, &args.api_key, &args.secret_key) {
-        (Some(path), _, _) => Box::new(Amplitude::new(LocalExport::open(path)?, &linked)),
+        (Some(path), _, _) => {
+            let mut local = Amplitude::new(LocalExport::open(path)?, import, known);
+            // What the export holds is part of which migration this is.
+            local.take_stock().map_err(|e| e.to_string())?;
+            Box::new(local)
+        }
         (None, Some(key), Some(secret)) => {
             let base = args.amplitude_url.as_deref().unwrap_or(if args.eu { export_api::EU } else { export_api::US });
-            Box::new(Amplitude::new(ExportApi::new(base, key, secret, from, to), &linked))
+            Box::new(Amplitude::new(ExportApi::new(base, key, secret, from, to), import, known))
         }
         _ => {
             return Err(Failure::Usage(
@@ -407,7 +441,8 @@ fn amplitude(cli: &Cli, args: &AmplitudeArgs) -> Outcome {
         ),
         None => eprintln!("Migrating {} into {target}: the whole export.", source.describe()),
     }
-    let copy = copy::Copy::new(&args.to, &settings, &target, args.to.page_size.unwrap_or(10_000), now);
+    // What the import hands over is recorded per day, for `verify --from amplitude`.
+    let copy = copy::Copy::new(&args.to, &settings, &target, args.to.page_size.unwrap_or(10_000), now).recording_days();
     match state.as_mut() {
         None => copy::dry_run(source.as_mut(), &copy.options(String::new())),
         Some(state) => copy.run(&cli.state, state, source.as_mut(), range, None),
@@ -465,6 +500,7 @@ fn main() -> ExitCode {
         Command::Posthog(args) => posthog(&cli, args),
         Command::Amplitude(args) => amplitude(&cli, args),
         Command::Status => status(&cli),
+        Command::Verify(args) => verify::run(&cli.state, args),
         Command::Demo { events, keep } => demo::run(*events, *keep).map_err(Failure::Error),
         Command::ResendParked { retry_scale } => resend_parked(&cli, *retry_scale),
     };

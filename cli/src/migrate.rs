@@ -39,6 +39,8 @@ pub struct Options {
     /// Events after this go without `historical_migration`: PostHog asks that migrated
     /// events be older than 48 hours.
     pub young_after: DateTime<Utc>,
+    /// Record the (day, uuid) of every event handed over, for `verify --from amplitude`.
+    pub record_days: bool,
 }
 
 /// How a migration ended.
@@ -143,11 +145,17 @@ pub fn batches_of(events: &[String], options: &Options, settled: &mut Settled) -
             continue;
         }
         match transform::transform_raw(&event, now) {
-            Ok(prepared) if prepared.at > options.young_after => {
-                settled.live += 1;
-                batches.extend(young.push(&prepared));
+            Ok(prepared) => {
+                if options.record_days {
+                    settled.converted.push((prepared.at.date_naive().to_string(), prepared.uuid.clone()));
+                }
+                if prepared.at > options.young_after {
+                    settled.live += 1;
+                    batches.extend(young.push(&prepared));
+                } else {
+                    batches.extend(batcher.push(&prepared));
+                }
             }
-            Ok(prepared) => batches.extend(batcher.push(&prepared)),
             Err(r) => settled.rejected.push((r.uuid, r.event_name, r.reason.to_string())),
         }
     }
@@ -320,7 +328,7 @@ pub fn migrate(
             track.settled.duplicates = page.duplicates;
             track.settled.read += page.skipped.len() as u64;
             track.settled.rejected.extend(page.skipped.into_iter().map(|why| (None, None, why)));
-            track.settled.aliases = page.aliases;
+            track.settled.ledger = page.ledger;
             let batches = batches_of(&page.events, options, &mut track.settled);
             track.left = batches.len();
             cursor = page.next;
@@ -410,6 +418,50 @@ pub fn resend_waiting(state: &mut State, options: &Options, progress: &Progress)
     }
 }
 
+/// What sending outside a run came to (`verify --resend`).
+#[derive(Debug, Default)]
+pub struct SentNow {
+    pub delivered: u64,
+    /// (uuid, reason) of events the destination refused.
+    pub rejected: Vec<(String, String)>,
+    /// Events still refused for a while after all their attempts, with the last reason.
+    pub undelivered: Vec<(usize, String)>,
+    /// The destination refused the key or the host (in the command's words): nothing
+    /// more was sent.
+    pub stopped: Option<String>,
+}
+
+/// Sends batches with the run's delivery, outside any run: every answer followed by the
+/// core's dispatch, a request the destination refuses for a while sent again after its
+/// wait until its attempts run out. Nothing is kept in the state file.
+pub fn send_now(options: &Options, batches: Vec<Batch>) -> SentNow {
+    let agent = agent();
+    let bucket = Mutex::new(None);
+    let answered = AtomicBool::new(false);
+    let mut sent = SentNow::default();
+    let mut queue: std::collections::VecDeque<(Batch, u32, u64)> = batches.into_iter().map(|b| (b, 1, 0)).collect();
+    while let Some((batch, attempt, delay_seconds)) = queue.pop_front() {
+        if sent.stopped.is_some() {
+            break;
+        }
+        thread::sleep(Duration::from_secs_f64(delay_seconds as f64 * options.retry_scale));
+        let (summary, _) = dispatch(options, &agent, &bucket, &answered, batch, attempt);
+        sent.delivered += summary.delivered as u64;
+        sent.rejected.extend(summary.rejected.into_iter().map(|r| (r.uuid.unwrap_or_default(), r.reason.to_string())));
+        sent.stopped = summary.stop.map(|stop| match stop {
+            Stop::Refused(refusal) => crate::copy::refusal_words(&refusal),
+            Stop::Held(message) => message,
+        });
+        for keep in summary.keep {
+            match keep.state {
+                KeepState::Waiting => queue.push_back((keep.batch, keep.attempt, keep.delay_seconds)),
+                _ => sent.undelivered.push((keep.batch.uuids.len(), keep.reason)),
+            }
+        }
+    }
+    sent
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -427,6 +479,7 @@ mod tests {
             page_size: 10,
             concurrency: 1,
             retry_scale: 1.0,
+            record_days: true,
             young_after: Utc::now() - chrono::Duration::hours(48),
         }
     }
@@ -446,6 +499,11 @@ mod tests {
         assert_eq!(batches.iter().map(|b| b.uuids.len()).collect::<Vec<_>>(), [2, 1]);
         assert_eq!(settled.read, 6);
         assert_eq!(settled.rejected.len(), 2);
+        assert_eq!(
+            settled.converted[0],
+            ("2021-06-01".to_string(), "00000000-0000-4000-8000-000000000001".to_string())
+        );
+        assert_eq!(settled.converted.len(), 3);
         let body = migrator3000::delivery::batch_json(&batches[0]).unwrap();
         assert!(body.contains("\"historical_migration\":true"));
         assert!(body.contains("2021-06-01T00:00:00.000001Z"), "{body}");

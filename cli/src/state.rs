@@ -8,6 +8,7 @@ use std::path::Path;
 use migrator3000::batch::{Batch, Body};
 use rusqlite::{params, Connection, OptionalExtension};
 
+use crate::amplitude::ledger::{Known, Ledger};
 use crate::source::Cursor;
 
 pub struct State {
@@ -60,8 +61,10 @@ pub struct Settled {
     pub rejected: Vec<(Option<String>, Option<String>, String)>,
     /// (batch, attempt, state, due_at ms, reason)
     pub keep: Vec<(Batch, u32, String, i64, String)>,
-    /// (user, device) pairs linked by the page's events.
-    pub aliases: Vec<(String, String)>,
+    /// What an Amplitude page gave its destination.
+    pub ledger: Ledger,
+    /// (UTC day, uuid) of each event an import handed over, for `verify`.
+    pub converted: Vec<(String, String)>,
     pub live: u64,
     pub duplicates: u64,
 }
@@ -103,10 +106,25 @@ CREATE TABLE IF NOT EXISTS requests (
     due_at INTEGER NOT NULL,
     reason TEXT NOT NULL
 );
-CREATE TABLE IF NOT EXISTS amplitude_aliases (
-    user_id TEXT NOT NULL,
+CREATE TABLE IF NOT EXISTS amplitude_links (
+    destination TEXT NOT NULL,
     device_id TEXT NOT NULL,
-    PRIMARY KEY (user_id, device_id)
+    user_id TEXT NOT NULL,
+    PRIMARY KEY (destination, device_id)
+);
+CREATE TABLE IF NOT EXISTS amplitude_groups (
+    destination TEXT NOT NULL,
+    group_type TEXT NOT NULL,
+    group_key TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    PRIMARY KEY (destination, group_type, group_key)
+);
+CREATE TABLE IF NOT EXISTS amplitude_files (
+    destination TEXT NOT NULL,
+    name TEXT NOT NULL,
+    content TEXT NOT NULL,
+    lines INTEGER NOT NULL,
+    PRIMARY KEY (destination, name)
 );
 CREATE TABLE IF NOT EXISTS rejected (
     run TEXT NOT NULL,
@@ -140,6 +158,7 @@ impl State {
             }
         }
         db.execute_batch("CREATE INDEX IF NOT EXISTS runs_by_migration ON runs (migration)").map_err(unusable)?;
+        adopt_old_links(&db).map_err(unusable)?;
         Ok(State { db })
     }
 
@@ -212,13 +231,7 @@ impl State {
             )
             .map_err(db_error)?;
         }
-        for (user, device) in &settled.aliases {
-            tx.execute(
-                "INSERT OR IGNORE INTO amplitude_aliases (user_id, device_id) VALUES (?1, ?2)",
-                params![user, device],
-            )
-            .map_err(db_error)?;
-        }
+        write_ledger(&tx, &settled.ledger).map_err(db_error)?;
         for (uuid, event, reason) in &settled.rejected {
             tx.execute(
                 "INSERT INTO rejected (run, uuid, event, reason) VALUES (?1, ?2, ?3, ?4)",
@@ -239,6 +252,7 @@ impl State {
             ],
         )
         .map_err(db_error)?;
+        crate::verify::store::record_imported(&tx, run, &settled.converted).map_err(db_error)?;
         if let Some(cursor) = cursor {
             let json = serde_json::to_string(cursor).unwrap_or_default();
             tx.execute("UPDATE runs SET cursor = ?2 WHERE id = ?1", params![run, json]).map_err(db_error)?;
@@ -246,11 +260,35 @@ impl State {
         tx.commit().map_err(db_error)
     }
 
-    /// Every (user, device) pair linked so far, by any run.
-    pub fn aliases(&self) -> Result<std::collections::HashSet<(String, String)>, String> {
-        let mut statement = self.db.prepare("SELECT user_id, device_id FROM amplitude_aliases").map_err(db_error)?;
-        let rows = statement.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).map_err(db_error)?;
-        rows.collect::<Result<_, _>>().map_err(db_error)
+    /// What an Amplitude import gave `destination` so far, by any run.
+    pub fn amplitude_known(&self, destination: &str) -> Result<Known, String> {
+        let mut known = Known::default();
+        let query = |sql: &str, each: &mut dyn FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<()>| {
+            let mut statement = self.db.prepare(sql)?;
+            let mut rows = statement.query(params![destination])?;
+            while let Some(row) = rows.next()? {
+                each(row)?;
+            }
+            Ok(())
+        };
+        query("SELECT device_id FROM amplitude_links WHERE destination = ?1", &mut |r| {
+            known.devices.insert(r.get(0)?);
+            Ok(())
+        })
+        .and_then(|_| {
+            query("SELECT group_type, group_key, digest FROM amplitude_groups WHERE destination = ?1", &mut |r| {
+                known.groups.insert((r.get(0)?, r.get(1)?), r.get(2)?);
+                Ok(())
+            })
+        })
+        .and_then(|_| {
+            query("SELECT name, content FROM amplitude_files WHERE destination = ?1", &mut |r| {
+                known.files.insert(r.get(0)?, r.get(1)?);
+                Ok(())
+            })
+        })
+        .map_err(db_error)?;
+        Ok(known)
     }
 
     pub fn finish(&self, run: &str) -> Result<(), String> {
@@ -323,6 +361,48 @@ impl State {
     }
 }
 
+/// Writes what an Amplitude page gave its destination.
+fn write_ledger(tx: &Connection, ledger: &Ledger) -> rusqlite::Result<()> {
+    let to = &ledger.destination;
+    for (user, device) in &ledger.links {
+        tx.execute(
+            "INSERT OR IGNORE INTO amplitude_links (destination, device_id, user_id) VALUES (?1, ?2, ?3)",
+            params![to, device, user],
+        )?;
+    }
+    for (kind, key, digest) in &ledger.groups {
+        tx.execute(
+            "INSERT OR REPLACE INTO amplitude_groups (destination, group_type, group_key, digest) VALUES (?1, ?2, ?3, ?4)",
+            params![to, kind, key, digest],
+        )?;
+    }
+    for file in &ledger.files {
+        tx.execute(
+            "INSERT OR REPLACE INTO amplitude_files (destination, name, content, lines) VALUES (?1, ?2, ?3, ?4)",
+            params![to, file.name, file.content, file.lines as i64],
+        )?;
+    }
+    Ok(())
+}
+
+/// A state file from before links were kept per destination holds them in
+/// `amplitude_aliases`, without saying where they were sent: they are kept under no
+/// destination (README: "Devices and users"), so every destination gets its links.
+fn adopt_old_links(db: &Connection) -> rusqlite::Result<()> {
+    let old: bool = db.query_row(
+        "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'amplitude_aliases'",
+        [],
+        |r| r.get(0),
+    )?;
+    if old {
+        db.execute_batch(
+            "BEGIN; INSERT OR IGNORE INTO amplitude_links (destination, device_id, user_id) \
+             SELECT '', device_id, user_id FROM amplitude_aliases; DROP TABLE amplitude_aliases; COMMIT;",
+        )?;
+    }
+    Ok(())
+}
+
 fn row_to_run(row: &rusqlite::Row<'_>) -> rusqlite::Result<Run> {
     let cursor: Option<String> = row.get(7)?;
     Ok(Run {
@@ -352,6 +432,7 @@ fn db_error(error: rusqlite::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::amplitude::ledger::Imported;
 
     fn run() -> Run {
         Run {
@@ -387,7 +468,13 @@ mod tests {
             delivered: 2,
             rejected: vec![(Some("u".into()), Some("e".into()), "why".into())],
             keep: vec![(batch.clone(), 2, "waiting".into(), 1000, "HTTP 503".into())],
-            aliases: vec![("user".into(), "device".into())],
+            ledger: Ledger {
+                destination: "http://d phc".into(),
+                links: vec![("user".into(), "device".into())],
+                groups: vec![("org".into(), "o1".into(), "digest".into())],
+                files: vec![Imported { name: "f.json.gz".into(), content: "crc32 1".into(), lines: 3 }],
+            },
+            converted: vec![],
             live: 1,
             duplicates: 3,
         };
@@ -402,7 +489,30 @@ mod tests {
         assert_eq!((kept[0].batch.clone(), kept[0].attempt), (batch, 2));
         assert_eq!(reopened.count_events("r", "waiting").unwrap(), 2);
         assert_eq!(reopened.rejected_sample("r", 10).unwrap(), [("u".into(), "e".into(), "why".into())]);
-        assert!(reopened.aliases().unwrap().contains(&("user".to_string(), "device".to_string())));
+        let known = reopened.amplitude_known("http://d phc").unwrap();
+        assert!(known.devices.contains("device"));
+        assert_eq!(known.groups[&("org".to_string(), "o1".to_string())], "digest");
+        assert_eq!(known.files["f.json.gz"], "crc32 1");
+        assert!(reopened.amplitude_known("http://other phc").unwrap().devices.is_empty(), "kept per destination");
         let _ = std::fs::remove_file(&dir);
+    }
+
+    #[test]
+    fn links_of_an_old_state_file_are_kept_under_no_destination() {
+        let path = std::env::temp_dir().join(format!("m3k-state-old-{}", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let db = Connection::open(&path).unwrap();
+        db.execute_batch(
+            "CREATE TABLE amplitude_aliases (user_id TEXT NOT NULL, device_id TEXT NOT NULL, \
+             PRIMARY KEY (user_id, device_id)); INSERT INTO amplitude_aliases VALUES ('u1', 'd1');",
+        )
+        .unwrap();
+        drop(db);
+        let state = State::open(&path).unwrap();
+        assert!(state.amplitude_known("http://d phc").unwrap().devices.is_empty());
+        assert!(state.amplitude_known("").unwrap().devices.contains("d1"));
+        drop(state);
+        State::open(&path).unwrap();
+        let _ = std::fs::remove_file(&path);
     }
 }

@@ -5,30 +5,14 @@
 mod support;
 
 use std::collections::{HashMap, HashSet};
-use std::io::Write;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+use support::export::{gzip, zip};
 use support::*;
-
-fn gzip(lines: &[String]) -> Vec<u8> {
-    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    encoder.write_all(lines.join("\n").as_bytes()).unwrap();
-    encoder.finish().unwrap()
-}
-
-fn zip(files: &[(String, Vec<u8>)]) -> Vec<u8> {
-    let mut out = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-    let options = zip::write::SimpleFileOptions::default();
-    for (name, data) in files {
-        out.start_file(name.clone(), options).unwrap();
-        out.write_all(data).unwrap();
-    }
-    out.finish().unwrap().into_inner()
-}
 
 fn line(n: usize, user: Option<&str>, device: Option<&str>, event: &str, hour: usize) -> String {
     let mut e = json!({
@@ -133,7 +117,7 @@ fn a_local_export_arrives_with_each_device_linked_once_before_its_users_events()
     assert_eq!(by_name["$pageview"]["distinct_id"], "d1", "anonymous: the device is the distinct_id");
     assert_eq!(by_name["$pageview"]["properties"]["$current_url"], "https://ex.com/ünï/0");
     assert_eq!(by_name["signed up — 登録"]["$set"]["plan"], "pro");
-    assert_eq!(by_name["signed up — 登録"]["$set_once"]["initial_referrer"], "google");
+    assert_eq!(by_name["signed up — 登録"]["$set_once"]["$initial_referrer"], "google");
     assert_eq!(by_name["$autocapture"]["properties"]["$geoip_country_name"], "Portugal");
     assert_eq!(by_name["bare"]["distinct_id"], "u5");
     assert!(!received.iter().any(|e| e["event"] == "session_start"));
@@ -194,7 +178,7 @@ fn a_folder_killed_mid_way_resumes_and_no_device_is_linked_twice() {
     let received = capture.accepted.lock().unwrap().clone();
     let inserts_received: HashSet<String> = received
         .iter()
-        .filter_map(|e| e["properties"]["amplitude_insert_id"].as_str())
+        .filter_map(|e| e["properties"]["$amplitude_insert_id"].as_str())
         .map(|i| i.trim_start_matches("insert-").to_string())
         .collect();
     assert_eq!(inserts_received, inserts, "events lost");

@@ -7,8 +7,8 @@
 
 use chrono::{DateTime, Duration, Utc};
 
-use super::files::zip_files;
-use super::{Archive, File};
+use super::files::{zip_listing, zip_read};
+use super::{Archive, Bytes, Entry};
 use crate::source::SourceError;
 
 pub const US: &str = "https://amplitude.com";
@@ -21,6 +21,8 @@ pub struct ExportApi {
     from: DateTime<Utc>,
     to: DateTime<Utc>,
     agent: ureq::Agent,
+    /// The unit last fetched and its zip, whose entries are read one at a time.
+    fetched: Option<(String, Vec<u8>)>,
 }
 
 /// `YYYYMMDDTHH`, the hour Amplitude's range names.
@@ -41,6 +43,7 @@ impl ExportApi {
             from,
             to,
             agent: ureq::AgentBuilder::new().timeout(std::time::Duration::from_secs(1800)).build(),
+            fetched: None,
         }
     }
 
@@ -96,12 +99,27 @@ impl ExportApi {
     }
 }
 
+/// The `.json.gz` / `.json` files of a zip, by name.
+fn zip_files(bytes: &[u8]) -> Vec<(String, Vec<u8>)> {
+    let Ok(mut archive) = zip::ZipArchive::new(std::io::Cursor::new(bytes)) else { return Vec::new() };
+    let mut files = Vec::new();
+    for i in 0..archive.len() {
+        let Ok(mut file) = archive.by_index(i) else { continue };
+        let name = file.name().to_string();
+        let mut data = Vec::new();
+        if file.is_file() && std::io::Read::read_to_end(&mut file, &mut data).is_ok() {
+            files.push((name, data));
+        }
+    }
+    files
+}
+
 /// Two zips as one (the halves of a range): their files, named apart.
 fn join(first: Vec<u8>, second: Vec<u8>) -> Vec<u8> {
     let mut out = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
     let options = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
     for (half, bytes) in [("a", first), ("b", second)] {
-        for (name, data) in zip_files(&bytes, "Amplitude's export").unwrap_or_default() {
+        for (name, data) in zip_files(&bytes) {
             if out.start_file(format!("{half}/{name}"), options).is_ok() {
                 let _ = std::io::Write::write_all(&mut out, &data);
             }
@@ -122,13 +140,30 @@ impl Archive for ExportApi {
         units
     }
 
-    fn files(&mut self, unit: &str) -> Result<Vec<File>, SourceError> {
+    fn entries(&mut self, unit: &str) -> Result<Vec<Entry>, SourceError> {
         let start = parse_hour(unit).ok_or_else(|| SourceError::Fatal(format!("not an hour: {unit}")))?;
         let end = (start + Duration::days(1)).min(self.to) - Duration::hours(1);
-        match self.fetch(start, end.max(start))? {
-            None => Ok(Vec::new()),
-            Some(bytes) => zip_files(&bytes, &format!("Amplitude's export of {unit}")).map_err(SourceError::Fatal),
+        let bytes = self.fetch(start, end.max(start))?.unwrap_or_default();
+        let mut entries = Vec::new();
+        if !bytes.is_empty() {
+            let mut archive = zip::ZipArchive::new(std::io::Cursor::new(&bytes)).map_err(|e| {
+                SourceError::Fatal(format!(
+                    "Amplitude's export of {unit} is not a zip ({e}); run again to fetch it again"
+                ))
+            })?;
+            entries = zip_listing(&mut archive).into_iter().map(|(name, content)| Entry { name, content }).collect();
         }
+        self.fetched = Some((unit.to_string(), bytes));
+        Ok(entries)
+    }
+
+    fn read(&mut self, unit: &str, entry: &Entry) -> Result<Bytes, SourceError> {
+        if self.fetched.as_ref().is_none_or(|(fetched, _)| fetched != unit) {
+            self.entries(unit)?;
+        }
+        let bytes = self.fetched.as_ref().map(|(_, b)| b.as_slice()).unwrap_or_default();
+        let archive = zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(|e| e.to_string());
+        Ok(archive.and_then(|mut archive| zip_read(&mut archive, &entry.name)))
     }
 
     fn describe(&self) -> String {

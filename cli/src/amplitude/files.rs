@@ -1,15 +1,68 @@
-//! A local Amplitude export: the zip the Export API returns (folders of `*.json.gz`
-//! files), or a folder of such files, as one unit.
+//! A local Amplitude export, as one unit: the zip the Export API returns (folders of
+//! `*.json.gz` files), a folder of such files (or of such zips), or one `.json.gz`.
+//! Files are listed first, each with what identifies its content (a zip entry's CRC-32
+//! and size; a file's size and modification time), and read one at a time.
 
+use std::collections::HashMap;
 use std::fs;
-use std::io::Read;
+use std::io::{BufReader, Read, Seek};
 use std::path::{Path, PathBuf};
 
-use super::{Archive, File};
+use super::{Archive, Bytes, Entry};
 use crate::source::SourceError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Folder,
+    Zip,
+    File,
+}
+
+/// Where an entry's bytes are.
+enum Place {
+    File(PathBuf),
+    InZip(PathBuf, String),
+    /// A zip that cannot be opened, and why.
+    Broken(String),
+}
 
 pub struct LocalExport {
     path: PathBuf,
+    kind: Kind,
+    places: HashMap<String, Place>,
+    /// The zip last read from, kept open for its next entry.
+    open: Option<(PathBuf, zip::ZipArchive<BufReader<fs::File>>)>,
+}
+
+fn is_export_file(name: &str) -> bool {
+    name.ends_with(".json.gz") || name.ends_with(".json")
+}
+
+/// The export files of an open zip: each one's name in it, and what identifies its
+/// content (its CRC-32 and size, from the zip's directory: nothing is unpacked).
+pub fn zip_listing<R: Read + Seek>(archive: &mut zip::ZipArchive<R>) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for i in 0..archive.len() {
+        let Ok(file) = archive.by_index_raw(i) else { continue };
+        if file.is_file() && is_export_file(file.name()) {
+            out.push((file.name().to_string(), format!("crc32 {:08x}, {} bytes", file.crc32(), file.size())));
+        }
+    }
+    out
+}
+
+/// One file of an open zip (its CRC-32 checked as it is unpacked).
+pub fn zip_read<R: Read + Seek>(archive: &mut zip::ZipArchive<R>, name: &str) -> Bytes {
+    let mut file = archive.by_name(name).map_err(|e| e.to_string())?;
+    let mut data = Vec::with_capacity(file.size() as usize);
+    file.read_to_end(&mut data).map_err(|e| e.to_string())?;
+    Ok(data)
+}
+
+fn file_content(path: &Path) -> Result<String, String> {
+    let meta = fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let modified = meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
+    Ok(format!("{} bytes, modified {}", meta.len(), modified.map_or(0, |d| d.as_nanos())))
 }
 
 impl LocalExport {
@@ -17,45 +70,84 @@ impl LocalExport {
         if !path.exists() {
             return Err(format!("--files: {} does not exist", path.display()));
         }
-        Ok(LocalExport { path: path.to_path_buf() })
+        let kind = if path.is_dir() {
+            Kind::Folder
+        } else {
+            let mut head = [0u8; 4];
+            let read = fs::File::open(path)
+                .and_then(|mut f| f.read(&mut head))
+                .map_err(|e| format!("--files: {}: {e}", path.display()))?;
+            let name = path.to_string_lossy();
+            match &head[..read] {
+                [b'P', b'K', ..] => Kind::Zip,
+                [0x1f, 0x8b, ..] => Kind::File,
+                [b'{', ..] if is_export_file(&name) => Kind::File,
+                _ => {
+                    return Err(format!(
+                        "--files: {} is neither a zip nor a .json.gz of an Amplitude export; give the zip Amplitude's \
+                         Export API returned, the folder it was unzipped to, or one of its .json.gz files",
+                        path.display()
+                    ))
+                }
+            }
+        };
+        Ok(LocalExport { path: path.to_path_buf(), kind, places: HashMap::new(), open: None })
     }
-}
 
-/// The `.json.gz` / `.json` files of a zip, by name.
-pub fn zip_files(bytes: &[u8], what: &str) -> Result<Vec<File>, String> {
-    let mut archive =
-        zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(|e| format!("{what} is not a zip ({e})"))?;
-    let mut files = Vec::new();
-    for i in 0..archive.len() {
-        let mut file = archive.by_index(i).map_err(|e| format!("{what}: {e}"))?;
-        let name = file.name().to_string();
-        if !file.is_file() || !(name.ends_with(".json.gz") || name.ends_with(".json")) {
-            continue;
+    /// The entries of the zip at `path`, named `prefix` + their name in it.
+    fn zip_entries(&mut self, path: &Path, prefix: &str, out: &mut Vec<Entry>) {
+        let opened = fs::File::open(path)
+            .map_err(|e| e.to_string())
+            .and_then(|f| zip::ZipArchive::new(BufReader::new(f)).map_err(|e| format!("it is not a whole zip ({e})")));
+        let mut archive = match opened {
+            Ok(archive) => archive,
+            Err(why) => {
+                let name = if prefix.is_empty() {
+                    path.display().to_string()
+                } else {
+                    prefix.trim_end_matches('/').to_string()
+                };
+                out.push(Entry { name: name.clone(), content: "unreadable".into() });
+                self.places.insert(name, Place::Broken(why));
+                return;
+            }
+        };
+        for (inner, content) in zip_listing(&mut archive) {
+            let name = format!("{prefix}{inner}");
+            out.push(Entry { name: name.clone(), content });
+            self.places.insert(name, Place::InZip(path.to_path_buf(), inner));
         }
-        let mut data = Vec::with_capacity(file.size() as usize);
-        file.read_to_end(&mut data).map_err(|e| format!("{what}: {name}: {e}"))?;
-        files.push((name, data));
     }
-    Ok(files)
-}
 
-fn folder_files(root: &Path, dir: &Path, out: &mut Vec<File>) -> Result<(), String> {
-    let entries = fs::read_dir(dir).map_err(|e| format!("--files: {}: {e}", dir.display()))?;
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            folder_files(root, &path, out)?;
-            continue;
+    fn folder_entries(&mut self, dir: &Path, out: &mut Vec<Entry>) -> Result<(), String> {
+        let entries = fs::read_dir(dir).map_err(|e| format!("--files: {}: {e}", dir.display()))?;
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                self.folder_entries(&path, out)?;
+                continue;
+            }
+            let name = path.strip_prefix(&self.path).unwrap_or(&path).to_string_lossy().into_owned();
+            if is_export_file(&name) {
+                let content = file_content(&path).map_err(|e| format!("--files: {e}"))?;
+                out.push(Entry { name: name.clone(), content });
+                self.places.insert(name, Place::File(path));
+            } else if name.ends_with(".zip") {
+                self.zip_entries(&path, &format!("{name}/"), out);
+            }
         }
-        let name = path.strip_prefix(root).unwrap_or(&path).to_string_lossy().into_owned();
-        if name.ends_with(".json.gz") || name.ends_with(".json") {
-            out.push((name, fs::read(&path).map_err(|e| format!("--files: {}: {e}", path.display()))?));
-        } else if name.ends_with(".zip") {
-            let bytes = fs::read(&path).map_err(|e| format!("--files: {}: {e}", path.display()))?;
-            out.extend(zip_files(&bytes, &name)?.into_iter().map(|(inner, data)| (format!("{name}/{inner}"), data)));
-        }
+        Ok(())
     }
-    Ok(())
+
+    fn read_in_zip(&mut self, path: &Path, inner: &str) -> Bytes {
+        if self.open.as_ref().is_none_or(|(open, _)| open != path) {
+            let file = fs::File::open(path).map_err(|e| e.to_string())?;
+            let archive = zip::ZipArchive::new(BufReader::new(file)).map_err(|e| format!("not a whole zip ({e})"))?;
+            self.open = Some((path.to_path_buf(), archive));
+        }
+        let (_, archive) = self.open.as_mut().ok_or("no zip")?;
+        zip_read(archive, inner)
+    }
 }
 
 impl Archive for LocalExport {
@@ -63,18 +155,40 @@ impl Archive for LocalExport {
         vec![String::new()]
     }
 
-    fn files(&mut self, _unit: &str) -> Result<Vec<File>, SourceError> {
-        if self.path.is_dir() {
-            let mut files = Vec::new();
-            folder_files(&self.path, &self.path, &mut files).map_err(SourceError::Fatal)?;
-            return Ok(files);
+    fn entries(&mut self, _unit: &str) -> Result<Vec<Entry>, SourceError> {
+        let mut out = Vec::new();
+        self.places.clear();
+        let path = self.path.clone();
+        match self.kind {
+            Kind::Folder => self.folder_entries(&path, &mut out).map_err(SourceError::Fatal)?,
+            Kind::Zip => self.zip_entries(&path, "", &mut out),
+            Kind::File => {
+                let name = path.file_name().map_or(String::new(), |n| n.to_string_lossy().into_owned());
+                let content = file_content(&path).map_err(|e| SourceError::Fatal(format!("--files: {e}")))?;
+                out.push(Entry { name: name.clone(), content });
+                self.places.insert(name, Place::File(path));
+            }
         }
-        let bytes =
-            fs::read(&self.path).map_err(|e| SourceError::Fatal(format!("--files: {}: {e}", self.path.display())))?;
-        zip_files(&bytes, &self.path.display().to_string()).map_err(SourceError::Fatal)
+        Ok(out)
+    }
+
+    fn read(&mut self, _unit: &str, entry: &Entry) -> Result<Bytes, SourceError> {
+        Ok(match self.places.get(&entry.name) {
+            Some(Place::File(path)) => fs::read(path).map_err(|e| e.to_string()),
+            Some(Place::InZip(path, inner)) => {
+                let (path, inner) = (path.clone(), inner.clone());
+                self.read_in_zip(&path, &inner)
+            }
+            Some(Place::Broken(why)) => Err(why.clone()),
+            None => Err("it is no longer there".into()),
+        })
     }
 
     fn describe(&self) -> String {
         format!("the Amplitude export {}", self.path.display())
+    }
+
+    fn listing(&mut self) -> Result<Option<Vec<Entry>>, SourceError> {
+        self.entries("").map(Some)
     }
 }

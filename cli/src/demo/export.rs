@@ -6,7 +6,7 @@ use std::fs;
 use std::io::Write;
 use std::path::Path;
 
-use serde_json::json;
+use serde_json::{json, Value};
 
 /// What the export holds, as the destination must end up with it.
 pub struct Expected {
@@ -16,23 +16,67 @@ pub struct Expected {
     pub uuids: HashSet<String>,
     /// Devices first seen without a user, then with one: each gets one `$create_alias`.
     pub aliases: usize,
-    /// Amplitude's session markers, which are not carried over.
+    /// Amplitude's `session_start` markers, which are not carried over.
     pub session_markers: usize,
     /// Lines that are not events: reported and counted as rejected.
     pub malformed: usize,
 }
 
-const NAMES: [&str; 6] = [
+const NAMES: [&str; 7] = [
     "[Amplitude] Page Viewed",
     "[Amplitude] Element Clicked",
     "opened app",
     "purchase",
     "signed up — 登録",
     "session_start",
+    "session_end",
 ];
 const PLANS: [&str; 2] = ["free", "pro"];
 pub const USERS: usize = 40;
 const HOURS: usize = 48;
+
+/// What Amplitude's SDKs write in the device fields of an export line, for one user's
+/// devices: the browser SDK (the browser in `os_name`), the iOS and the Android SDK.
+fn device_fields(user: usize, device: usize) -> Value {
+    match (user + device) % 3 {
+        0 => json!({
+            "platform": "Web", "os_name": "Chrome", "os_version": "122", "device_family": "Mac",
+            "device_type": "Mac", "device_model": "Mac OS", "device_manufacturer": null, "device_brand": null,
+            "device_carrier": null, "library": "amplitude-ts/2.4.1", "version_name": null,
+        }),
+        1 => json!({
+            "platform": "iOS", "os_name": "ios", "os_version": "17.2.1", "device_family": "Apple iPhone",
+            "device_type": "Apple iPhone 13", "device_model": "iPhone14,5", "device_manufacturer": "Apple",
+            "device_brand": "Apple", "device_carrier": "Vodafone", "library": "amplitude-swift/1.4.0",
+            "version_name": "3.2.0",
+        }),
+        _ => json!({
+            "platform": "Android", "os_name": "android", "os_version": "14", "device_family": "Samsung Phone",
+            "device_type": "Samsung Galaxy S23", "device_model": "SM-S911B", "device_manufacturer": "samsung",
+            "device_brand": "samsung", "device_carrier": "T-Mobile", "library": "amplitude-android-kotlin/1.12.0",
+            "version_name": "3.2.0",
+        }),
+    }
+}
+
+/// The Export API's fields that the generated events leave empty, as real exports do.
+fn unset_fields(line: &mut Value) {
+    for field in [
+        "adid",
+        "idfa",
+        "dma",
+        "paying",
+        "sample_rate",
+        "amplitude_attribution_ids",
+        "amplitude_event_type",
+        "start_version",
+    ] {
+        line[field] = Value::Null;
+    }
+    for field in ["groups", "group_properties", "data"] {
+        line[field] = json!({});
+    }
+}
 
 /// A small deterministic generator (xorshift): the same export on every run.
 struct Dice(u64);
@@ -73,18 +117,37 @@ pub fn write(dir: &Path, events: usize) -> Result<Expected, String> {
                 continue;
             }
             let user = dice.roll(USERS);
-            let device = format!("device-{user}-{}", dice.roll(2));
+            let device_n = dice.roll(2);
+            let device = format!("device-{user}-{device_n}");
             let name = NAMES[dice.roll(NAMES.len())];
             let anonymous = !logged_in.contains(&device) && dice.roll(3) > 0;
+            let time = format!(
+                "2024-03-{:02} {:02}:{:02}:{:02}.{:06}",
+                1 + hour / 24,
+                hour % 24,
+                i * 3600 / per_hour / 60,
+                i * 3600 / per_hour % 60,
+                n % 1_000_000
+            );
+            // One event in twelve outside any session, as Amplitude writes it.
+            let session = if n % 12 == 5 { -1 } else { 1_709_251_200_000i64 + (n / 20) as i64 * 60_000 };
             let mut line = json!({
                 "uuid": uuid(n), "$insert_id": format!("insert-{n}"), "event_type": name, "device_id": &device,
-                "event_time": format!("2024-03-{:02} {:02}:{:02}:{:02}.{:06}", 1 + hour / 24, hour % 24, i * 3600 / per_hour / 60, i * 3600 / per_hour % 60, n % 1_000_000),
-                "session_id": 1_709_251_200_000u64 + (n / 20) as u64,
+                "user_id": null, "event_time": &time, "client_event_time": &time, "server_received_time": &time,
+                "server_upload_time": &time, "client_upload_time": &time, "processed_time": &time,
+                "session_id": session, "event_id": n, "amplitude_id": 900_000_000 + user, "app": 421337, "$schema": 12,
                 "event_properties": {"n": n, "[Amplitude] Page URL": format!("https://shop.example.com/item/{}", n % 50)},
-                "user_properties": {"plan": PLANS[user % 2], "initial_referrer": "https://www.google.com/"},
-                "country": "Portugal", "city": "Porto", "os_name": "Firefox", "platform": "Web",
-                "library": "amplitude-ts/2.3.0",
+                "user_properties": {
+                    "plan": PLANS[user % 2], "initial_referrer": "https://www.google.com/",
+                    "initial_utm_source": "EMPTY", "initial_utm_medium": "EMPTY",
+                },
+                "country": "Portugal", "region": "Porto", "city": "Porto", "location_lat": 41.15, "location_lng": -8.61,
+                "ip_address": "203.0.113.7", "language": "English", "is_attribution_event": false,
             });
+            unset_fields(&mut line);
+            for (key, value) in device_fields(user, device_n).as_object().into_iter().flatten() {
+                line[key] = value.clone();
+            }
             if !anonymous {
                 line["user_id"] = json!(format!("user-{user}@example.com"));
             }

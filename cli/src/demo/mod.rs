@@ -1,8 +1,10 @@
 //! `migrator3000 demo`: the command end to end on this machine, with nothing to set up.
 //! A generated Amplitude export, a destination on loopback that answers as capture does
-//! (one request in nine refused with a 503), and a state file in a temporary folder; the
+//! (one request in nine refused with a 503, one answered 200 with its events dropped, as
+//! over quota) and as the Query API does, and a state file in a temporary folder; the
 //! command itself runs as a child process, is killed (SIGKILL) part way, is run again
-//! with the same arguments, and the destination is then checked to hold every event.
+//! with the same arguments, `verify` finds the dropped events and `verify --resend`
+//! sends them again, and the destination is then checked to hold every event.
 
 mod destination;
 mod export;
@@ -33,15 +35,7 @@ impl Drop for Folder {
 }
 
 fn thousands(n: usize) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
+    crate::verify::thousands(n as u64)
 }
 
 /// This very program, on the demo's state file.
@@ -83,8 +77,9 @@ pub fn run(events: usize, keep: bool) -> Result<ExitCode, String> {
     let destination = Destination::start(API_KEY)?;
     let must_arrive = expected.uuids.len() + expected.aliases;
     println!(
-        "1. An Amplitude export: {} lines in {} hourly files ({} users, some devices anonymous before their user \
-         logs in, {} session markers, {} malformed lines), in {}",
+        "1. An Amplitude export: {} lines in {} hourly files (web, iOS and Android lines as the Export API writes \
+         them; {} users, some devices anonymous before their user logs in, {} session_start markers, {} malformed \
+         lines), in {}",
         thousands(expected.lines),
         expected.files,
         export::USERS,
@@ -93,8 +88,8 @@ pub fn run(events: usize, keep: bool) -> Result<ExitCode, String> {
         export_dir.display()
     );
     println!(
-        "2. A destination at {} that checks requests as PostHog's capture does and answers one in nine with a 503 \
-         and an empty body.",
+        "2. A destination at {} that checks requests as PostHog's capture does, answers one in nine with a 503 \
+         and an empty body, and answers verify's HogQL as PostHog's Query API does.",
         destination.url
     );
 
@@ -136,15 +131,61 @@ pub fn run(events: usize, keep: bool) -> Result<ExitCode, String> {
     println!("\n5. migrator3000 status\n");
     migrator3000(&state_path)?.arg("status").status().map_err(|e| e.to_string())?;
 
-    let verdict = check(&expected, &destination, &state_path)?;
-    println!("\n6. What the destination holds:\n");
+    let dropped = destination.dropped.load(Ordering::SeqCst);
+    println!(
+        "\n6. The destination was over its quota for a moment: it answered one request with a 200 and dropped its {} \
+         events, as PostHog does. migrator3000 verify, against the destination's Query API:\n",
+        thousands(dropped)
+    );
+    let report = folder.path.join("verify.html");
+    let found = verify(&state_path, &destination)?.arg("--report").arg(&report).status().map_err(|e| e.to_string())?;
+    println!("\n   Exit code: {} (5: differences found)", found.code().map_or("none".into(), |c| c.to_string()));
+
+    destination.over_quota.store(false, Ordering::SeqCst);
+    println!("\n7. The quota is back: migrator3000 verify --resend sends exactly the missing events again:\n");
+    let mended = verify(&state_path, &destination)?
+        .arg("--resend")
+        .arg("--files")
+        .arg(&export_dir)
+        .args(["--host", &destination.url, "--project-api-key", API_KEY, "--retry-scale", "0.02"])
+        .status()
+        .map_err(|e| e.to_string())?;
+    println!("\n   Exit code: {}", mended.code().map_or("none".into(), |c| c.to_string()));
+
+    let mut verdict = check(&expected, &destination, &state_path)?;
+    println!("\n8. What the destination holds:\n");
+    let found_and_mended = dropped > 0 && found.code() == Some(5) && mended.success();
+    verdict.ok &= found_and_mended;
+    verdict.lines.insert(
+        0,
+        format!(
+            "{} verify found the {} dropped events and --resend mended them",
+            if found_and_mended { "ok " } else { "NOT" },
+            thousands(dropped)
+        ),
+    );
     for line in &verdict.lines {
         println!("   {line}");
     }
     if keep {
-        println!("\nThe export and the state file are kept in {}.", folder.path.display());
+        println!(
+            "\nThe export, the state file and verify's report ({}) are kept in {}.",
+            report.display(),
+            folder.path.display()
+        );
     }
     Ok(if verdict.ok && status.success() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// `migrator3000 verify` of the import in the state file against the destination.
+fn verify(state: &Path, destination: &Destination) -> Result<Command, String> {
+    let mut command = migrator3000(state)?;
+    command.args(["verify", "--from", "amplitude", "--destination-query-api-host", &destination.url]);
+    command.args(["--destination-project-id", &destination::PROJECT.to_string()]);
+    command.args(["--destination-personal-api-key", destination::PERSONAL_KEY]);
+    // The demo's destination holds an event from the moment it answers: nothing arrives late.
+    command.args(["--settle-minutes", "0"]);
+    Ok(command)
 }
 
 struct Verdict {
@@ -156,10 +197,9 @@ struct Verdict {
 fn check(expected: &export::Expected, destination: &Destination, state_path: &Path) -> Result<Verdict, String> {
     let received = destination.received.lock().unwrap_or_else(|e| e.into_inner());
     let missing = expected.uuids.iter().filter(|u| !received.contains_key(*u)).count();
-    let aliases =
-        received.iter().filter(|(u, (_, name))| name == "$create_alias" && !expected.uuids.contains(*u)).count();
+    let aliases = received.iter().filter(|(u, r)| r.name == "$create_alias" && !expected.uuids.contains(*u)).count();
     let strangers = received.len() - (expected.uuids.len() - missing) - aliases;
-    let again = received.values().filter(|(times, _)| *times > 1).count();
+    let again = received.values().filter(|r| r.times > 1).count();
     let rejected = State::open(state_path)?.runs()?.iter().map(|r| r.rejected).sum::<u64>() as usize;
     let mut verdict = Verdict { ok: true, lines: Vec::new() };
     let mut say = |ok: bool, line: String| {

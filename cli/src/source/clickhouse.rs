@@ -220,7 +220,8 @@ impl ClickHouse {
         }
     }
 
-    fn query(&mut self, sql: &str) -> Result<String, SourceError> {
+    /// Runs `sql` (with its FORMAT) and hands back the answer's text.
+    pub fn query(&mut self, sql: &str) -> Result<String, SourceError> {
         let mut text = String::new();
         self.post(sql)?.into_reader().read_to_string(&mut text).map_err(|e| SourceError::Transient {
             message: format!("reading ClickHouse's answer: {e}"),

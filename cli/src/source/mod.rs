@@ -4,6 +4,8 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::amplitude::ledger::Ledger;
+
 /// The position after an event: the order every source pages in is
 /// (timestamp, then uuid), so equal timestamps across page boundaries are not skipped.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -26,9 +28,9 @@ pub struct Page {
     /// Input the source could not turn into an event, each with why: reported and
     /// counted, never fatal.
     pub skipped: Vec<String>,
-    /// (user, device) pairs this page linked for the first time: stored with the page,
-    /// so that no rerun links them again.
-    pub aliases: Vec<(String, String)>,
+    /// What an Amplitude import's page gave its destination (links, group properties,
+    /// whole files): stored with the page, so that no rerun sends them again.
+    pub ledger: Ledger,
     /// Rows left out because they repeat an event already handed over (the same uuid:
     /// rows a ReplacingMergeTree has not merged yet).
     pub duplicates: u64,
@@ -128,6 +130,14 @@ pub trait Source {
     /// than the share of the time range behind the cursor's timestamp.
     fn share(&self, _cursor: &Cursor) -> Option<f64> {
         None
+    }
+    /// What to say when a migration of this source starts (never when one resumes).
+    fn starting_note(&self) -> Option<String> {
+        None
+    }
+    /// What the summary should say of the run beyond its counts (how some input was read).
+    fn remarks(&self) -> Vec<String> {
+        Vec::new()
     }
 }
 pub mod clickhouse;

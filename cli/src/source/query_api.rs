@@ -33,9 +33,20 @@ const SHORTEST_WINDOW: chrono::Duration = chrono::Duration::seconds(1);
 /// Polls of a query still running, a second apart at first.
 const POLL_FOR: Duration = Duration::from_secs(1800);
 
+/// The flags a user sets for one Query API, to name in refusals.
+pub struct Flags {
+    pub host: &'static str,
+    pub project: &'static str,
+    pub key: &'static str,
+}
+
+pub const SOURCE_FLAGS: Flags = Flags { host: "--query-api-host", project: "--project-id", key: "--personal-api-key" };
+
 pub struct QueryApi {
     pub host: String,
     pub project_id: u64,
+    /// The flags named when the API refuses the key or the project.
+    pub flags: &'static Flags,
     key: String,
     agent: ureq::Agent,
     /// At most this many queries in any hour (PostHog's throttle).
@@ -88,7 +99,7 @@ impl DayCount {
 }
 
 /// What came of one query.
-enum Reply {
+pub enum Reply {
     Done(String),
     /// 504 or 512: the query was too much for the source.
     TooMuch(u16, String),
@@ -104,6 +115,7 @@ impl QueryApi {
                 .timeout_connect(Duration::from_secs(30))
                 .timeout_read(Duration::from_secs(900))
                 .build(),
+            flags: &SOURCE_FLAGS,
             per_hour: QUERIES_PER_HOUR,
             sent: VecDeque::new(),
             windows: Vec::new(),
@@ -173,12 +185,13 @@ impl QueryApi {
         let said: String = text.trim().chars().take(300).collect();
         match status {
             401 | 403 => SourceError::Fatal(format!(
-                "the Query API refused the personal API key (HTTP {status}: {said}); check --personal-api-key (it \
-                 needs the Query Read permission) and --project-id"
+                "the Query API refused the personal API key (HTTP {status}: {said}); check {} (it needs the Query \
+                 Read permission) and {}",
+                self.flags.key, self.flags.project
             )),
             404 => SourceError::Fatal(format!(
-                "the Query API of {} has no project {} (HTTP 404); check --query-api-host and --project-id",
-                self.host, self.project_id
+                "the Query API of {} has no project {} (HTTP 404); check {} and {}",
+                self.host, self.project_id, self.flags.host, self.flags.project
             )),
             429 => SourceError::Transient {
                 message: format!("the Query API is rate limited (HTTP 429 {said})"),
@@ -216,7 +229,7 @@ impl QueryApi {
     }
 
     /// Runs one HogQL query, following a 202 to its end.
-    fn run(&mut self, hogql: &str) -> Result<Reply, SourceError> {
+    pub fn run(&mut self, hogql: &str) -> Result<Reply, SourceError> {
         self.budget();
         let body = json!({"query": {"kind": "HogQLQuery", "query": hogql}});
         let url = format!("{}/api/projects/{}/query/", self.host, self.project_id);
@@ -258,7 +271,8 @@ impl QueryApi {
         }
     }
 
-    fn rows(text: &str) -> Result<Vec<Vec<Value>>, SourceError> {
+    /// The rows of a query's answer.
+    pub fn rows(text: &str) -> Result<Vec<Vec<Value>>, SourceError> {
         let answer: Answer = serde_json::from_str(text).map_err(|_| SourceError::Transient {
             message: format!(
                 "the Query API answered something that is not a query result: {}",

@@ -3,6 +3,8 @@
 //! cli/tests/clickhouse/server.py, installed by scripts/bootstrap.sh).
 #![allow(dead_code)]
 
+pub mod export;
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -127,6 +129,28 @@ pub fn body_json(request: &Request) -> Option<Value> {
     serde_json::from_slice(&bytes).ok()
 }
 
+/// Capture's checks of a request, as the real capture makes them: its accepted events,
+/// or its answer when it refuses the whole request.
+pub fn capture_checks(json: &Value) -> Result<Vec<Value>, Reply> {
+    let batch = json["batch"].as_array().cloned().unwrap_or_default();
+    if json["api_key"].as_str().unwrap_or("").is_empty() {
+        return Err(Reply::new(401, "{\"error\":\"no token\"}"));
+    }
+    for e in &batch {
+        let uuid_ok = e["uuid"].as_str().is_some_and(|u| u.len() == 36);
+        if e["event"].as_str().unwrap_or("").is_empty()
+            || e["distinct_id"].as_str().unwrap_or("").is_empty()
+            || !uuid_ok
+        {
+            return Err(Reply::new(400, "{\"error\":\"bad event\"}"));
+        }
+    }
+    if batch.is_empty() {
+        return Err(Reply::new(400, "{\"error\":\"empty batch\"}"));
+    }
+    Ok(batch)
+}
+
 impl Capture {
     pub fn start() -> Capture {
         let accepted = Arc::new(Mutex::new(Vec::new()));
@@ -141,26 +165,16 @@ impl Capture {
             if let Some(reply) = (f.lock().unwrap())(&batch) {
                 return reply;
             }
-            if json["api_key"].as_str().unwrap_or("").is_empty() {
-                return Reply::new(401, "{\"error\":\"no token\"}");
-            }
-            for e in &batch {
-                let uuid_ok = e["uuid"].as_str().is_some_and(|u| u.len() == 36);
-                if e["event"].as_str().unwrap_or("").is_empty()
-                    || e["distinct_id"].as_str().unwrap_or("").is_empty()
-                    || !uuid_ok
-                {
-                    return Reply::new(400, "{\"error\":\"bad event\"}");
+            match capture_checks(&json) {
+                Ok(batch) => {
+                    if json["historical_migration"] != Value::Bool(true) {
+                        l.lock().unwrap().extend(batch.iter().map(|e| e["uuid"].as_str().unwrap_or("").to_string()));
+                    }
+                    a.lock().unwrap().extend(batch);
+                    Reply::new(200, "{\"status\":1}")
                 }
+                Err(reply) => reply,
             }
-            if batch.is_empty() {
-                return Reply::new(400, "{\"error\":\"empty batch\"}");
-            }
-            if json["historical_migration"] != Value::Bool(true) {
-                l.lock().unwrap().extend(batch.iter().map(|e| e["uuid"].as_str().unwrap_or("").to_string()));
-            }
-            a.lock().unwrap().extend(batch);
-            Reply::new(200, "{\"status\":1}")
         }));
         Capture { server, accepted, live, requests, fault }
     }
@@ -323,3 +337,6 @@ impl ClickHouse {
 pub fn words(line: &str) -> Vec<String> {
     line.split_whitespace().map(str::to_string).collect()
 }
+
+pub mod browser;
+pub mod posthog;

@@ -1,0 +1,271 @@
+//! The two sides a verification compares, each answering the same two questions: how
+//! many events each UTC day of a window holds, and which uuids (in their text's order,
+//! a page at a time, so that no answer is over PostHog's 50,000 rows). Pages follow
+//! the uuid's text rather than `cityHash64(uuid) % n`: an Amplitude import's uuids are
+//! in SQLite and the demo's destination in memory, and text order is the one order
+//! that every side computes alike.
+
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+use rusqlite::{params, Connection};
+
+use super::hogql::{number, Failure, HogQl};
+use crate::source::clickhouse::{quoted, time_literal, ClickHouse};
+use crate::source::SourceError;
+
+/// From `from` (inclusive) to `to` (exclusive), whole UTC days.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    pub from: NaiveDate,
+    pub to: NaiveDate,
+}
+
+impl Window {
+    pub fn day(day: NaiveDate) -> Window {
+        Window { from: day, to: day + Duration::days(1) }
+    }
+
+    pub fn days(&self) -> i64 {
+        (self.to - self.from).num_days()
+    }
+
+    fn start(&self) -> DateTime<Utc> {
+        self.from.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc()
+    }
+
+    fn end(&self) -> DateTime<Utc> {
+        self.to.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc()
+    }
+
+    /// The window as a condition on `timestamp` (which the engines prune on).
+    pub fn condition(&self) -> String {
+        format!("timestamp >= {} AND timestamp < {}", time_literal(self.start()), time_literal(self.end()))
+    }
+}
+
+/// What one side holds of one day.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DayCount {
+    /// Rows, duplicates the engine has not merged yet included.
+    pub rows: u64,
+    /// Distinct uuids: the events.
+    pub events: u64,
+    /// The xor of `cityHash64(uuid)` over the rows: compared when neither side has
+    /// duplicates (a pair of them cancels out), so that equal counts of different events
+    /// do not pass for equal.
+    pub checksum: Option<u64>,
+    /// Seconds since the day last took an event (the destination's `created_at`).
+    pub quiet_seconds: Option<i64>,
+}
+
+pub trait Side {
+    fn describe(&self) -> String;
+    /// The days of `window` that hold events.
+    fn days(&mut self, window: Window) -> Result<Vec<(NaiveDate, DayCount)>, Failure>;
+    /// Up to `limit` distinct uuids of `window` after `after`, in text order.
+    fn uuids(&mut self, window: Window, after: Option<&str>, limit: usize) -> Result<Vec<String>, Failure>;
+    /// Queries sent so far (each counts against a Query API's hourly budget).
+    fn queries(&self) -> u64 {
+        0
+    }
+}
+
+fn day_of(text: &str) -> Result<NaiveDate, Failure> {
+    NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d")
+        .map_err(|_| Failure::Fatal(format!("a day came back as {text:?}, not YYYY-MM-DD")))
+}
+
+fn after_condition(after: Option<&str>) -> String {
+    after.map_or(String::new(), |a| format!(" AND toString(uuid) > {}", quoted(a)))
+}
+
+/// A PostHog's events through its Query API (the destination, or a source).
+pub struct QueryApiSide {
+    pub api: HogQl,
+}
+
+impl Side for QueryApiSide {
+    fn describe(&self) -> String {
+        self.api.describe()
+    }
+
+    fn days(&mut self, window: Window) -> Result<Vec<(NaiveDate, DayCount)>, Failure> {
+        // HogQL shows timestamps in the project's time zone: the day is taken in UTC.
+        // An explicit LIMIT: without one the API gives 100 rows.
+        let query = format!(
+            "SELECT toString(toDate(toTimeZone(timestamp, 'UTC'))) AS utc_day, count() AS event_rows, \
+             uniqExact(uuid) AS event_uuids, groupBitXor(cityHash64(uuid)) AS uuid_xor, dateDiff('second', \
+             max(created_at), now()) AS quiet_seconds FROM events WHERE {} GROUP BY utc_day ORDER BY utc_day \
+             LIMIT 50000",
+            window.condition()
+        );
+        let rows = self.api.rows(&query)?;
+        rows.iter()
+            .map(|row| {
+                let cell = |i: usize| row.get(i).and_then(number);
+                let day = day_of(row.first().and_then(|v| v.as_str()).unwrap_or_default())?;
+                let checksum = row.get(3).and_then(|v| v.as_u64().or_else(|| v.as_str()?.parse().ok()));
+                Ok((
+                    day,
+                    DayCount {
+                        rows: cell(1).unwrap_or(0) as u64,
+                        events: cell(2).unwrap_or(0) as u64,
+                        checksum,
+                        quiet_seconds: cell(4),
+                    },
+                ))
+            })
+            .collect()
+    }
+
+    fn uuids(&mut self, window: Window, after: Option<&str>, limit: usize) -> Result<Vec<String>, Failure> {
+        let query = format!(
+            "SELECT DISTINCT toString(uuid) AS event_uuid FROM events WHERE {}{} ORDER BY event_uuid LIMIT {limit}",
+            window.condition(),
+            after_condition(after)
+        );
+        let rows = self.api.rows(&query)?;
+        Ok(rows.iter().filter_map(|row| row.first()?.as_str().map(str::to_string)).collect())
+    }
+
+    fn queries(&self) -> u64 {
+        self.api.queries
+    }
+}
+
+/// A PostHog's ClickHouse, read with the `posthog` command's own client.
+pub struct ClickHouseSide {
+    pub clickhouse: ClickHouse,
+}
+
+impl ClickHouseSide {
+    fn run(&mut self, sql: &str) -> Result<String, Failure> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.clickhouse.query(sql) {
+                Ok(text) => return Ok(text),
+                Err(SourceError::Fatal(m)) => return Err(Failure::Fatal(m)),
+                // ClickHouse's codes for a query over its time (159, 160) or memory (241).
+                Err(SourceError::Transient { message, .. })
+                    if ["Code: 159.", "Code: 160.", "Code: 241."].iter().any(|c| message.contains(c)) =>
+                {
+                    return Err(Failure::TooBig(message))
+                }
+                Err(SourceError::Transient { message, .. }) if attempt >= 4 => return Err(Failure::Fatal(message)),
+                Err(SourceError::Transient { .. }) => std::thread::sleep(std::time::Duration::from_secs(attempt)),
+            }
+        }
+    }
+
+    fn scope(&self, window: Window) -> String {
+        format!(
+            "{}.{} WHERE team_id = {} AND {}",
+            self.clickhouse.database,
+            self.clickhouse.table,
+            self.clickhouse.team_id,
+            window.condition()
+        )
+    }
+}
+
+impl Side for ClickHouseSide {
+    fn describe(&self) -> String {
+        format!(
+            "ClickHouse at {} ({}.{}, team {})",
+            self.clickhouse.url, self.clickhouse.database, self.clickhouse.table, self.clickhouse.team_id
+        )
+    }
+
+    fn days(&mut self, window: Window) -> Result<Vec<(NaiveDate, DayCount)>, Failure> {
+        let sql = format!(
+            "SELECT toString(toDate(timestamp, 'UTC')) AS utc_day, count(), uniqExact(uuid), \
+             groupBitXor(cityHash64(uuid)) FROM {} GROUP BY utc_day ORDER BY utc_day FORMAT TSV",
+            self.scope(window)
+        );
+        let text = self.run(&sql)?;
+        text.lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|line| {
+                let cells: Vec<&str> = line.split('\t').collect();
+                let n = |i: usize| cells.get(i).and_then(|c| c.trim().parse::<u64>().ok());
+                Ok((
+                    day_of(cells[0])?,
+                    DayCount {
+                        rows: n(1).unwrap_or(0),
+                        events: n(2).unwrap_or(0),
+                        checksum: n(3),
+                        quiet_seconds: None,
+                    },
+                ))
+            })
+            .collect()
+    }
+
+    fn uuids(&mut self, window: Window, after: Option<&str>, limit: usize) -> Result<Vec<String>, Failure> {
+        let sql = format!(
+            "SELECT DISTINCT toString(uuid) AS event_uuid FROM {}{} ORDER BY event_uuid LIMIT {limit} FORMAT TSV",
+            self.scope(window),
+            after_condition(after)
+        );
+        Ok(self.run(&sql)?.lines().filter(|l| !l.is_empty()).map(str::to_string).collect())
+    }
+}
+
+/// What an Amplitude import converted and handed to the destination, per day, as the
+/// import recorded it in the state file.
+pub struct ImportSide {
+    pub db: Connection,
+    pub imports: Vec<String>,
+}
+
+fn db_failure(e: rusqlite::Error) -> Failure {
+    Failure::Fatal(format!("the state file could not be read: {e}"))
+}
+
+impl Side for ImportSide {
+    fn describe(&self) -> String {
+        match self.imports.as_slice() {
+            [one] => format!("the Amplitude import recorded in the state file ({one})"),
+            many => format!("the {} Amplitude imports recorded in the state file", many.len()),
+        }
+    }
+
+    fn days(&mut self, window: Window) -> Result<Vec<(NaiveDate, DayCount)>, Failure> {
+        let mut statement = self
+            .db
+            .prepare(
+                "SELECT day, COUNT(DISTINCT uuid) FROM verify_imported WHERE day >= ?1 AND day < ?2 GROUP BY day \
+                 ORDER BY day",
+            )
+            .map_err(db_failure)?;
+        let rows = statement
+            .query_map(params![window.from.to_string(), window.to.to_string()], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+            })
+            .map_err(db_failure)?;
+        let mut days = Vec::new();
+        for row in rows {
+            let (day, events) = row.map_err(db_failure)?;
+            let events = events as u64;
+            days.push((day_of(&day)?, DayCount { rows: events, events, checksum: None, quiet_seconds: None }));
+        }
+        Ok(days)
+    }
+
+    fn uuids(&mut self, window: Window, after: Option<&str>, limit: usize) -> Result<Vec<String>, Failure> {
+        let mut statement = self
+            .db
+            .prepare(
+                "SELECT DISTINCT uuid FROM verify_imported WHERE day >= ?1 AND day < ?2 AND uuid > ?3 ORDER BY uuid \
+                 LIMIT ?4",
+            )
+            .map_err(db_failure)?;
+        let rows = statement
+            .query_map(
+                params![window.from.to_string(), window.to.to_string(), after.unwrap_or(""), limit as i64],
+                |r| r.get::<_, String>(0),
+            )
+            .map_err(db_failure)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(db_failure)
+    }
+}
