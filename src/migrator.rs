@@ -3,7 +3,7 @@
 //! The two paths never overlap: the moment the app was installed (the cut-over) ends
 //! the historical window, and only events ingested after it reach the live path.
 
-use crate::raw::MaybeFields;
+use crate::scan::{self, EventFields};
 use chrono::{DateTime, Duration, Utc};
 
 use crate::batch::{Batch, Batcher};
@@ -148,7 +148,7 @@ struct Bounds {
 /// into `batcher`.
 fn run(
     settings: &Settings,
-    events: Vec<MaybeFields<'_>>,
+    events: Vec<Option<EventFields<'_>>>,
     path: Route,
     bounds: Bounds,
     now: DateTime<Utc>,
@@ -157,7 +157,7 @@ fn run(
     let mut outcome = Outcome::default();
     let mut fingerprint = crc32fast::Hasher::new();
     for event in events {
-        let event = SourceEvent::from_fields(event.0);
+        let event = SourceEvent::from_scan(event);
         match transform::route(&event, settings.version.shape, &settings.events_to_ignore) {
             Route::Ignored => outcome.ignored += 1,
             route if route != path => outcome.other_path += 1,
@@ -187,12 +187,14 @@ fn run(
     outcome
 }
 
-/// The events of a JSON array, read in one pass as their fields.
-fn parse_events(events_json: &str) -> Result<Vec<MaybeFields<'_>>, InputError> {
-    match serde_json::from_str::<Vec<MaybeFields<'_>>>(events_json) {
-        Ok(events) => Ok(events),
+/// The events of a JSON array, read in one pass as their fields (`None` for an item
+/// that is not an object).
+fn parse_events(events_json: &str) -> Result<Vec<Option<EventFields<'_>>>, InputError> {
+    match scan::array_of_events(events_json) {
+        Ok(Some(events)) => Ok(events),
+        Ok(None) => Err(InputError("the JSON is not an array".into())),
         Err(_) if !events_json.trim_start().starts_with('[') => Err(InputError("the JSON is not an array".into())),
-        Err(e) => Err(InputError(format!("the JSON does not parse ({e})"))),
+        Err(at) => Err(InputError(format!("the JSON does not parse (at byte {})", at.at))),
     }
 }
 
