@@ -2,8 +2,11 @@
 //! stream, then CRC-32 and length. Enough for the bodies we send and read back.
 
 const HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255];
-/// zlib's default, a good balance of size and speed for JSON.
-const LEVEL: u8 = 6;
+/// miniz_oxide's fast mode (greedy matching, no lazy search): measured on batches of
+/// realistic events (2 KB of posthog-js properties), level 1 compresses at 340 MB/s to
+/// 12.3% of the JSON, level 6 at 54 MB/s to 8.7%. At level 6 gzip took a third of all
+/// the command's CPU; level 1 sends 40% more bytes, still an eighth of the JSON.
+const LEVEL: u8 = 1;
 
 pub fn compress(data: &[u8]) -> Vec<u8> {
     let deflated = miniz_oxide::deflate::compress_to_vec(data, LEVEL);

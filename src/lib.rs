@@ -17,6 +17,7 @@ pub mod migrator;
 pub mod pace;
 pub mod parcels;
 pub mod raw;
+pub mod scan;
 pub mod settings;
 pub mod timestamp;
 pub mod transform;

@@ -4,7 +4,7 @@
 //! the historical window; a live event stamped before it goes by the rule of
 //! `handover`.
 
-use crate::raw::MaybeFields;
+use crate::scan::{self, EventFields};
 use chrono::{DateTime, Duration, Utc};
 
 use crate::batch::{Batch, Batcher};
@@ -134,7 +134,7 @@ impl Migrator {
     pub fn live_needs_history(&self, events_json: &str) -> Result<bool, InputError> {
         let events = parse_events(events_json)?;
         Ok(events.into_iter().any(|event| {
-            let event = SourceEvent::from_fields(event.0);
+            let event = SourceEvent::from_scan(event);
             route(&self.settings, &event) == Route::Live
                 && transform::stored_at(&event).is_some_and(|at| at < self.cutover)
         }))
@@ -230,7 +230,7 @@ struct Bounds<'a> {
 /// into `batcher`.
 fn run(
     settings: &Settings,
-    events: Vec<MaybeFields<'_>>,
+    events: Vec<Option<EventFields<'_>>>,
     path: Route,
     bounds: Bounds<'_>,
     now: DateTime<Utc>,
@@ -240,7 +240,7 @@ fn run(
     let mut fingerprint = crc32fast::Hasher::new();
     outcome.read = events.len();
     for event in events {
-        let event = SourceEvent::from_fields(event.0);
+        let event = SourceEvent::from_scan(event);
         match route(settings, &event) {
             Route::Ignored => outcome.ignored += 1,
             route if route != path => outcome.other_path += 1,
@@ -297,12 +297,14 @@ fn route(settings: &Settings, event: &SourceEvent<'_>) -> Route {
     transform::route(event, settings.version.shape, &settings.events_to_ignore)
 }
 
-/// The events of a JSON array, read in one pass as their fields.
-fn parse_events(events_json: &str) -> Result<Vec<MaybeFields<'_>>, InputError> {
-    match serde_json::from_str::<Vec<MaybeFields<'_>>>(events_json) {
-        Ok(events) => Ok(events),
+/// The events of a JSON array, read in one pass as their fields (`None` for an item
+/// that is not an object).
+fn parse_events(events_json: &str) -> Result<Vec<Option<EventFields<'_>>>, InputError> {
+    match scan::array_of_events(events_json) {
+        Ok(Some(events)) => Ok(events),
+        Ok(None) => Err(InputError("the JSON is not an array".into())),
         Err(_) if !events_json.trim_start().starts_with('[') => Err(InputError("the JSON is not an array".into())),
-        Err(e) => Err(InputError(format!("the JSON does not parse ({e})"))),
+        Err(at) => Err(InputError(format!("the JSON does not parse (at byte {})", at.at))),
     }
 }
 

@@ -3,109 +3,17 @@
 //! it never builds (nor re-serialises) a tree for them.
 
 use std::borrow::Cow;
-use std::fmt::{self, Write};
 
-use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
-use serde_json::value::RawValue;
 use serde_json::Value;
 
-/// A field name, borrowed from the input unless it had escapes.
-pub struct Key<'a>(pub Cow<'a, str>);
+use crate::scan;
 
-impl<'de> Deserialize<'de> for Key<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct KeyVisitor;
-        impl<'de> Visitor<'de> for KeyVisitor {
-            type Value = Key<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a field name")
-            }
-            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Key<'de>, E> {
-                Ok(Key(Cow::Borrowed(v)))
-            }
-            fn visit_str<E>(self, v: &str) -> Result<Key<'de>, E> {
-                Ok(Key(Cow::Owned(v.to_string())))
-            }
-        }
-        deserializer.deserialize_str(KeyVisitor)
-    }
-}
-
-/// The fields of a JSON object, in order, values as raw JSON.
-pub struct Fields<'a>(pub Vec<(Cow<'a, str>, &'a RawValue)>);
-
-struct FieldsVisitor;
-
-impl<'de> Visitor<'de> for FieldsVisitor {
-    type Value = Fields<'de>;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON object")
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fields<'de>, A::Error> {
-        let mut fields = Vec::with_capacity(map.size_hint().unwrap_or(16));
-        while let Some((Key(key), value)) = map.next_entry::<Key<'de>, &'de RawValue>()? {
-            fields.push((key, value));
-        }
-        Ok(Fields(fields))
-    }
-}
-
-impl<'de> Deserialize<'de> for Fields<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_map(FieldsVisitor)
-    }
-}
-
-/// Any JSON value where an object is expected: its fields, or `None` for another kind
-/// of value (which is skipped over, not kept).
-pub struct MaybeFields<'a>(pub Option<Fields<'a>>);
-
-impl<'de> Deserialize<'de> for MaybeFields<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct AnyVisitor;
-        impl<'de> Visitor<'de> for AnyVisitor {
-            type Value = MaybeFields<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("any JSON value")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<MaybeFields<'de>, A::Error> {
-                FieldsVisitor.visit_map(map).map(|f| MaybeFields(Some(f)))
-            }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<MaybeFields<'de>, A::Error> {
-                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
-                Ok(MaybeFields(None))
-            }
-            fn visit_bool<E>(self, _: bool) -> Result<MaybeFields<'de>, E> {
-                Ok(MaybeFields(None))
-            }
-            fn visit_i64<E>(self, _: i64) -> Result<MaybeFields<'de>, E> {
-                Ok(MaybeFields(None))
-            }
-            fn visit_u64<E>(self, _: u64) -> Result<MaybeFields<'de>, E> {
-                Ok(MaybeFields(None))
-            }
-            fn visit_f64<E>(self, _: f64) -> Result<MaybeFields<'de>, E> {
-                Ok(MaybeFields(None))
-            }
-            fn visit_str<E>(self, _: &str) -> Result<MaybeFields<'de>, E> {
-                Ok(MaybeFields(None))
-            }
-            fn visit_unit<E>(self) -> Result<MaybeFields<'de>, E> {
-                Ok(MaybeFields(None))
-            }
-        }
-        deserializer.deserialize_any(AnyVisitor)
-    }
-}
+/// The fields of a JSON object, in order, each value as its raw JSON text.
+pub struct Fields<'a>(pub scan::FieldList<'a>);
 
 impl<'a> Fields<'a> {
-    /// Reads `raw` as an object; `None` when it is another kind of JSON value.
-    pub fn of(raw: &'a RawValue) -> Option<Fields<'a>> {
-        serde_json::from_str(raw.get()).ok()
-    }
-
     /// The value of `key` (the last one, as JSON parsers keep when a key repeats).
-    pub fn get(&self, key: &str) -> Option<&'a RawValue> {
+    pub fn get(&self, key: &str) -> Option<&'a str> {
         self.0.iter().rev().find(|(k, _)| k == key).map(|(_, v)| *v)
     }
 
@@ -115,8 +23,8 @@ impl<'a> Fields<'a> {
 }
 
 /// A raw value parsed as a tree, for the few fields that are looked into.
-pub fn value(raw: &RawValue) -> Value {
-    serde_json::from_str(raw.get()).unwrap_or(Value::Null)
+pub fn value(raw: &str) -> Value {
+    serde_json::from_str(raw).unwrap_or(Value::Null)
 }
 
 /// A raw JSON string's text; `None` for other values.
@@ -125,8 +33,8 @@ pub fn value_str(raw: &str) -> Option<String> {
 }
 
 /// `null`, `""` or `[]`.
-pub fn is_empty(raw: &RawValue) -> bool {
-    matches!(raw.get().trim(), "null" | "\"\"" | "[]")
+pub fn is_empty(raw: &str) -> bool {
+    matches!(raw.trim(), "null" | "\"\"" | "[]")
 }
 
 /// Appends `"key":`. A key borrowed from the input had no escapes there and needs
@@ -157,17 +65,58 @@ pub fn to_ascii_json(json: String) -> String {
     if json.is_ascii() {
         return json;
     }
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut out = String::with_capacity(json.len() + json.len() / 4);
-    for c in json.chars() {
-        if c.is_ascii() {
-            out.push(c);
-        } else {
-            let mut units = [0u16; 2];
-            for unit in c.encode_utf16(&mut units) {
-                // Writing into a String cannot fail.
-                let _ = write!(out, "\\u{unit:04x}");
+    let mut rest = json.as_str();
+    // Runs of ASCII are copied whole: events are mostly ASCII with a few other letters.
+    while let Some(at) = first_non_ascii(rest.as_bytes()) {
+        out.push_str(&rest[..at]);
+        let Some(c) = rest[at..].chars().next() else { break };
+        let mut units = [0u16; 2];
+        for unit in c.encode_utf16(&mut units) {
+            out.push_str("\\u");
+            for shift in [12, 8, 4, 0] {
+                out.push(char::from(HEX[usize::from((*unit >> shift) & 0xf)]));
             }
         }
+        rest = &rest[at + c.len_utf8()..];
     }
+    out.push_str(rest);
     out
+}
+
+/// Where the first byte over 0x7f is, looked for eight bytes at a time.
+fn first_non_ascii(bytes: &[u8]) -> Option<usize> {
+    let mut at = 0;
+    for word in bytes.chunks_exact(8) {
+        let mut eight = [0u8; 8];
+        eight.copy_from_slice(word);
+        if u64::from_ne_bytes(eight) & 0x8080_8080_8080_8080 != 0 {
+            break;
+        }
+        at += 8;
+    }
+    bytes[at..].iter().position(|b| !b.is_ascii()).map(|i| at + i)
+}
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ascii_json_escapes_every_other_character_wherever_it_stands() {
+        for before in 0..20 {
+            for other in ["é", "—", "東京", "🚀", "é🚀x—"] {
+                let json = format!("\"{}{other}{}\"", "a".repeat(before), "b".repeat(before % 7));
+                let ascii = to_ascii_json(json.clone());
+                assert!(ascii.is_ascii(), "{ascii}");
+                assert_eq!(
+                    serde_json::from_str::<String>(&ascii).unwrap(),
+                    serde_json::from_str::<String>(&json).unwrap()
+                );
+            }
+        }
+        assert_eq!(to_ascii_json("\"Zü🚀\"".into()), r#""Z\u00fc\ud83d\ude80""#);
+        assert_eq!(to_ascii_json("{\"plain\":1}".into()), "{\"plain\":1}");
+    }
 }

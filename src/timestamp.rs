@@ -105,13 +105,37 @@ pub fn from_value(value: &Value) -> Option<DateTime<Utc>> {
 /// when the time has them (ClickHouse keeps them): `2021-05-01T12:00:00.123456Z`.
 pub fn format(t: DateTime<Utc>) -> String {
     let micros = t.timestamp_subsec_micros().min(999_999);
-    let date_time =
-        format!("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}", t.year(), t.month(), t.day(), t.hour(), t.minute(), t.second());
-    if micros % 1000 == 0 {
-        format!("{date_time}.{:03}Z", micros / 1000)
-    } else {
-        format!("{date_time}.{micros:06}Z")
+    let year = t.year();
+    if !(0..=9999).contains(&year) {
+        let date_time =
+            format!("{year:04}-{:02}-{:02}T{:02}:{:02}:{:02}", t.month(), t.day(), t.hour(), t.minute(), t.second());
+        return if micros % 1000 == 0 {
+            format!("{date_time}.{:03}Z", micros / 1000)
+        } else {
+            format!("{date_time}.{micros:06}Z")
+        };
     }
+    // Digit by digit: `format!` cost more than the rest of an event's timestamp handling,
+    // and every event is stamped.
+    let mut out = String::with_capacity(27);
+    let mut digits = |n: u32, width: u32, after: char| {
+        for place in (0..width).rev() {
+            out.push(char::from(b'0' + ((n / 10u32.pow(place)) % 10) as u8));
+        }
+        out.push(after);
+    };
+    digits(year as u32, 4, '-');
+    digits(t.month(), 2, '-');
+    digits(t.day(), 2, 'T');
+    digits(t.hour(), 2, ':');
+    digits(t.minute(), 2, ':');
+    digits(t.second(), 2, '.');
+    if micros % 1000 == 0 {
+        digits(micros / 1000, 3, 'Z');
+    } else {
+        digits(micros, 6, 'Z');
+    }
+    out
 }
 
 pub fn from_millis(millis: f64) -> Option<DateTime<Utc>> {
@@ -178,6 +202,18 @@ mod tests {
 
     fn iso(value: Value) -> Option<String> {
         from_value(&value).map(format)
+    }
+
+    #[test]
+    fn timestamps_are_written_with_milliseconds_or_microseconds() {
+        for (text, written) in [
+            ("2021-06-01T00:00:00Z", "2021-06-01T00:00:00.000Z"),
+            ("2021-06-01T09:08:07.123Z", "2021-06-01T09:08:07.123Z"),
+            ("1999-12-31T23:59:59.000001Z", "1999-12-31T23:59:59.000001Z"),
+            ("2024-02-29T12:30:45.120450Z", "2024-02-29T12:30:45.120450Z"),
+        ] {
+            assert_eq!(format(parse_iso(text).unwrap()), written);
+        }
     }
 
     #[test]

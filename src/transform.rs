@@ -5,10 +5,10 @@ use std::collections::BTreeSet;
 use std::fmt;
 
 use chrono::{DateTime, Duration, Utc};
-use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::raw::{self, Fields};
+use crate::scan::{self, EventFields};
 use crate::version::ExportShape;
 use crate::{elements, event_id, timestamp};
 
@@ -58,14 +58,13 @@ pub fn route(event: &SourceEvent<'_>, shape: ExportShape, ignored: &BTreeSet<Str
         // Not an object: no uuid either (it is then rejected, with a reason, on this path).
         ExportShape::WithoutUuid => event.fields.as_ref().is_none_or(|f| {
             f.get("uuid").is_none_or(|u| {
-                let u = u.get().trim();
+                let u = u.trim();
                 u == "null" || raw::value_str(u).is_some_and(|s| s.trim().is_empty())
             })
         }),
-        ExportShape::Marked => event
-            .properties()
-            .and_then(|p| p.get(HISTORICAL_MARKER))
-            .is_some_and(|marker| marker.get().trim() == "true"),
+        ExportShape::Marked => {
+            event.properties().and_then(|p| p.get(HISTORICAL_MARKER)).is_some_and(|marker| marker.trim() == "true")
+        }
     };
     if historical {
         Route::Historical
@@ -152,22 +151,26 @@ pub struct SourceEvent<'a> {
 }
 
 impl<'a> SourceEvent<'a> {
-    pub fn read(raw: &'a RawValue) -> SourceEvent<'a> {
-        Self::from_fields(Fields::of(raw))
+    /// `raw` must be one JSON value (an event that is not an object is refused by the
+    /// transform, with a reason).
+    pub fn read(raw: &'a str) -> SourceEvent<'a> {
+        Self::from_scan(scan::event(raw).ok().flatten())
     }
 
-    /// An event whose fields were read already (`None`: not an object).
-    pub fn from_fields(fields: Option<Fields<'a>>) -> SourceEvent<'a> {
-        let name = fields
-            .as_ref()
-            .and_then(|f| f.get("event"))
-            .and_then(|e| serde_json::from_str::<String>(e.get()).ok())
-            .filter(|name| !name.is_empty());
-        let properties = fields.as_ref().map(|f| match f.get("properties") {
-            Some(p) if p.get().trim() != "null" => Fields::of(p),
+    /// An event whose fields were read already (`None`: not an object), its properties'
+    /// fields with them.
+    pub fn from_scan(event: Option<EventFields<'a>>) -> SourceEvent<'a> {
+        let Some(EventFields { fields, properties: read }) = event else {
+            return SourceEvent { fields: None, properties: None, name: None };
+        };
+        let fields = Fields(fields);
+        let name =
+            fields.get("event").and_then(|e| serde_json::from_str::<String>(e).ok()).filter(|name| !name.is_empty());
+        let properties = match fields.get("properties") {
+            Some(p) if p != "null" => read.map(Fields),
             _ => Some(Fields(Vec::new())),
-        });
-        SourceEvent { fields, properties, name }
+        };
+        SourceEvent { fields: Some(fields), properties: Some(properties), name }
     }
 
     /// The properties; `None` when they are not an object.
@@ -179,10 +182,7 @@ impl<'a> SourceEvent<'a> {
 /// Transforms an event given as a JSON value (tests, and single events).
 pub fn transform(event: Value, now: DateTime<Utc>) -> Result<Prepared, Rejected> {
     let text = event.to_string();
-    match serde_json::from_str::<&RawValue>(&text) {
-        Ok(raw) => transform_raw(&SourceEvent::read(raw), now),
-        Err(_) => Err(Rejected { reason: Rejection::NotAnObject, event_name: None, uuid: None }),
-    }
+    transform_raw(&SourceEvent::read(&text), now)
 }
 
 pub fn transform_raw(event: &SourceEvent<'_>, now: DateTime<Utc>) -> Result<Prepared, Rejected> {
@@ -211,10 +211,9 @@ pub fn transform_raw(event: &SourceEvent<'_>, now: DateTime<Utc>) -> Result<Prep
         None => (derive_uuid(source, properties, &distinct_id, (!used_current_time).then_some(when)), true),
     };
 
-    let mut json =
-        String::with_capacity(256 + source.0.iter().map(|(k, v)| k.len() + v.get().len() + 4).sum::<usize>());
+    let mut json = String::with_capacity(256 + source.0.iter().map(|(k, v)| k.len() + v.len() + 4).sum::<usize>());
     json.push_str("{\"event\":");
-    json.push_str(name_raw.get().trim());
+    json.push_str(name_raw.trim());
     json.push_str(",\"distinct_id\":");
     raw::write_string(&mut json, &distinct_id);
     json.push_str(",\"properties\":{");
@@ -233,7 +232,8 @@ pub fn transform_raw(event: &SourceEvent<'_>, now: DateTime<Utc>) -> Result<Prep
         if key == "$elements" {
             field(&mut json, key, &elements_json(value));
         } else {
-            field(&mut json, key, value.get().trim());
+            // Raw values have no whitespace around them.
+            field(&mut json, key, value);
         }
     }
     // Data capture would drop from the top level moves where it survives.
@@ -243,7 +243,7 @@ pub fn transform_raw(event: &SourceEvent<'_>, now: DateTime<Utc>) -> Result<Prep
             if to == "$elements" {
                 field(&mut json, &to, &elements_json(value));
             } else {
-                field(&mut json, &to, value.get().trim());
+                field(&mut json, &to, value.trim());
             }
         }
     }
@@ -252,10 +252,10 @@ pub fn transform_raw(event: &SourceEvent<'_>, now: DateTime<Utc>) -> Result<Prep
     field(&mut json, &Cow::Borrowed("$geoip_disable"), "true");
     json.push('}');
     for key in ["$set", "$set_once"] {
-        if let Some(value) = source.get(key).filter(|v| v.get().trim_start().starts_with('{')) {
+        if let Some(value) = source.get(key).filter(|v| v.trim_start().starts_with('{')) {
             json.push(',');
             raw::write_key(&mut json, &Cow::Borrowed(key));
-            json.push_str(value.get().trim());
+            json.push_str(value.trim());
         }
     }
     json.push_str(",\"timestamp\":\"");
@@ -274,22 +274,20 @@ pub fn transform_raw(event: &SourceEvent<'_>, now: DateTime<Utc>) -> Result<Prep
 /// The database a historical event was read from, as PostHog >= 1.30 marks it
 /// (`clickhouse` or `postgres`).
 pub fn source_db(event: &SourceEvent<'_>) -> Option<String> {
-    event.properties()?.get("$$historical_export_source_db").and_then(|db| raw::value_str(db.get()))
+    event.properties()?.get("$$historical_export_source_db").and_then(raw::value_str)
 }
 
 /// The Postgres row id of an event exported from Postgres by PostHog >= 1.30.
 fn postgres_row_id(event: &SourceEvent<'_>) -> Option<Value> {
     let properties = event.properties()?;
-    let from_postgres = properties
-        .get("$$historical_export_source_db")
-        .and_then(|db| raw::value_str(db.get()))
-        .is_some_and(|db| db == "postgres");
+    let from_postgres =
+        properties.get("$$historical_export_source_db").and_then(raw::value_str).is_some_and(|db| db == "postgres");
     let id = properties.get(POSTGRES_EVENT_ID).map(raw::value)?;
     (from_postgres && !id.is_null()).then_some(id)
 }
 
 /// Autocapture elements in posthog-js shape, as JSON.
-fn elements_json(value: &RawValue) -> String {
+fn elements_json(value: &str) -> String {
     let mut elements = raw::value(value);
     elements::to_posthog_js_shape(&mut elements);
     elements.to_string()

@@ -14,8 +14,8 @@ use migrator3000::batch::{Batch, BatchLimits, Batcher};
 use migrator3000::delivery::Refusal;
 use migrator3000::dispatch::{Dispatch, KeepState, Stop, Summary};
 use migrator3000::pace::{self, Bucket};
+use migrator3000::scan;
 use migrator3000::transform::{self, SourceEvent};
-use serde_json::value::RawValue;
 
 use crate::progress::Progress;
 use crate::send;
@@ -130,11 +130,17 @@ pub fn batches_of(events: &[String], options: &Options, settled: &mut Settled) -
     let mut batches = Vec::new();
     for text in events {
         settled.read += 1;
-        let Ok(raw) = serde_json::from_str::<&RawValue>(text) else {
-            settled.rejected.push((None, None, "the source gave an event that is not JSON".into()));
-            continue;
+        // Read once, its properties with it: its fields, or None when it is JSON but not an
+        // object.
+        let fields = match scan::event(text) {
+            Ok(fields) => fields,
+            Err(at) => {
+                let why = format!("the source gave an event that is not JSON (at byte {} of {})", at.at, text.len());
+                settled.rejected.push((None, None, why));
+                continue;
+            }
         };
-        let event = SourceEvent::read(raw);
+        let event = SourceEvent::from_scan(fields);
         if event.name.as_ref().is_some_and(|name| options.events_to_ignore.contains(name)) {
             continue;
         }
