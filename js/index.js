@@ -11,17 +11,22 @@ const CUTOVER = 'migrator_cutover';
 const EXPORT = 'migrator_export';
 const BLOCKED = 'migrator_blocked';
 const LAST_PAGE = 'migrator_last_page_at';
+const SOURCE_DB = 'migrator_source_db';
 const PACE = 'migrator_pace';
 const REJECTED_SAMPLE = 'migrator_rejected_sample';
 const PARCEL = (id) => `migrator_parcel_${id}`;
 const PARCEL_FLOOR = 'migrator_parcel_floor';
 const PARCEL_LOOK_FROM = 'migrator_parcel_look_from';
 const PARKED = 'migrator_parked';
+// The history's records: pages in flight, and instants of live events left to it.
+const HISTORY = (id) => `migrator_history_${id}`;
+const HISTORY_FLOOR = 'migrator_history_floor';
 // Counters, atomic where the host offers `utils.cursor`.
 const DELIVERED = 'migrator_delivered';
 const REJECTED = 'migrator_rejected';
 const RETRIED = 'migrator_retried';
 const PARCEL_SEQ = 'migrator_parcel_seq';
+const HISTORY_SEQ = 'migrator_history_seq';
 // The host's own keys for its historical exports (V1, then V2).
 const HOST_V1_RUNNING = 'is_export_running';
 const HOST_V1_CURSOR = 'timestamp_cursor';
@@ -50,12 +55,38 @@ function loadCore() {
   coreLoaded = true;
 }
 
+// TRICKY: every worker thread runs setupPlugin, within milliseconds of the others, and
+// all must work with ONE cut-over. A storage.get then storage.set is not atomic: two
+// threads both find none and each stores its own. utils.cursor.init is the host's
+// INSERT ... ON CONFLICT DO NOTHING (plugin server 1.10.5, worker/vm/extensions/utils.ts
+// postgresSetOnce): the first thread's moment stays, and every thread reads that one
+// back. Installs from before this stored an ISO string, which is read as it is.
+async function agreeOnCutover(meta) {
+  if (meta.utils && meta.utils.cursor) {
+    await meta.utils.cursor.init(CUTOVER, Date.now());
+    return meta.storage.get(CUTOVER, null);
+  }
+  const now = Date.now();
+  await meta.storage.set(CUTOVER, now);
+  return now;
+}
+
+const millis = (stored) => {
+  const ms = typeof stored === 'number' ? stored : Date.parse(stored);
+  return Number.isFinite(ms) ? ms : undefined;
+};
+
 async function createMigrator(meta) {
   loadCore();
   const stored = await meta.storage.get(CUTOVER, null);
-  // Throws an Error naming each bad setting; the host shows it and disables the app.
-  const migrator = new Migrator(meta.config, Date.now(), stored ? Date.parse(stored) : undefined);
-  if (!stored) await meta.storage.set(CUTOVER, migrator.settings.cutover);
+  // Throws an Error naming each bad setting, before anything is stored; the host shows
+  // it and disables the app.
+  let migrator = new Migrator(meta.config, Date.now(), stored === null ? undefined : millis(stored));
+  if (stored === null) {
+    const agreed = await agreeOnCutover(meta);
+    migrator.free();
+    migrator = new Migrator(meta.config, Date.now(), millis(agreed));
+  }
   meta.global.migrator = migrator;
   return migrator;
 }
@@ -173,6 +204,27 @@ async function sendLive(meta, migrator, page) {
   await run(meta, migrator, page.dispatch(), 'live');
 }
 
+// What the core needs to route live events stamped before the cut-over: the host's
+// progress keys first, the export state last (a run started in between is then seen
+// with keys that are not its own, which routes safely).
+async function historyView(meta) {
+  const { storage } = meta;
+  const number = (value) => (value === null || value === undefined ? undefined : Number(value));
+  const coordination = (await storage.get(HOST_V2_COORDINATION, null)) || {};
+  const chunks = [].concat(coordination.done || [], coordination.running || []).map(String);
+  const hostCursor = number(await storage.get(HOST_V1_CURSOR, null));
+  const hostMin = number(await storage.get(HOST_V1_MIN, null));
+  const sourceDb = (await storage.get(SOURCE_DB, null)) || undefined;
+  return { hostCursor, hostMin, v2Chunks: chunks, sourceDb, exportState: await storage.get(EXPORT, null) };
+}
+
+// Records kept under numbers of the history's sequence (the minute task finds them).
+async function addHistoryRecord(meta, record) {
+  const id = await add(meta, HISTORY_SEQ, 1);
+  await meta.storage.set(HISTORY(id), record);
+  return id;
+}
+
 // Live events wait in this thread's memory; every call on the thread sends those that
 // waited long enough, so none waits for the minute task to land here.
 async function flushDue(meta, migrator) {
@@ -239,9 +291,16 @@ export async function teardownPlugin(meta) {
 
 // Live events arrive here on every PostHog generation (newer ones call nothing else),
 // so this is the live path. The host may also pass live events to exportEvents
-// through its export buffer; the core skips them there, so each is sent once.
+// through its export buffer; the core skips them there, so each is sent once. Those
+// stamped before the cut-over are routed by the history's state (see src/handover.rs).
 export async function onEvent(event, meta) {
-  await guarded(meta, (migrator) => sendLive(meta, migrator, migrator.addLive(jsonBytes([event]), Date.now())));
+  await guarded(meta, async (migrator) => {
+    const bytes = jsonBytes([event]);
+    const history = migrator.liveNeedsHistory(bytes) ? await historyView(meta) : undefined;
+    const page = migrator.addLive(bytes, Date.now(), history);
+    for (const record of page.info.late) await addHistoryRecord(meta, record);
+    await sendLive(meta, migrator, page);
+  });
 }
 
 // Historical events: one page of the host's export. Whatever goes wrong, the page is
@@ -258,37 +317,48 @@ export async function exportEvents(events, meta) {
 
 async function exportPage(meta, migrator, events) {
   const { storage } = meta;
-  await flushDue(meta, migrator);
   const state = await storage.get(EXPORT, null);
   const blocked = await storage.get(BLOCKED, null);
   const held = blocked ? blocked.message : undefined;
   const page = migrator.exportHistorical(jsonBytes(events), Date.now(), state === null ? undefined : state, held);
   const info = page.info;
-  if (info.flushLive) await sendLive(meta, migrator, migrator.flushLive());
+  // Where the history comes from, as its events say, for the live path (once per thread).
+  if (info.sourceDb && meta.global.sourceDb !== info.sourceDb) {
+    await storage.set(SOURCE_DB, info.sourceDb);
+    meta.global.sourceDb = info.sourceDb;
+  }
   if (info.pageKey === null) {
+    if (info.fromExport) await storage.set(LAST_PAGE, Date.now());
+    await flushDue(meta, migrator);
+    if (info.flushLive) await sendLive(meta, migrator, migrator.flushLive());
     await run(meta, migrator, page.dispatch(held), 'historical'); // nothing of the history: an empty dispatch
     return;
   }
-  // Counted in flight until handled to the end (a page offered again is the same
-  // page): a page lost in a crash keeps the count up, and the export starts again
-  // from before it rather than skip it.
-  if ((await storage.get(info.pageKey, null)) === null) {
-    await storage.set(info.pageKey, Date.now());
-    await add(meta, info.pagesKey, 1);
-  }
-  await storage.set(LAST_PAGE, Date.now());
-  const pace = migrator.pace(await storage.get(PACE, null), info.events, Date.now());
-  if (pace) {
-    await storage.set(PACE, pace.bucket);
-    if (!pace.allowed) {
-      page.free();
-      throw retryError(`Keeping to the events per minute set: this page goes again in about ${pace.waitSeconds} s.`);
+  // Recorded in flight before anything else, until handled to the end (a page offered
+  // again is the same page): a page lost in a crash holds the position, and the export
+  // starts again from before it rather than skip it.
+  const id = await recordPage(meta, migrator, page, info.pageKey);
+  try {
+    await flushDue(meta, migrator);
+    if (info.flushLive) await sendLive(meta, migrator, migrator.flushLive());
+    const pace = migrator.pace(await storage.get(PACE, null), info.events, Date.now());
+    if (pace) {
+      await storage.set(PACE, pace.bucket);
+      if (!pace.allowed) {
+        page.free();
+        throw retryError(`Keeping to the events per minute set: this page goes again in about ${pace.waitSeconds} s.`);
+      }
     }
+    await run(meta, migrator, page.dispatch(held), 'historical');
+    await recordRejected(meta, info.rejected, 'historical');
+  } catch (error) {
+    // Back to the host, which offers it again: its record says when to expect it.
+    const record = await storage.get(HISTORY(id), null).catch(() => null);
+    if (record) await storage.set(HISTORY(id), migrator.pageRecord(record, true, Date.now())).catch(() => {});
+    throw error;
   }
-  await run(meta, migrator, page.dispatch(held), 'historical');
-  await recordRejected(meta, info.rejected, 'historical');
+  await storage.del(HISTORY(id));
   await storage.del(info.pageKey);
-  await add(meta, info.pagesKey, -1);
   if (meta.global.debug) {
     console.log(
       `Export page: ${events.length} events, ${info.requests} requests, ${info.rejected.length} skipped,` +
@@ -298,9 +368,30 @@ async function exportPage(meta, migrator, events) {
   }
 }
 
-async function applyExportStep(meta, step) {
+// The page's record: found again by its key when the host offers it again, else new.
+async function recordPage(meta, migrator, page, key) {
+  const { storage } = meta;
+  const known = await storage.get(key, null);
+  const id = known && typeof known === 'object' ? Number(known.id) : null;
+  const record = id ? await storage.get(HISTORY(id), null) : null;
+  if (record) {
+    await storage.set(HISTORY(id), migrator.pageRecord(record, false, Date.now()));
+    return id;
+  }
+  const fresh = await addHistoryRecord(meta, page.record(Date.now()));
+  await storage.set(key, { id: fresh });
+  await storage.set(LAST_PAGE, Date.now());
+  return fresh;
+}
+
+async function applyExportStep(meta, step, floor) {
   const { storage } = meta;
   await storage.set(EXPORT, step.state);
+  if (step.floor !== null && step.floor !== undefined && step.floor !== floor) await storage.set(HISTORY_FLOOR, step.floor);
+  for (const [id, key] of step.forget || []) {
+    await storage.del(HISTORY(id));
+    if (key) await storage.del(key);
+  }
   for (const key of step.resetKeys) await storage.del(key);
   if (step.start) await meta.jobs[step.start.job](step.start.payload).runNow();
   for (const line of step.log) console.log(line);
@@ -326,14 +417,19 @@ export async function runEveryMinute(meta) {
       v2Running: (await storage.get(HOST_V2_PARAMETERS, null)) !== null,
       v2Done: Array.isArray(coordination.done) ? coordination.done.map(String) : [],
       openParcels: looked.open,
-      pagesInFlight: await counted(meta, migrator.pagesInFlightKey(state === null ? undefined : state)),
       lastPageAt: number(await storage.get(LAST_PAGE, null)),
       delivered: await counted(meta, DELIVERED),
       rejected: await counted(meta, REJECTED),
       retried: await counted(meta, RETRIED),
       parked: looked.parked,
     };
-    await applyExportStep(meta, migrator.exportTick(state === null ? undefined : state, seen, Date.now()));
+    const floor = Number(await storage.get(HISTORY_FLOOR, 1));
+    const last = await counted(meta, HISTORY_SEQ);
+    const [first, end] = migrator.historyRecordsToRead(floor, last);
+    const records = [];
+    for (let id = first; id <= end; id++) records.push([id, await storage.get(HISTORY(id), null)]);
+    const step = migrator.exportTick(state === null ? undefined : state, seen, floor, last, JSON.stringify(records), Date.now());
+    await applyExportStep(meta, step, floor);
   });
 }
 

@@ -1,12 +1,32 @@
 #!/usr/bin/env bash
 # Installs whatever is missing; costs seconds when everything is present.
-#   bootstrap.sh build   what `npm run build` and `npm start` need
+#   bootstrap.sh start   what `npm start` needs: npm packages, and the build tools
+#                        only when dist/index.js is older than its sources
+#   bootstrap.sh build   what `npm run build` needs
 #   bootstrap.sh         that, plus what `npm test` needs (wasm-pack, Chromium)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-only_build=false; [ "${1:-}" = build ] && only_build=true
+mode="${1:-test}"
+only_build=false; [ "$mode" != test ] && only_build=true
 
 say() { printf '[bootstrap] %s\n' "$*"; }
+
+# npm packages: reinstalled only when package-lock.json changed since the last install.
+npm_packages() {
+  if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+    say "installing npm packages"
+    npm ci --no-audit --no-fund --loglevel=error
+  fi
+}
+
+if [ "$mode" = start ]; then
+  npm_packages
+  if node scripts/bundle-current.mjs; then
+    say "dist/index.js is current: nothing to build (no Rust toolchain or wasm-bindgen-cli needed)"
+    exit 0
+  fi
+  say "dist/index.js is older than its sources: installing what building it needs, then building it"
+fi
 
 # The Node versions PostHog's plugin servers ran (1.29-era servers ran Node 14).
 NODE_VERSIONS="14.21.3 16.20.2 18.20.8 20.20.2"
@@ -64,13 +84,9 @@ fi
 # A real ClickHouse engine for the command's tests and bench: chdb (ClickHouse
 # in-process) in a virtualenv of its own, behind cli/tests/clickhouse/server.py.
 if ! $only_build && ! .tools/clickhouse-venv/bin/python -c 'import chdb' 2>/dev/null; then
-  say "installing chdb (a ClickHouse engine, about 180 MB) for the command's tests"
+  say "installing chdb (a ClickHouse engine, about 890 MB installed) for the command's tests"
   python3 -m venv .tools/clickhouse-venv
   .tools/clickhouse-venv/bin/pip install --quiet --disable-pip-version-check "chdb-core==26.9.0"
 fi
 
-# npm packages: reinstalled only when package-lock.json changed since the last install.
-if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-  say "installing npm packages"
-  npm ci --no-audit --no-fund --loglevel=error
-fi
+npm_packages

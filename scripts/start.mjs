@@ -12,9 +12,26 @@ import { sourceHash, stampOf } from './sources.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const bundlePath = join(root, 'dist', 'index.js');
-const HISTORY = Number(process.env.HISTORY_EVENTS || 2000);
-const LIVE = Number(process.env.LIVE_EVENTS || 300);
-const SHAPE = process.env.SOURCE_VERSION === '1.29' ? '1.29' : '1.30';
+
+/** A whole number from the environment, or a clear refusal. */
+function count(name, fallback, least, most) {
+  const text = process.env[name];
+  if (text === undefined || text.trim() === '') return fallback;
+  const n = /^\s*\d+\s*$/.test(text) ? Number(text) : NaN;
+  if (!(n >= least && n <= most)) {
+    console.error(`${name}="${text}" is not accepted: write a whole number from ${least} to ${most}, e.g. ${name}=${fallback}.`);
+    process.exit(2);
+  }
+  return n;
+}
+const HISTORY = count('HISTORY_EVENTS', 2000, 1, 1_000_000);
+const LIVE = count('LIVE_EVENTS', 300, 0, 100_000);
+const version = (process.env.SOURCE_VERSION || '1.30').trim();
+if (!['1.29', '1.30'].includes(version)) {
+  console.error(`SOURCE_VERSION="${process.env.SOURCE_VERSION}" is not accepted: write 1.29 (a source whose export has no uuids) or 1.30.`);
+  process.exit(2);
+}
+const SHAPE = version;
 
 if (stampOf(readFileSync(bundlePath, 'utf8')) !== sourceHash(root)) {
   console.log('The plugin file is older than its sources: building it first.');
@@ -71,9 +88,21 @@ const expected = history.length + live.length;
 const refused = requests.filter((r) => r.status !== 200).length;
 const wire = requests.reduce((n, r) => n + r.bytes, 0);
 const plain = requests.reduce((n, r) => n + Buffer.byteLength(r.text || ''), 0);
+const historyRequests = requests.filter((r) => r.json && r.json.historical_migration).length;
+const windows = Math.ceil((history.length ? Date.parse(history[history.length - 1].timestamp) - Date.parse(history[0].timestamp) : 0) / 600_000) || 1;
 console.log(`\n  ${received.length} of ${expected} events arrived, ${new Set(uuids).size} distinct uuids, in ${requests.length} requests (${refused} refused).`);
+console.log(
+  `  The history came in ${host.exportCalls} pages of the source's export, which reads 10-minute windows, at most` +
+    ` 100 events a page, as PostHog's plugin server does: ${history.length} events over 30 days are about` +
+    ` ${(history.length / windows).toFixed(1)} per window. The app sends each page as it comes, so its` +
+    ` ${historyRequests} requests of history carry ${(history.length / Math.max(1, historyRequests)).toFixed(1)} events on average;` +
+    ` the ${requests.length - historyRequests} requests of live events carry up to 500, or what 10 s gathered.`,
+);
 console.log(`  ${(wire / 1024).toFixed(0)} KB on the wire, gzip of ${(plain / 1024).toFixed(0)} KB of JSON.`);
-console.log(`  The history took ${minutes + 1} minutes of the source's scheduler; this run took ${((Date.now() - started) / 1000).toFixed(1)} s.`);
+console.log(
+  `  On the harness's clock, which runs the export's pages back to back and the app's minute task once a` +
+    ` simulated minute, the history took ${minutes + 1} minutes; this run took ${((Date.now() - started) / 1000).toFixed(1)} s.`,
+);
 const sample = received.find(({ event }) => event.event === '$autocapture');
 if (sample) console.log(`\nAn autocapture event as the destination received it:\n${JSON.stringify(sample.event, null, 2)}`);
 await destination.close();

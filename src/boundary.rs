@@ -15,6 +15,8 @@ use wasm_bindgen::prelude::*;
 use crate::batch::{Batch, BatchLimits};
 use crate::dispatch::{self, KeepState, Summary};
 use crate::export::{Actions, ExportState, Observations, HOST_EXPORT_KEYS};
+use crate::handover::HistoryView;
+use crate::inflight::{self, LateRecord, PageRecord, Record, Seen};
 use crate::migrator::{self, ExportPlan, InputError, Outcome};
 use crate::pace::{self, Bucket};
 use crate::parcels::{self, Look, Parcel, StoredRequest};
@@ -162,11 +164,28 @@ impl Migrator {
         Ok(Page::new(outcome, true, self.route.clone(), held, Some(epoch)))
     }
 
-    /// Takes a JSON array of live events (UTF-8); the page of the batches they filled,
-    /// and of the waiting events once they have waited long enough.
+    /// Whether some of these live events (a JSON array, UTF-8) are stamped before the
+    /// cut-over: then `addLive` needs the history's view.
+    #[wasm_bindgen(js_name = liveNeedsHistory)]
+    pub fn live_needs_history(&self, events_json: &[u8]) -> JsResult<bool> {
+        Ok(self.core.live_needs_history(utf8(events_json)?)?)
+    }
+
+    /// Takes a JSON array of live events (UTF-8) and, when `liveNeedsHistory` says so,
+    /// the history's view (`{exportState, hostCursor, hostMin, v2Chunks, sourceDb}`, as
+    /// read from storage); the page of the batches they filled, and of the waiting events once
+    /// they have waited long enough. Its info lists the `late` instants to record.
     #[wasm_bindgen(js_name = addLive)]
-    pub fn add_live(&mut self, events_json: &[u8], now_ms: f64) -> JsResult<Page> {
-        let outcome = self.core.add_live(utf8(events_json)?, time(now_ms)?)?;
+    pub fn add_live(&mut self, events_json: &[u8], now_ms: f64, history: JsValue) -> JsResult<Page> {
+        let history: Option<HistoryView> = if history.is_undefined() || history.is_null() {
+            None
+        } else {
+            Some(
+                serde_wasm_bindgen::from_value(history)
+                    .map_err(|e| bad_input(&format!("the history's view cannot be read: {e}")))?,
+            )
+        };
+        let outcome = self.core.add_live(utf8(events_json)?, time(now_ms)?, history.as_ref())?;
         Ok(Page::new(outcome, false, self.route.clone(), self.held.clone(), None))
     }
 
@@ -275,16 +294,58 @@ impl Migrator {
         Ok(to_js(&PaceOut { allowed: take.allowed, bucket: take.bucket, wait_seconds: take.wait_seconds }))
     }
 
+    /// The ids of the history's records to read now: `[first, last]` (none when
+    /// first > last).
+    #[wasm_bindgen(js_name = historyRecordsToRead)]
+    pub fn history_records_to_read(&self, floor: f64, last: f64) -> Vec<f64> {
+        let whole = |n: f64| if n.is_finite() && n > 0.0 { n as u64 } else { 0 };
+        let (first, end) = inflight::to_read(whole(floor), whole(last));
+        vec![first as f64, end as f64]
+    }
+
     /// One minute's look at the history: `state` as stored (or `null` to begin),
-    /// `observations` as read from storage. Returns the state to store and what to do.
+    /// `observations` as read from storage, and the history's records from `floor` to
+    /// the newest id `last` (`[[id, record or null], ...]`, JSON). Returns the state to
+    /// store, what to do, the records' new floor and the records to forget.
     #[wasm_bindgen(js_name = exportTick)]
-    pub fn export_tick(&self, state: Option<String>, observations: JsValue, now_ms: f64) -> JsResult<JsValue> {
+    pub fn export_tick(
+        &self,
+        state: Option<String>,
+        observations: JsValue,
+        floor: f64,
+        last: f64,
+        records_json: &str,
+        now_ms: f64,
+    ) -> JsResult<JsValue> {
         let now = time(now_ms)?;
-        let seen: Observations = serde_wasm_bindgen::from_value(observations)
+        let mut seen: Observations = serde_wasm_bindgen::from_value(observations)
             .map_err(|e| bad_input(&format!("the export observations cannot be read: {e}")))?;
+        let read: Vec<(u64, Option<Value>)> = from_json(records_json, "the history's records")?;
+        let read = read
+            .into_iter()
+            .map(|(id, value)| (id, value.map(|v| serde_json::from_value::<Record>(v).map_err(|e| e.to_string()))))
+            .collect();
+        let whole = |n: f64| if n.is_finite() && n > 0.0 { n as u64 } else { 0 };
+        seen.records = Seen { floor: whole(floor), last: whole(last), read };
         let mut state = self.stored_state(state, now)?;
         let actions = state.tick(&seen, now);
         Ok(export_step(&state, actions))
+    }
+
+    /// The record of a page reaching the app again (`record` as stored), or handed
+    /// back to the host with RetryError (`handedBack`).
+    #[wasm_bindgen(js_name = pageRecord)]
+    pub fn page_record(&self, record: JsValue, handed_back: bool, now_ms: f64) -> JsResult<JsValue> {
+        let now = time(now_ms)?.timestamp_millis();
+        let record: PageRecord = serde_wasm_bindgen::from_value::<Record>(record)
+            .ok()
+            .and_then(|r| match r {
+                Record::Page(page) => Some(page),
+                Record::Late(_) => None,
+            })
+            .ok_or_else(|| bad_input("a page's record cannot be read"))?;
+        let record = if handed_back { record.handed_back(now) } else { record.again(now) };
+        Ok(to_js(&Record::Page(record)))
     }
 
     /// `[ADVANCED] Force restart`: the export again, from the acknowledged position.
@@ -301,13 +362,6 @@ impl Migrator {
             Some(json) => from_json(&json, "the stored export state"),
             None => Ok(ExportState::new(&self.core.export_plan(), now)),
         }
-    }
-
-    /// The storage key counting the pages of the export run now in flight.
-    #[wasm_bindgen(js_name = pagesInFlightKey)]
-    pub fn pages_in_flight_key(&self, state: Option<String>) -> String {
-        let epoch = state.and_then(|json| serde_json::from_str::<ExportState>(&json).ok()).map_or(0, |s| s.epoch);
-        pages_in_flight_key(epoch)
     }
 
     #[wasm_bindgen(getter, js_name = liveWaiting)]
@@ -329,10 +383,6 @@ impl Migrator {
             )
         })
     }
-}
-
-fn pages_in_flight_key(epoch: u32) -> String {
-    format!("migrator_pages_in_flight_{epoch}")
 }
 
 /// Stands in for a kept request that cannot be read: counted as open, never sent.
@@ -361,24 +411,30 @@ impl Page {
     fn new(outcome: Outcome, historical: bool, route: Route, held: Option<String>, epoch: Option<u32>) -> Page {
         Page { outcome, historical, route, held, epoch }
     }
+
+    /// For a historical page with something of the history in it: the storage key that
+    /// knows the page again when the host offers it again (the same events).
+    fn page_key(&self) -> Option<String> {
+        let o = &self.outcome;
+        let events = o.batches.iter().map(|b| b.uuids.len()).sum::<usize>();
+        let counted = !o.batches.is_empty() || !o.rejected.is_empty();
+        match self.epoch {
+            Some(epoch) if counted => {
+                Some(format!("migrator_page_{epoch}_{:08x}_{}_{}", o.fingerprint, events, o.rejected.len()))
+            }
+            _ => None,
+        }
+    }
 }
 
 #[wasm_bindgen]
 impl Page {
-    /// What became of the events: counts, rejections, and for a historical page the
-    /// storage keys that count it in flight until it is handled to the end.
+    /// What became of the events: counts, rejections, the late instants of a live page,
+    /// and for a historical page the storage key that finds its record in flight.
     #[wasm_bindgen(getter)]
     pub fn info(&self) -> JsValue {
         let o = &self.outcome;
         let events = o.batches.iter().map(|b| b.uuids.len()).sum::<usize>();
-        let counted = !o.batches.is_empty() || !o.rejected.is_empty();
-        let (page_key, pages_key) = match self.epoch {
-            Some(epoch) if counted => (
-                Some(format!("migrator_page_{epoch}_{:08x}_{}_{}", o.fingerprint, events, o.rejected.len())),
-                Some(pages_in_flight_key(epoch)),
-            ),
-            _ => (None, None),
-        };
         to_js(&PageOut {
             requests: o.batches.len(),
             events,
@@ -387,12 +443,28 @@ impl Page {
             after_cutover: o.after_cutover,
             outside_window: o.outside_window,
             ignored: o.ignored,
-            page_key,
-            pages_key,
+            left_to_history: o.left_to_history,
+            late: o.late.iter().map(|at| Record::Late(LateRecord { at: *at })).collect(),
+            // An empty page, or one with history in it: the host's export is reading (its
+            // live buffer never hands over an empty batch).
+            from_export: self.historical && (o.read == 0 || o.on_path > 0),
+            source_db: o.source_db.as_deref(),
+            page_key: self.page_key(),
             // Live events on the historical path: the host's own export buffer, flushed
             // by its timer on this thread, so live events waiting here are due too.
             flush_live: self.historical && o.other_path > 0,
         })
+    }
+
+    /// The record of this page in flight, to store under a new id (`None` when the
+    /// page holds nothing of the history).
+    pub fn record(&self, now_ms: f64) -> JsResult<JsValue> {
+        let now = time(now_ms)?.timestamp_millis();
+        let record = match (self.epoch, self.outcome.earliest, self.page_key()) {
+            (Some(epoch), Some(from), Some(key)) => Some(Record::Page(PageRecord::new(epoch, from, key, now))),
+            _ => None,
+        };
+        Ok(to_js(&record))
     }
 
     /// The dispatch that sends this page's requests; `held`: a setting is known to be
@@ -508,6 +580,8 @@ fn export_step(state: &ExportState, actions: Actions) -> JsValue {
         start: actions.start.as_ref().map(plan_out),
         log: actions.log,
         warn: actions.warn,
+        floor: actions.floor,
+        forget: actions.forget.into_iter().map(|f| (f.id, f.key)).collect(),
     })
 }
 
@@ -522,6 +596,9 @@ struct ExportStepOut {
     start: Option<ExportPlanOut>,
     log: Vec<String>,
     warn: Vec<String>,
+    /// The history records' floor to store, and `[id, pageKey or null]` to delete.
+    floor: Option<u64>,
+    forget: Vec<(u64, Option<String>)>,
 }
 
 #[derive(Serialize)]
@@ -637,7 +714,11 @@ struct PageOut<'a> {
     after_cutover: usize,
     outside_window: usize,
     ignored: usize,
+    left_to_history: usize,
+    /// Records to keep for the live events left to an export that may have read past them.
+    late: Vec<Record>,
+    from_export: bool,
+    source_db: Option<&'a str>,
     page_key: Option<String>,
-    pages_key: Option<String>,
     flush_live: bool,
 }

@@ -1,15 +1,23 @@
 //! The core's front: settings plus the two paths events take, historical and live.
 //!
 //! The two paths never overlap: the moment the app was installed (the cut-over) ends
-//! the historical window, and only events ingested after it reach the live path.
+//! the historical window; a live event stamped before it goes by the rule of
+//! `handover`.
 
 use crate::scan::{self, EventFields};
 use chrono::{DateTime, Duration, Utc};
 
 use crate::batch::{Batch, Batcher};
+use crate::export::ExportState;
+use crate::handover::{self, HistoryView, LiveRoute};
 use crate::settings::Settings;
 use crate::transform::{self, Rejected, Route, SourceEvent};
 use crate::version::ExportJob;
+
+/// The plugin server's own metrics, which it captures into the project: they describe
+/// the source's apps, not the user's product, and are skipped unless the settings
+/// keep them. Other `$$` events (posthog-js's `$$heatmap`, ...) are the user's.
+pub const HOST_METRICS_EVENT: &str = "$$plugin_metrics";
 
 /// Live events wait at most this long for a full batch, checked on every later call
 /// (the sandbox has no timer). The host's own export buffer waits as long.
@@ -28,13 +36,33 @@ pub struct Outcome {
     /// Historical events outside the day being exported (the host's last window
     /// runs past its end): that day's own export sends them.
     pub outside_window: usize,
-    /// Events named in the "events to ignore" setting.
+    /// Events named in the "events to ignore" setting (and the host's own metrics).
     pub ignored: usize,
+    /// Live events stamped before the cut-over that the export will read.
+    pub left_to_history: usize,
+    /// The instants (ms) of live events left to an export that may have read past them.
+    pub late: Vec<i64>,
+    /// The earliest historical event sent or rejected (ms): where the page's export
+    /// window begins, at the latest.
+    pub earliest: Option<i64>,
     pub used_current_time: usize,
     pub derived_uuid: usize,
+    /// Events read, and those of them on the path asked for (before any bound).
+    pub read: usize,
+    pub on_path: usize,
+    /// The database the history was read from, as its events say (PostHog >= 1.30).
+    pub source_db: Option<String>,
     /// Identifies the events of this path in the input (a checksum of their uuids and
     /// their number), so a page offered again is known as the same page.
     pub fingerprint: u32,
+}
+
+impl Outcome {
+    fn note_earliest(&mut self, at: Option<DateTime<Utc>>) {
+        if let Some(at) = at.map(|t| t.timestamp_millis()) {
+            self.earliest = Some(self.earliest.map_or(at, |e| e.min(at)));
+        }
+    }
 }
 
 /// The shim handed over something that is not a list of events.
@@ -46,6 +74,10 @@ impl std::fmt::Display for InputError {
         write!(f, "expected a JSON array of events: {}", self.0)
     }
 }
+
+/// Live events stamped before the cut-over need the history's view, which the shim
+/// did not give.
+pub const NEEDS_HISTORY: &str = "live events older than the cut-over need the history's state to be routed";
 
 /// The host job to start for the history, and its window.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,17 +123,40 @@ impl Migrator {
     ) -> Result<Outcome, InputError> {
         let events = parse_events(events_json)?;
         let mut batcher = Batcher::new(&self.settings.project_api_key, true, self.settings.limits, self.settings.gzip);
-        let bounds = Bounds { cutover: Some(self.cutover), window };
+        let bounds = Bounds { cutover: Some(self.cutover), window: window.as_ref(), handover: None };
         let mut outcome = run(&self.settings, events, Route::Historical, bounds, now, &mut batcher);
         outcome.batches.extend(batcher.flush());
         Ok(outcome)
     }
 
-    /// Live events join those already waiting; batches that filled up, or waited
-    /// longer than `LIVE_MAX_WAIT`, come back at once.
-    pub fn add_live(&mut self, events_json: &str, now: DateTime<Utc>) -> Result<Outcome, InputError> {
+    /// Whether some of these live events are stamped before the cut-over, so that
+    /// `add_live` needs the history's view.
+    pub fn live_needs_history(&self, events_json: &str) -> Result<bool, InputError> {
         let events = parse_events(events_json)?;
-        let mut outcome = run(&self.settings, events, Route::Live, Bounds::default(), now, &mut self.live);
+        Ok(events.into_iter().any(|event| {
+            let event = SourceEvent::from_scan(event);
+            route(&self.settings, &event) == Route::Live
+                && transform::stored_at(&event).is_some_and(|at| at < self.cutover)
+        }))
+    }
+
+    /// Live events join those already waiting; batches that filled up, or waited
+    /// longer than `LIVE_MAX_WAIT`, come back at once. `history`: the history's view,
+    /// needed when some are stamped before the cut-over (`live_needs_history`).
+    pub fn add_live(
+        &mut self,
+        events_json: &str,
+        now: DateTime<Utc>,
+        history: Option<&HistoryView>,
+    ) -> Result<Outcome, InputError> {
+        let handover = match history {
+            Some(view) => Some((self.history_state(view, now), view)),
+            None if self.live_needs_history(events_json)? => return Err(InputError(NEEDS_HISTORY.into())),
+            None => None,
+        };
+        let events = parse_events(events_json)?;
+        let bounds = Bounds { handover: handover.as_ref().map(|(state, view)| (state, *view)), ..Bounds::default() };
+        let mut outcome = run(&self.settings, events, Route::Live, bounds, now, &mut self.live);
         if !outcome.batches.is_empty() {
             // A batch closed: what still waits arrived in this call.
             self.live_since = None;
@@ -129,19 +184,46 @@ impl Migrator {
     pub fn live_waiting(&self) -> usize {
         self.live.len()
     }
+
+    /// The export state a view holds (before the first minute task: the one it will make).
+    /// One that cannot be read counts as a history that is through: every live event is
+    /// then sent (at worst twice), none left to an export that may not read it.
+    fn history_state(&self, view: &HistoryView, now: DateTime<Utc>) -> ExportState {
+        let mut state = ExportState::new(&self.export_plan(), now);
+        match view.export_state.as_deref().map(serde_json::from_str::<ExportState>) {
+            None => state,
+            Some(Ok(stored)) => stored,
+            Some(Err(_)) => {
+                state.done = true;
+                state
+            }
+        }
+    }
 }
 
-/// A stretch of history: `from` (if any) inclusive to `to` exclusive.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A stretch of history: `from` (if any) inclusive to `to` exclusive; `only`: of it,
+/// just the events at these instants (ms).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Window {
     pub from: Option<DateTime<Utc>>,
     pub to: DateTime<Utc>,
+    pub only: Option<Vec<i64>>,
+}
+
+impl Window {
+    fn holds(&self, at: DateTime<Utc>) -> bool {
+        at < self.to
+            && self.from.is_none_or(|f| at >= f)
+            && self.only.as_ref().is_none_or(|only| only.contains(&at.timestamp_millis()))
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default)]
-struct Bounds {
+struct Bounds<'a> {
     cutover: Option<DateTime<Utc>>,
-    window: Option<Window>,
+    window: Option<&'a Window>,
+    /// Live events before the cut-over: the export's state and the host's progress.
+    handover: Option<(&'a ExportState, &'a HistoryView)>,
 }
 
 /// Routes each event; those on `path` (and within `bounds`) are transformed and packed
@@ -150,41 +232,69 @@ fn run(
     settings: &Settings,
     events: Vec<Option<EventFields<'_>>>,
     path: Route,
-    bounds: Bounds,
+    bounds: Bounds<'_>,
     now: DateTime<Utc>,
     batcher: &mut Batcher,
 ) -> Outcome {
     let mut outcome = Outcome::default();
     let mut fingerprint = crc32fast::Hasher::new();
+    outcome.read = events.len();
     for event in events {
         let event = SourceEvent::from_scan(event);
-        match transform::route(&event, settings.version.shape, &settings.events_to_ignore) {
+        match route(settings, &event) {
             Route::Ignored => outcome.ignored += 1,
             route if route != path => outcome.other_path += 1,
-            _ => match transform::transform_raw(&event, now) {
-                Ok(prepared) if bounds.cutover.is_some_and(|until| prepared.at >= until) => outcome.after_cutover += 1,
-                Ok(prepared)
-                    if bounds
-                        .window
-                        .is_some_and(|w| prepared.at >= w.to || w.from.is_some_and(|f| prepared.at < f)) =>
-                {
-                    outcome.outside_window += 1
+            _ => {
+                outcome.on_path += 1;
+                if let Some((state, view)) = bounds.handover {
+                    let at = transform::stored_at(&event).unwrap_or(now);
+                    match handover::route(state, view, at) {
+                        LiveRoute::Send => {}
+                        LiveRoute::History => {
+                            outcome.left_to_history += 1;
+                            continue;
+                        }
+                        LiveRoute::Late => {
+                            outcome.left_to_history += 1;
+                            outcome.late.push(at.timestamp_millis());
+                            continue;
+                        }
+                    }
                 }
-                Ok(prepared) => {
-                    outcome.used_current_time += usize::from(prepared.used_current_time);
-                    outcome.derived_uuid += usize::from(prepared.derived_uuid);
-                    fingerprint.update(prepared.uuid.as_bytes());
-                    outcome.batches.extend(batcher.push(&prepared));
+                match transform::transform_raw(&event, now) {
+                    Ok(prepared) if bounds.cutover.is_some_and(|until| prepared.at >= until) => {
+                        outcome.after_cutover += 1
+                    }
+                    Ok(prepared) if bounds.window.is_some_and(|w| !w.holds(prepared.at)) => outcome.outside_window += 1,
+                    Ok(prepared) => {
+                        if path == Route::Historical && outcome.source_db.is_none() {
+                            outcome.source_db = transform::source_db(&event);
+                        }
+                        outcome.used_current_time += usize::from(prepared.used_current_time);
+                        outcome.derived_uuid += usize::from(prepared.derived_uuid);
+                        fingerprint.update(prepared.uuid.as_bytes());
+                        outcome.note_earliest(Some(prepared.at));
+                        outcome.batches.extend(batcher.push(&prepared));
+                    }
+                    Err(rejected) => {
+                        fingerprint.update(rejected.uuid.as_deref().unwrap_or("-").as_bytes());
+                        outcome.note_earliest(transform::event_at(&event));
+                        outcome.rejected.push(rejected)
+                    }
                 }
-                Err(rejected) => {
-                    fingerprint.update(rejected.uuid.as_deref().unwrap_or("-").as_bytes());
-                    outcome.rejected.push(rejected)
-                }
-            },
+            }
         }
     }
     outcome.fingerprint = fingerprint.finalize();
     outcome
+}
+
+/// Which path an event belongs to, by the settings.
+fn route(settings: &Settings, event: &SourceEvent<'_>) -> Route {
+    if !settings.copy_plugin_metrics && event.name.as_deref() == Some(HOST_METRICS_EVENT) {
+        return Route::Ignored;
+    }
+    transform::route(event, settings.version.shape, &settings.events_to_ignore)
 }
 
 /// The events of a JSON array, read in one pass as their fields (`None` for an item
@@ -212,6 +322,13 @@ mod tests {
         let config = json!({"host": "http://127.0.0.1:9", "projectApiKey": "phc_dest", "posthogVersion": version,
                             "batchSize": batch_size.to_string(), "gzip": "OFF", "eventsToIgnore": "$feature_flag_called"});
         Migrator::new(Settings::parse(config.as_object().unwrap(), now()).unwrap(), now())
+    }
+
+    /// The history's view once it is complete: every live event goes live.
+    fn through(m: &Migrator) -> HistoryView {
+        let mut state = ExportState::new(&m.export_plan(), now());
+        state.done = true;
+        HistoryView { export_state: Some(serde_json::to_string(&state).unwrap()), ..HistoryView::default() }
     }
 
     fn body(batch: &Batch) -> Value {
@@ -248,6 +365,41 @@ mod tests {
     }
 
     #[test]
+    fn the_hosts_own_metrics_are_skipped_unless_kept_and_other_dollar_events_go() {
+        let mut m = migrator("Latest", 10);
+        let view = through(&m);
+        let named = |name: &str, n: usize| {
+            let mut e = event(n, false);
+            e["event"] = json!(name);
+            e
+        };
+        let events = json!([named("$$plugin_metrics", 1), named("$$heatmap", 2)]).to_string();
+        let outcome = m.add_live(&events, now(), Some(&view)).unwrap();
+        assert_eq!((outcome.ignored, m.live_waiting()), (1, 1));
+        let config = json!({"host": "http://127.0.0.1:9", "projectApiKey": "phc_dest", "copyPluginMetrics": "ON"});
+        let mut keep = Migrator::new(Settings::parse(config.as_object().unwrap(), now()).unwrap(), now());
+        let outcome = keep.add_live(&events, now(), Some(&view)).unwrap();
+        assert_eq!((outcome.ignored, keep.live_waiting()), (0, 2));
+        let mut old = named("$$plugin_metrics", 3);
+        old["properties"]["$$is_historical_export_event"] = json!(true);
+        let history = m.export_historical(&json!([old]).to_string(), now(), None).unwrap();
+        assert_eq!((history.ignored, history.batches.len()), (1, 0), "not from the history either");
+        // The host's live buffer, with its metrics in it, is no page of the history.
+        let buffer = m.export_historical(&events, now(), None).unwrap();
+        assert_eq!((buffer.read, buffer.on_path), (2, 0));
+    }
+
+    #[test]
+    fn a_page_says_which_database_the_history_comes_from() {
+        let m = migrator("1.30.0", 10);
+        let mut from_clickhouse = event(1, true);
+        from_clickhouse["properties"]["$$historical_export_source_db"] = json!("clickhouse");
+        let outcome = m.export_historical(&json!([event(2, true), from_clickhouse]).to_string(), now(), None).unwrap();
+        assert_eq!(outcome.source_db.as_deref(), Some("clickhouse"));
+        assert_eq!(m.export_historical(&json!([event(3, true)]).to_string(), now(), None).unwrap().source_db, None);
+    }
+
+    #[test]
     fn version_1_29_exports_are_the_events_without_uuid() {
         let m = migrator("1.29.0", 10);
         let mut old = event(1, false);
@@ -265,10 +417,13 @@ mod tests {
     #[test]
     fn live_events_wait_for_a_full_batch_or_a_flush() {
         let mut m = migrator("Latest", 3);
-        let first = m.add_live(&json!([event(1, false), event(2, false), event(9, true)]).to_string(), now()).unwrap();
+        let view = through(&m);
+        let first = m
+            .add_live(&json!([event(1, false), event(2, false), event(9, true)]).to_string(), now(), Some(&view))
+            .unwrap();
         assert!(first.batches.is_empty());
         assert_eq!((m.live_waiting(), first.other_path), (2, 1));
-        let second = m.add_live(&json!([event(3, false), event(4, false)]).to_string(), now()).unwrap();
+        let second = m.add_live(&json!([event(3, false), event(4, false)]).to_string(), now(), Some(&view)).unwrap();
         assert_eq!(second.batches.len(), 1);
         let closed = body(&second.batches[0]);
         assert_eq!(closed["historical_migration"], false);
@@ -282,19 +437,20 @@ mod tests {
     #[test]
     fn live_events_that_waited_long_enough_go_on_a_later_call() {
         let mut m = migrator("Latest", 100);
+        let view = through(&m);
         let t0 = now();
-        assert!(m.add_live(&json!([event(1, false)]).to_string(), t0).unwrap().batches.is_empty());
+        assert!(m.add_live(&json!([event(1, false)]).to_string(), t0, Some(&view)).unwrap().batches.is_empty());
         let early = t0 + LIVE_MAX_WAIT - Duration::milliseconds(1);
-        assert!(m.add_live(&json!([event(2, false)]).to_string(), early).unwrap().batches.is_empty());
+        assert!(m.add_live(&json!([event(2, false)]).to_string(), early, Some(&view)).unwrap().batches.is_empty());
         assert_eq!(m.flush_live_if_due(early), None);
         // The age counts from the oldest waiting event, not the newest.
-        let due = m.add_live(&json!([event(3, false)]).to_string(), t0 + LIVE_MAX_WAIT).unwrap();
+        let due = m.add_live(&json!([event(3, false)]).to_string(), t0 + LIVE_MAX_WAIT, Some(&view)).unwrap();
         assert_eq!(due.batches.len(), 1);
         assert_eq!(due.batches[0].uuids.len(), 3);
         assert_eq!(m.live_waiting(), 0);
         // After a flush the clock starts again with the next event.
         let later = t0 + Duration::minutes(5);
-        assert!(m.add_live(&json!([event(4, false)]).to_string(), later).unwrap().batches.is_empty());
+        assert!(m.add_live(&json!([event(4, false)]).to_string(), later, Some(&view)).unwrap().batches.is_empty());
         assert_eq!(m.flush_live_if_due(later + LIVE_MAX_WAIT - Duration::milliseconds(1)), None);
         assert_eq!(m.flush_live_if_due(later + LIVE_MAX_WAIT).map(|b| b.uuids.len()), Some(1));
         assert_eq!(m.flush_live_if_due(later + Duration::hours(1)), None);
@@ -333,12 +489,60 @@ mod tests {
             at(3, "2021-05-02T23:59:59Z"),
             at(4, "2021-05-03T00:00:00Z")
         ]);
-        let window = Window { from: Some(t("2021-05-02T00:00:00Z")), to: t("2021-05-03T00:00:00Z") };
+        let window = Window { from: Some(t("2021-05-02T00:00:00Z")), to: t("2021-05-03T00:00:00Z"), only: None };
         let outcome = m.export_historical(&events.to_string(), now(), Some(window)).unwrap();
         assert_eq!(outcome.batches[0].uuids.len(), 2);
         assert_eq!(outcome.outside_window, 2);
-        let open = Window { from: None, to: t("2021-05-03T00:00:00Z") };
+        assert_eq!(outcome.earliest, Some(t("2021-05-02T00:00:00Z").timestamp_millis()));
+        let open = Window { from: None, to: t("2021-05-03T00:00:00Z"), only: None };
         assert_eq!(m.export_historical(&events.to_string(), now(), Some(open)).unwrap().outside_window, 1);
+        // A catch-up sends only the events at its instants.
+        let instant = t("2021-05-02T23:59:59Z").timestamp_millis();
+        let only =
+            Window { from: Some(t("2021-05-02T00:00:00Z")), to: t("2021-05-03T00:00:00Z"), only: Some(vec![instant]) };
+        let outcome = m.export_historical(&events.to_string(), now(), Some(only)).unwrap();
+        assert_eq!((outcome.batches[0].uuids.len(), outcome.outside_window), (1, 3));
+        assert_eq!(outcome.earliest, Some(instant));
+    }
+
+    #[test]
+    fn live_events_before_the_cutover_follow_the_handover_rule() {
+        let mut m = migrator("1.29.0", 100);
+        let live = |n: usize, ts: &str| {
+            let mut e = event(n, false);
+            e["timestamp"] = json!(ts);
+            e
+        };
+        let new = json!([live(1, "2026-11-23T12:00:01Z")]).to_string();
+        assert!(!m.live_needs_history(&new).unwrap());
+        assert_eq!(m.add_live(&new, now(), None).unwrap().left_to_history, 0);
+        let old = json!([live(2, "2026-11-23T11:59:57Z"), live(3, "2026-11-23T12:00:02Z")]).to_string();
+        assert!(m.live_needs_history(&old).unwrap());
+        assert_eq!(m.add_live(&old, now(), None).unwrap_err().0, NEEDS_HISTORY);
+        // Before the export starts, an event held back while the app loaded is the history's.
+        let outcome = m.add_live(&old, now(), Some(&HistoryView::default())).unwrap();
+        assert_eq!((outcome.left_to_history, outcome.late.len()), (1, 0));
+        assert_eq!(m.live_waiting(), 2, "the events after the cut-over wait for their batch");
+        // The export running, its cursor past the event's window: its instant is late.
+        let mut state = ExportState::new(&m.export_plan(), now());
+        state.tick(&crate::export::Observations::default(), now());
+        let view = HistoryView {
+            export_state: Some(serde_json::to_string(&state).unwrap()),
+            host_cursor: Some(now().timestamp_millis()),
+            host_min: Some(0),
+            ..HistoryView::default()
+        };
+        let outcome = m.add_live(&old, now(), Some(&view)).unwrap();
+        assert_eq!(outcome.late, [timestamp::parse_iso("2026-11-23T11:59:57Z").unwrap().timestamp_millis()]);
+        // Its clock 1 h slow, a client sent it 3 s after the event: stored 3 s before now.
+        let mut skewed = live(4, "2026-11-23T10:59:57Z");
+        skewed["sent_at"] = json!("2026-11-23T11:00:00Z");
+        skewed["now"] = json!("2026-11-23T12:00:00Z");
+        let outcome = m.add_live(&json!([skewed]).to_string(), now(), Some(&view)).unwrap();
+        assert_eq!(outcome.late, [timestamp::parse_iso("2026-11-23T11:59:57Z").unwrap().timestamp_millis()]);
+        // A state that cannot be read sends everything rather than risk leaving it.
+        let bad = HistoryView { export_state: Some("{".into()), ..HistoryView::default() };
+        assert_eq!(m.add_live(&old, now(), Some(&bad)).unwrap().left_to_history, 0);
     }
 
     #[test]
@@ -360,7 +564,7 @@ mod tests {
         for bad in ["", "{", "{\"event\": \"x\"}", "null"] {
             let err = m.export_historical(bad, now(), None).unwrap_err();
             assert!(err.to_string().starts_with("expected a JSON array of events"), "{err}");
-            assert!(m.add_live(bad, now()).is_err());
+            assert!(m.add_live(bad, now(), None).is_err());
         }
         assert_eq!(m.live_waiting(), 0);
     }

@@ -25,6 +25,8 @@ pub struct Settings {
     pub events_to_ignore: BTreeSet<String>,
     /// Historical events sent per minute at most; `None`: as fast as the host goes.
     pub events_per_minute: Option<u64>,
+    /// Copy the plugin server's own `$$plugin_metrics` events too (the app only).
+    pub copy_plugin_metrics: bool,
 }
 
 /// One field of the form, as plugin.json names it and as the form labels it.
@@ -44,6 +46,8 @@ pub const BATCH_KILOBYTES: Field = Field { key: "batchMaxKilobytes", label: "Lar
 pub const GZIP: Field = Field { key: "gzip", label: "Compress requests (gzip)" };
 pub const EVENTS_TO_IGNORE: Field = Field { key: "eventsToIgnore", label: "Events to ignore" };
 pub const EVENTS_PER_MINUTE: Field = Field { key: "eventsPerMinute", label: "Historical events per minute at most" };
+pub const COPY_PLUGIN_METRICS: Field =
+    Field { key: "copyPluginMetrics", label: "Copy the plugin server's own $$plugin_metrics events" };
 
 pub const BATCH_SIZE_RANGE: (usize, usize) = (1, 10_000);
 /// Capture takes 20 MB per request; 1,000 kB still fits the largest event we send.
@@ -105,6 +109,7 @@ impl Settings {
                 number(t, 0, EVENTS_PER_MINUTE_RANGE).map(|n| Some(n as u64))
             }
         });
+        let copy_plugin_metrics = form.read(COPY_PLUGIN_METRICS, |t| on_off(t, false));
         match (
             destination,
             project_api_key,
@@ -116,6 +121,7 @@ impl Settings {
             gzip,
             events_to_ignore,
             events_per_minute,
+            copy_plugin_metrics,
         ) {
             (
                 Some(destination),
@@ -128,6 +134,7 @@ impl Settings {
                 Some(gzip),
                 Some(events_to_ignore),
                 Some(events_per_minute),
+                Some(copy_plugin_metrics),
             ) => Ok(Settings {
                 destination,
                 project_api_key,
@@ -138,6 +145,7 @@ impl Settings {
                 gzip,
                 events_to_ignore,
                 events_per_minute,
+                copy_plugin_metrics,
             }),
             _ => Err(SettingsError(form.problems)),
         }
@@ -290,6 +298,9 @@ mod tests {
         assert_eq!(s.limits, BatchLimits { max_events: 500, max_bytes: 1_800_000 });
         assert!(s.gzip);
         assert!(s.events_to_ignore.is_empty());
+        assert!(!s.copy_plugin_metrics, "the host's own metrics are left out unless asked for");
+        let keep = Settings::parse(&config(json!({"copyPluginMetrics": "ON"})), now()).unwrap();
+        assert!(keep.copy_plugin_metrics);
     }
 
     #[test]
@@ -352,6 +363,7 @@ mod tests {
             (json!({"batchMaxKilobytes": "999"}), "batchMaxKilobytes", "999", "1000 to 19000"),
             (json!({"eventsPerMinute": "50"}), "eventsPerMinute", "50", "100 to 10000000"),
             (json!({"eventsPerMinute": "fast"}), "eventsPerMinute", "fast", "whole number"),
+            (json!({"copyPluginMetrics": "sometimes"}), "copyPluginMetrics", "sometimes", "ON or OFF"),
         ];
         for (changes, key, value, needle) in cases {
             let found = problems(changes.clone());

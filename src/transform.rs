@@ -271,6 +271,12 @@ pub fn transform_raw(event: &SourceEvent<'_>, now: DateTime<Utc>) -> Result<Prep
     Ok(Prepared { uuid, json, at: when, used_current_time, derived_uuid })
 }
 
+/// The database a historical event was read from, as PostHog >= 1.30 marks it
+/// (`clickhouse` or `postgres`).
+pub fn source_db(event: &SourceEvent<'_>) -> Option<String> {
+    event.properties()?.get("$$historical_export_source_db").and_then(raw::value_str)
+}
+
 /// The Postgres row id of an event exported from Postgres by PostHog >= 1.30.
 fn postgres_row_id(event: &SourceEvent<'_>) -> Option<Value> {
     let properties = event.properties()?;
@@ -302,6 +308,11 @@ fn distinct_id(source: &Fields<'_>, properties: &Fields<'_>) -> Result<String, R
     }
 }
 
+/// When the event happened (see `event_time`), if it says.
+pub fn event_at(event: &SourceEvent<'_>) -> Option<DateTime<Utc>> {
+    event_time(event.fields.as_ref()?, event.properties()?)
+}
+
 /// When the event happened, by what the event itself says: `timestamp`, else the
 /// server's receipt time less the client's `offset` (what capture computed at the
 /// source), else the client's `$time`, else the receipt time `now`.
@@ -315,6 +326,26 @@ fn event_time(source: &Fields<'_>, properties: &Fields<'_>) -> Option<DateTime<U
         })
         .or_else(|| at(properties, "$time"))
         .or(received)
+}
+
+/// When the source stored a live event, which is the timestamp its historical copy
+/// carries: PostHog's ingestion takes `now + (timestamp - sent_at)` (correcting the
+/// client's clock), else `timestamp`, else `now` less `offset`, else `now`.
+pub fn stored_at(event: &SourceEvent<'_>) -> Option<DateTime<Utc>> {
+    let source = event.fields.as_ref()?;
+    let at = |key| source.get(key).and_then(|v| timestamp::from_value(&raw::value(v)));
+    let received = at("now");
+    match (at("timestamp"), at("sent_at"), received) {
+        (Some(timestamp), Some(sent_at), Some(now)) => now.checked_add_signed(timestamp - sent_at),
+        (Some(timestamp), _, _) => Some(timestamp),
+        _ => {
+            let offset = source.get("offset").and_then(|v| raw::value(v).as_i64());
+            match (offset, received) {
+                (Some(offset), Some(now)) => now.checked_sub_signed(Duration::try_milliseconds(offset)?),
+                _ => received,
+            }
+        }
+    }
 }
 
 /// What identifies an event across exports: never the export's own markers, the

@@ -132,7 +132,16 @@ fn historical_events_become_gzipped_batch_requests() {
     assert_eq!(get(&info, "otherPath").as_f64(), Some(1.0));
     assert_eq!(get(&info, "flushLive").as_bool(), Some(true), "live events in the host's buffer");
     assert!(text(&info, "pageKey").starts_with("migrator_page_0_"));
-    assert_eq!(text(&info, "pagesKey"), "migrator_pages_in_flight_0");
+    assert_eq!(get(&info, "fromExport").as_bool(), Some(true));
+    // Its record in flight: where its export window begins at the latest, and its key.
+    let record = page.record(NOW).unwrap();
+    assert_eq!((text(&record, "kind"), text(&record, "key")), ("page".into(), text(&info, "pageKey")));
+    assert_eq!(get(&record, "from").as_f64(), Some(1_625_133_600_000.0), "2021-07-01T10:00:00Z");
+    let back = m.page_record(record.clone(), true, NOW + 1.0).unwrap();
+    assert_eq!(get(&back, "handedBackAt").as_f64(), Some(NOW + 1.0));
+    let again = m.page_record(back, false, NOW + 2.0).unwrap();
+    assert_eq!((get(&again, "attempts").as_f64(), get(&again, "handedBackAt").is_null()), (Some(2.0), true));
+    error_of_kind(m.page_record(JsValue::from_str("x"), true, NOW).err().unwrap(), "bad_input");
     let rejected = Array::from(&get(&info, "rejected"));
     assert_eq!(rejected.length(), 1);
     assert_eq!(text(&rejected.get(0), "code"), "missing_event_name");
@@ -162,7 +171,7 @@ fn empty_input_of_every_kind_works() {
         let page = m.export_historical(input, NOW, Some(String::new()), Some(String::new())).unwrap();
         let (sent, _) = send_all(page.dispatch(None), 200, "");
         assert!(sent.is_empty());
-        let (sent, _) = send_all(m.add_live(input, NOW).unwrap().dispatch(None), 200, "");
+        let (sent, _) = send_all(m.add_live(input, NOW, JsValue::UNDEFINED).unwrap().dispatch(None), 200, "");
         assert!(sent.is_empty());
     }
     let page = m.export_historical(&bytes(&json!([historical(1)])), NOW, None, None).unwrap();
@@ -175,10 +184,15 @@ fn empty_input_of_every_kind_works() {
 fn live_events_are_held_until_full_or_flushed() {
     let mut m = Migrator::new(config(json!({"batchSize": "2", "gzip": "OFF"})), NOW, None).unwrap();
     let live = |n: u32| json!({"event": "e", "distinct_id": "d", "uuid": format!("00000000-0000-4000-8000-{n:012}")});
-    let (sent, _) = send_all(m.add_live(&bytes(&json!([live(1)])), NOW).unwrap().dispatch(None), 200, "");
+    let (sent, _) =
+        send_all(m.add_live(&bytes(&json!([live(1)])), NOW, JsValue::UNDEFINED).unwrap().dispatch(None), 200, "");
     assert!(sent.is_empty());
     assert_eq!(m.live_waiting(), 1);
-    let (sent, _) = send_all(m.add_live(&bytes(&json!([live(2), live(3)])), NOW).unwrap().dispatch(None), 200, "");
+    let (sent, _) = send_all(
+        m.add_live(&bytes(&json!([live(2), live(3)])), NOW, JsValue::UNDEFINED).unwrap().dispatch(None),
+        200,
+        "",
+    );
     assert_eq!(sent.len(), 1);
     assert_eq!(text(&sent[0], "url"), "http://127.0.0.1:8000/batch/");
     assert_eq!(body_json(&sent[0])["historical_migration"], false);
@@ -236,26 +250,54 @@ fn kept_requests_are_looked_at_in_windows() {
 fn the_export_moves_through_ticks_with_state_kept_by_the_shim() {
     let m = Migrator::new(config(json!({"posthogVersion": "1.30.0"})), NOW, None).unwrap();
     let quiet = js_sys::JSON::parse("{}").unwrap();
-    let first = m.export_tick(None, quiet.clone(), NOW).unwrap();
+    assert_eq!(m.history_records_to_read(1.0, 0.0), [1.0, 0.0]);
+    let first = m.export_tick(None, quiet.clone(), 1.0, 0.0, "[]", NOW).unwrap();
     let start = get(&first, "start");
     assert_eq!(text(&start, "job"), "Export historical events");
     assert_eq!(text(&get(&start, "payload"), "dateFrom"), "2021-06-01T00:00:00.000Z");
     assert_eq!(text(&get(&start, "payload"), "dateTo"), "2026-11-23T12:00:00.000Z");
     assert!(Array::from(&get(&first, "resetKeys")).to_vec().contains(&JsValue::from("is_export_running")));
     let state = text(&first, "state");
-    assert_eq!(m.pages_in_flight_key(Some(state.clone())), "migrator_pages_in_flight_1");
     let running = js_sys::JSON::parse("{\"hostRunning\": true, \"delivered\": 5}").unwrap();
-    let second = m.export_tick(Some(state.clone()), running, NOW + 60_000.0).unwrap();
+    // A late instant and a page of an earlier run among the records.
+    let records = json!([[1, {"kind": "late", "at": 1_625_133_600_000i64}],
+                         [2, {"kind": "page", "epoch": 0, "from": 5, "key": "migrator_page_0_x", "at": NOW as i64, "attempts": 1}],
+                         [3, null]])
+    .to_string();
+    let second = m.export_tick(Some(state.clone()), running, 1.0, 3.0, &records, NOW + 30_000.0).unwrap();
     assert!(get(&second, "start").is_null());
     assert_eq!(Array::from(&get(&second, "resetKeys")).length(), 0);
     assert!(Array::from(&get(&second, "log")).get(0).as_string().unwrap().starts_with("History: 0%"));
+    assert_eq!(get(&second, "floor").as_f64(), Some(4.0));
+    let forget = Array::from(&get(&second, "forget"));
+    assert_eq!(forget.length(), 2);
+    assert_eq!(js_sys::JSON::stringify(&forget).unwrap().as_string().unwrap(), "[[1,null],[2,\"migrator_page_0_x\"]]");
+    assert_eq!(Array::from(&get(&second, "warn")).length(), 0, "every record was readable");
+    assert!(text(&second, "state").contains("\"late\":[1625133600000]"));
     let restart = m.export_restart(Some(state), NOW).unwrap();
     assert_eq!(get(&restart, "epoch").as_f64(), Some(2.0));
-    error_of_kind(m.export_tick(Some("{".into()), quiet.clone(), NOW).err().unwrap(), "bad_input");
-    error_of_kind(m.export_tick(None, JsValue::from_str("x"), NOW).err().unwrap(), "bad_input");
+    error_of_kind(m.export_tick(Some("{".into()), quiet.clone(), 1.0, 0.0, "[]", NOW).err().unwrap(), "bad_input");
+    error_of_kind(m.export_tick(None, JsValue::from_str("x"), 1.0, 0.0, "[]", NOW).err().unwrap(), "bad_input");
+    error_of_kind(m.export_tick(None, quiet.clone(), 1.0, 0.0, "{", NOW).err().unwrap(), "bad_input");
     let v2 = Migrator::new(config(json!({"posthogVersion": "Latest", "startDate": ""})), NOW, None).unwrap();
-    let payload = get(&get(&v2.export_tick(None, quiet, NOW).unwrap(), "start"), "payload");
+    let payload = get(&get(&v2.export_tick(None, quiet, 1.0, 0.0, "[]", NOW).unwrap(), "start"), "payload");
     assert_eq!(text(&payload, "dateFrom"), "2020-01-01T00:00:00.000Z", "V2 refuses an export without dateFrom");
+}
+
+#[wasm_bindgen_test]
+fn live_events_before_the_cutover_need_the_historys_view() {
+    let mut m = Migrator::new(config(json!({"posthogVersion": "1.29.0", "gzip": "OFF"})), NOW, None).unwrap();
+    let held_back = json!([{"event": "e", "distinct_id": "d", "uuid": "00000000-0000-4000-8000-000000000001",
+                            "timestamp": "2026-11-23T11:59:57.000Z"}]);
+    assert_eq!(m.live_needs_history(&bytes(&held_back)), Ok(true));
+    error_of_kind(m.add_live(&bytes(&held_back), NOW, JsValue::UNDEFINED).err().unwrap(), "bad_input");
+    // Before the first minute task: the export will read it.
+    let view = js_sys::JSON::parse("{\"exportState\": null}").unwrap();
+    let page = m.add_live(&bytes(&held_back), NOW, view).unwrap();
+    assert_eq!(get(&page.info(), "leftToHistory").as_f64(), Some(1.0));
+    let (sent, _) = send_all(m.flush_live().dispatch(None), 200, "");
+    assert!(sent.is_empty());
+    error_of_kind(m.add_live(&bytes(&held_back), NOW, JsValue::from_str("x")).err().unwrap(), "bad_input");
 }
 
 #[wasm_bindgen_test]
@@ -304,7 +346,7 @@ fn no_input_panics() {
     ];
     for input in &inputs {
         let _ = m.export_historical(input.as_bytes(), NOW, None, None).map(|p| send_all(p.dispatch(None), 400, ""));
-        let _ = m.add_live(input.as_bytes(), NOW).map(|p| send_all(p.dispatch(None), 413, ""));
+        let _ = m.add_live(input.as_bytes(), NOW, JsValue::UNDEFINED).map(|p| send_all(p.dispatch(None), 413, ""));
         let _ = m.transform_event(input, NOW);
     }
     let _ = m.export_historical(&[0xff, 0xfe], NOW, None, None).err().unwrap();

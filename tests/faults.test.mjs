@@ -171,20 +171,23 @@ test('a reload in the middle of the export resumes it; nothing is lost', async (
   assert.equal(delivered.length, sourceEvents.length);
 });
 
-test('a crash in the middle of a page: the stalled day is exported again, with the same uuids', async (t) => {
-  const { destination, host, sourceEvents } = await migration({ taskTimeoutSeconds: 0.5 });
+test('a crash in the middle of a page: after the restart the export starts again from the position, with the same uuids', async (t) => {
+  const { destination, host, sourceEvents } = await migration({ fetchLatencyMs: 2000, pageLatencyMs: 200, config: { startDate: '2026-11-15' } });
   cleanup(t, destination);
+  // kill -9 while the fifth request is on its way: its page stays recorded in flight,
+  // the host's flag stays set, and the export's chain is gone with the process.
+  destination.inject(() => {
+    if (destination.requests.length >= 5 && !host.killedAt) host.kill();
+    return undefined;
+  });
   await host.load();
-  await host.runEveryMinute(); // day 1 starts
-  // The process dies while a page is being handled: its count stays up and the host
-  // flag stays set (the chain is gone with the process).
-  await host.meta.storage.set('migrator_pages_in_flight', 1);
-  host.queue.length = 0;
-  await host.meta.storage.set('is_export_running', true);
-  await host.reload();
+  host.startMinuteTask();
+  for (let minute = 0; minute < 30 && !host.killedAt; minute++) await host.advance(60_000);
+  assert.ok(host.killedAt, 'the history finished before the crash');
+  await host.restart();
   const delivered = await assertEveryEventOnce(host, destination, sourceEvents);
   assert.ok(delivered.length >= sourceEvents.length);
-  assert.match(messages(host), /warn: The historical export made no progress for 10 minutes: starting it again from 2026-11-01T00:00:00\.000Z\./);
+  assert.match(messages(host), /warn: The historical export has not moved for 1 minute\(s\) although this PostHog says it is running \(a restart of the plugin server ends it\): starting it again from 2026-11-\d\dT[\d:.]+Z\./);
 });
 
 test('pacing: the history keeps to the events per minute set, and all of it arrives', async (t) => {
@@ -196,7 +199,10 @@ test('pacing: the history keeps to the events per minute set, and all of it arri
   });
   await host.load();
   const delivered = await assertEveryEventOnce(host, destination, sourceEvents);
-  assert.equal(delivered.length, 250);
+  // Plugin server 1.10.5 starts another export chain with each page it offers again,
+  // which reads the rest of that page's window once more: some events come twice, with
+  // their uuids (README, Known limits).
+  assert.ok(delivered.length >= 250);
   const accepted = destination.requests.filter((r) => r.status === 200);
   const start = accepted[0].at;
   let sent = 0;

@@ -192,3 +192,22 @@ test('a history event sent without a timestamp is exported as the source stored 
   const received = destination.events().find(({ event }) => event.uuid === events[5].uuid).event;
   assert.equal(received.timestamp, new Date(timestamp).toISOString());
 });
+
+test("the plugin server's own $$plugin_metrics stay at the source unless the setting keeps them; $$heatmap goes", async (t) => {
+  for (const keep of ['OFF', 'ON']) {
+    const { destination, host, sourceEvents, clock } = await migration({ config: { copyPluginMetrics: keep } });
+    t.after(() => destination.close());
+    await host.load();
+    await host.runUntilExported();
+    // The app's metrics, as the host sends them once a minute; and a heatmap of posthog-js.
+    const metrics = await host.sendPluginMetrics();
+    assert.equal(metrics.length, 1, 'the app counted nothing in its metrics');
+    assert.equal(metrics[0].properties.events_delivered, sourceEvents.length);
+    const [heatmap] = sampleEvents({ count: 1, from: clock.now + 1000, to: clock.now + 2000, seed: 6 });
+    await host.capture({ ...heatmap, event: '$$heatmap', properties: { ...heatmap.properties, $heatmap_data: { '/': [{ x: 10, y: 20, target_fixed: false, type: 'click' }] } } });
+    await host.teardown();
+    const names = destination.events().filter(({ request }) => !request.json.historical_migration).map(({ event }) => event.event);
+    assert.deepEqual(names.sort(), keep === 'ON' ? ['$$heatmap', '$$plugin_metrics'] : ['$$heatmap'], keep);
+    assert.deepEqual(host.hostErrors, []);
+  }
+});

@@ -298,11 +298,12 @@ test('plugin.json describes the bundle, the settings the core reads, and the pub
   const fields = manifest.config.filter((c) => c.key);
   assert.deepEqual(
     fields.map((c) => c.key),
-    ['host', 'projectApiKey', 'startDate', 'posthogVersion', 'debug', 'batchSize', 'batchMaxKilobytes', 'gzip', 'eventsPerMinute', 'eventsToIgnore'],
+    ['host', 'projectApiKey', 'startDate', 'posthogVersion', 'debug', 'batchSize', 'batchMaxKilobytes', 'gzip', 'eventsPerMinute', 'eventsToIgnore', 'copyPluginMetrics'],
   );
   for (const field of fields) assert.ok(field.name && field.hint && field.type, `${field.key} lacks a name, hint or type`);
   assert.deepEqual(fields.find((c) => c.key === 'posthogVersion').choices, ['1.29.0', '1.30.0', '1.30.0+', 'Latest']);
   assert.deepEqual(fields.find((c) => c.key === 'debug').choices, ['OFF', 'ON']);
+  assert.deepEqual(fields.find((c) => c.key === 'copyPluginMetrics').choices, ['OFF', 'ON']);
 
   // The form's defaults are accepted as they are, and each field reaches the core:
   // a bad value in any of them is reported under its key.

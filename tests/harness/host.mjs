@@ -1,16 +1,28 @@
 // A PostHog plugin server in miniature: loads the built plugin file the way plugin
 // server 1.10.x does (Babel, then a vm2 VM with only the host's globals), once per
-// worker thread, hands each a `meta` with the host's semantics (storage and jobs shared,
-// `global` per thread), runs jobs on a fake clock on whichever thread picks them up,
-// buffers live events per thread for exportEvents, and emulates the historical exports:
-// V1 of plugin server 1.10.5 (PostHog <= 1.29, and >= 1.30 in its event shape) and V2
-// of the monorepo's plugin server (from mid-2022).
+// worker thread, all threads at once, hands each a `meta` with the host's semantics
+// (storage and jobs shared, `global` per thread), runs jobs on a fake clock on
+// whichever thread picks them up, buffers live events per thread for exportEvents, and
+// emulates the historical exports: V1 of plugin server 1.10.5 (PostHog <= 1.29, and
+// >= 1.30 in its event shape) and V2 of the monorepo's plugin server (from mid-2022).
+//
+// Time: jobs, buffer flushes and (when asked for) the minute task are events on the
+// fake clock. A request to the destination may take fake time (`fetchLatencyMs`), and
+// whatever falls due meanwhile runs alongside, as on a real server; with no latency
+// every job runs to its end before the next starts.
+//
+// Crashes: `kill()` is a kill -9 of the plugin server. Nothing of the process runs on
+// (its storage calls, requests and jobs never complete), its threads' buffers and the
+// jobs it had taken up (every job already due: plugin server 1.10.5 hands a due job
+// from graphile-worker to a worker thread at once and marks it done in the queue) are
+// lost; jobs due later stay in the queue, which is in Postgres. `restart()` starts a
+// new process on the same storage and queue.
 import { readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { VM } from 'vm2';
 import fetch from 'node-fetch';
 import { TASK_TIMEOUT_SECONDS, transformLikeHost } from './transforms.mjs';
-import { arraySource, asExported } from './source-events.mjs';
+import { arraySource, asExported, asLive } from './source-events.mjs';
 
 export class RetryError extends Error {}
 
@@ -55,47 +67,111 @@ function asyncGuard(seconds) {
   return guard;
 }
 
+// A uuid for an event the host makes itself, from the time and a counter.
+function hostUuid(ms, n) {
+  const hex = (ms.toString(16) + n.toString(16).padStart(4, '0')).padStart(32, '0').slice(-32);
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-4${hex.slice(13, 16)}-8${hex.slice(17, 20)}-${hex.slice(20)}`;
+}
+
+// What a killed process was waiting for: it never comes.
+const never = () => new Promise(() => {});
+
 // Postgres-backed storage: JSON values, the default for a missing key. `faults` may
 // make a call fail, as a database can.
-function makeStorage(store, faults) {
+function makeStorage(store, faults, gen) {
   const check = (op, key) => {
     if (faults.storage && faults.storage(op, key)) throw new Error(`storage unavailable (${op} ${key})`);
   };
   return {
     async get(key, defaultValue) {
+      if (!gen.alive) return never();
       check('get', key);
       return store.has(key) ? JSON.parse(store.get(key)) : defaultValue;
     },
     async set(key, value) {
+      if (!gen.alive) return never();
       check('set', key);
       if (value === undefined) store.delete(key);
       else store.set(key, JSON.stringify(value));
+      return undefined;
     },
     async del(key) {
+      if (!gen.alive) return never();
       check('del', key);
       store.delete(key);
+      return undefined;
     },
   };
 }
 
 // Redis-backed cache: a missing key is null whatever the default.
-function makeCache(store) {
+function makeCache(store, gen) {
   return {
     async get(key) {
+      if (!gen.alive) return never();
       return store.has(key) ? JSON.parse(store.get(key)) : null;
     },
     async set(key, value) {
+      if (!gen.alive) return never();
       store.set(key, JSON.stringify(value));
+      return undefined;
     },
     async incr(key) {
+      if (!gen.alive) return never();
       const next = (store.has(key) ? JSON.parse(store.get(key)) : 0) + 1;
       store.set(key, JSON.stringify(next));
       return next;
     },
     async expire() {
+      if (!gen.alive) return never();
       return true;
     },
   };
+}
+
+// utils.cursor of plugin server 1.10.5 (worker/vm/extensions/utilities.ts and utils.ts):
+// `init` is INSERT ... ON CONFLICT DO NOTHING, `increment` an upsert adding to the
+// value, RETURNING it as the text column holds it. Both treat a falsy number as the
+// default (0 for init, 1 for increment).
+function makeCursor(store, gen) {
+  return {
+    init: async (key, initialValue) => {
+      if (!gen.alive) return never();
+      const initial = initialValue || 0;
+      if (typeof initial !== 'number') throw new Error("The cursor's initial value must be a number!");
+      if (!store.has(key)) store.set(key, JSON.stringify(initial));
+      return undefined;
+    },
+    increment: async (key, incrementBy) => {
+      if (!gen.alive) return never();
+      const by = incrementBy || 1;
+      if (typeof by !== 'number') throw new Error('The incrementBy value must be a number!');
+      const next = store.has(key) ? Number(JSON.parse(store.get(key))) + by : by;
+      if (Number.isNaN(next)) throw new Error(`invalid input syntax for type numeric: ${store.get(key)}`);
+      store.set(key, String(next));
+      return String(next);
+    },
+  };
+}
+
+// The metrics a plugin declares (`export const metrics`), plus the ones the host adds
+// for exportEvents, as meta.metrics of 1.10.5 gives them: an undeclared name throws.
+const EXPORT_EVENTS_METRICS = { events_seen: 'sum', events_delivered_successfully: 'sum', undelivered_events: 'sum', retry_errors: 'sum', other_errors: 'sum' };
+function makeMetrics(declared, record) {
+  return new Proxy(
+    {},
+    {
+      get(_, key) {
+        if (typeof key !== 'string' || !(key in declared)) throw new Error('Invalid metric name');
+        const type = String(declared[key]).toLowerCase();
+        const op = (apply) => (value) => record(key, apply, value);
+        if (type === 'sum') return { increment: op((a, b) => a + b) };
+        if (type === 'max') return { max: op(Math.max) };
+        if (type === 'min') return { min: op(Math.min) };
+        return {};
+      },
+    },
+  );
 }
 
 export class PluginHost {
@@ -112,8 +188,10 @@ export class PluginHost {
    * @param {number} [options.pageLatencyMs] how long the job queue takes to pick up the
    *   export's next page
    */
-  constructor({ bundlePath, config, sourceShape = '1.30', sourceEvents = [], source, withJobs = true, storage, clock, taskTimeoutSeconds = TASK_TIMEOUT_SECONDS, fakeClock = true, pageLatencyMs = 0, threads = 1, seed = 1 }) {
+  constructor({ bundlePath, config, sourceShape = '1.30', sourceEvents = [], source, withJobs = true, storage, clock, taskTimeoutSeconds = TASK_TIMEOUT_SECONDS, fakeClock = true, pageLatencyMs = 0, fetchLatencyMs = 0, setupStaggerMs = 10, threads = 1, seed = 1 }) {
     this.pageLatencyMs = pageLatencyMs;
+    this.fetchLatencyMs = fetchLatencyMs;
+    this.setupStaggerMs = setupStaggerMs;
     this.taskTimeoutSeconds = taskTimeoutSeconds;
     this.fakeClock = fakeClock;
     this.bundlePath = bundlePath;
@@ -132,11 +210,18 @@ export class PluginHost {
     this.logs = [];
     this.hostErrors = [];
     this.exportCalls = 0;
+    /** V1 pages handed to exportEvents and not yet returned. */
+    this.pagesInFlight = 0;
     this.jobsStarted = [];
+    this.sleepers = [];
+    this.minuteTask = null;
+    this.generations = 0;
+    this.gen = { alive: true, running: 0, id: 0 };
   }
 
-  log(level, args) {
-    this.logs.push({ level, message: args.map((a) => (typeof a === 'string' ? a : JSON.stringify(a))).join(' ') });
+  log(level, args, gen = this.gen) {
+    if (!gen.alive) return;
+    this.logs.push({ level, at: this.clock.now, message: args.map((a) => (typeof a === 'string' ? a : JSON.stringify(a))).join(' ') });
   }
 
   /** Which thread picks up the next job: a seeded choice, the same on every run. */
@@ -150,16 +235,21 @@ export class PluginHost {
   }
 
   /** Transpiles the plugin file, runs it in one VM per thread, then calls setupPlugin
-   * on each (which may throw). */
-  async load() {
+   * on every thread at once (which may throw), thread i starting `setupStaggerMs` * i
+   * later. `whileLoading[i]`: live events the host held back while thread i loaded,
+   * which reach its onEvent, all at once, when its setupPlugin is done. */
+  async load({ whileLoading = [] } = {}) {
     const started = performance.now();
     const code = transformLikeHost(readFileSync(this.bundlePath, 'utf8'));
     const transpiled = performance.now();
+    this.generations += 1;
+    const gen = { alive: true, running: 0, id: this.generations };
+    this.gen = gen;
     this.threads = [];
     let evaluated = 0;
     for (let index = 0; index < this.threadCount; index++) {
       const before = performance.now();
-      const thread = this.loadThread(code, index);
+      const thread = this.loadThread(code, index, gen);
       evaluated += performance.now() - before;
       this.threads.push(thread);
     }
@@ -170,27 +260,59 @@ export class PluginHost {
     this.meta = first.meta;
     this.sandbox = (expression) => first.vm.run(expression);
     const setupStarted = performance.now();
-    for (const thread of this.threads) if (thread.methods.setupPlugin) await thread.methods.setupPlugin();
+    await Promise.all(
+      this.threads.map(async (thread) => {
+        thread.clockOffset = thread.index * this.setupStaggerMs;
+        try {
+          if (thread.methods.setupPlugin) await thread.methods.setupPlugin();
+        } finally {
+          thread.clockOffset = 0;
+        }
+        await Promise.all((whileLoading[thread.index] || []).map((event) => this.ingest(event, thread)));
+      }),
+    );
     this.timings = { transpileMs: transpiled - started, evaluateMs: evaluated / this.threadCount, setupMs: (performance.now() - setupStarted) / this.threadCount };
     return this;
   }
 
-  loadThread(code, index) {
+  /** kill -9 of the plugin server (see the top of this file). */
+  kill() {
+    this.gen.alive = false;
+    this.killedAt = this.clock.now;
+    // `due`: when the job was due in the queue (a runNow'd page is due at once, though
+    // the harness lets `pageLatencyMs` pass before a worker takes it up).
+    this.queue = this.queue.filter((job) => (job.due === undefined ? job.at : job.due) > this.clock.now);
+    this.sleepers = this.sleepers.filter((s) => s.gen.alive);
+    for (const thread of this.threads || []) thread.buffer = [];
+  }
+
+  /** A new plugin server process on the same storage and job queue; its scheduler
+   * runs the minute task from the next full minute. */
+  async restart(options) {
+    this.restartedAt = this.clock.now;
+    if (this.minuteTask) this.minuteTask = { next: this.clock.now + 60_000 - (this.clock.now % 60_000), running: false };
+    return this.load(options);
+  }
+
+  loadThread(code, index, gen) {
     const vm = new VM({ timeout: TASK_TIMEOUT_SECONDS * 1000 + 1, sandbox: {} });
     const console_ = {};
-    for (const level of ['debug', 'log', 'info', 'warn', 'error']) console_[level] = (...args) => this.log(level, args);
+    for (const level of ['debug', 'log', 'info', 'warn', 'error']) console_[level] = (...args) => this.log(level, args, gen);
     vm.freeze(console_, 'console');
     vm.freeze({ capture: () => {} }, 'posthog');
-    vm.freeze(fetch, 'fetch');
+    vm.freeze((url, options) => this.fetch(gen, url, options), 'fetch');
     vm.freeze({ cloud: {} }, 'google');
     vm.freeze({}, '__pluginHostImports');
     vm.freeze(RetryError, 'RetryError');
     vm.freeze(URL, 'URL');
     vm.freeze(asyncGuard(this.taskTimeoutSeconds), '__asyncGuard');
-    vm.freeze(this.hostMeta(), '__pluginHostMeta');
+    const thread = { index, clockOffset: 0 };
+    const hostMeta = this.hostMeta(gen, thread);
+    vm.freeze(hostMeta, '__pluginHostMeta');
     // The plugin's clock is the fake one, so tests can let time pass without waiting;
-    // the global that carries it in is removed again.
-    vm.freeze(() => this.clock.now, '__hostClock');
+    // the global that carries it in is removed again. A thread loading later than
+    // another sees a later time.
+    vm.freeze(() => this.clock.now + thread.clockOffset, '__hostClock');
     vm.run(`((clock) => { ${this.fakeClock ? 'Date.now = () => clock();' : ''} })(__hostClock); delete globalThis.__hostClock;`);
     // What the plugin finds before its own code declares anything.
     const globalsBeforePlugin = vm.run('Object.getOwnPropertyNames(globalThis)');
@@ -208,10 +330,12 @@ export class PluginHost {
       }
       const jobs = {};
       for (const [name, job] of Object.entries(find('jobs') || {})) jobs[name] = bind(job);
-      return { methods, jobs, meta };
+      return { methods, jobs, meta, metrics: JSON.parse(JSON.stringify(find('metrics') || {})) };
     })()`);
-    return {
-      index,
+    thread.declaredMetrics = { ...plugin.metrics, ...(plugin.methods.exportEvents ? EXPORT_EVENTS_METRICS : {}) };
+    return Object.assign(thread, {
+      gen,
+      hostMeta,
       vm,
       methods: plugin.methods,
       jobs: plugin.jobs,
@@ -224,76 +348,150 @@ export class PluginHost {
       buffer: [],
       bufferBytes: 0,
       bufferSince: null,
-    };
+      pluginMetrics: {},
+    });
   }
 
-  hostMeta() {
+  hostMeta(gen = this.gen, thread = null) {
     const meta = {
       config: this.config,
       attachments: {},
-      storage: makeStorage(this.storageMap, this.faults),
-      cache: makeCache(this.cacheMap),
-      utils: {
-        cursor: {
-          init: async (key, initial = 0) => {
-            if (!this.storageMap.has(key)) this.storageMap.set(key, JSON.stringify(initial));
-          },
-          increment: async (key, by = 1) => {
-            const next = Number(JSON.parse(this.storageMap.get(key) || '0')) + by;
-            this.storageMap.set(key, JSON.stringify(next));
-            return next;
-          },
-        },
-      },
-      metrics: {},
+      storage: makeStorage(this.storageMap, this.faults, gen),
+      cache: makeCache(this.cacheMap, gen),
+      utils: { cursor: makeCursor(this.storageMap, gen) },
+      metrics: thread
+        ? makeMetrics(new Proxy({}, { has: (_, key) => key in (thread.declaredMetrics || {}), get: (_, key) => (thread.declaredMetrics || {})[key] }), (name, apply, value) => {
+            if (typeof value !== 'number') throw new Error('Only numbers are allowed for operations on metrics');
+            thread.pluginMetrics[name] = name in thread.pluginMetrics ? apply(thread.pluginMetrics[name], value) : value;
+          })
+        : {},
       geoip: {},
     };
     if (this.withJobs) {
       meta.jobs = new Proxy(
         {},
         {
-          get: (_, name) => (payload) => this.jobHandle(String(name), payload),
+          get: (_, name) => (payload) => this.jobHandle(String(name), payload, gen),
         },
       );
     }
     return meta;
   }
 
-  jobHandle(name, payload) {
+  jobHandle(name, payload, gen = this.gen) {
     const enqueue = (delayMs) => {
+      if (!gen.alive) return never();
       // Payloads are stored as JSON by the job queue.
       this.queue.push({ name, payload: JSON.parse(JSON.stringify(payload ?? {})), at: this.clock.now + delayMs });
+      return undefined;
     };
     return {
       runNow: async () => enqueue(0),
       runIn: async (duration, unit) => {
         const key = unit.endsWith('s') ? unit : `${unit}s`;
         if (!(key in UNITS)) throw new Error(`Unknown time unit: ${unit}`);
-        enqueue(duration * UNITS[key]);
+        return enqueue(duration * UNITS[key]);
       },
       runAt: async (date) => enqueue(new Date(date).getTime() - this.clock.now),
     };
   }
 
-  /** Runs due jobs (those with runIn as the fake clock advances), up to `ms` ahead, and
-   * flushes each thread's export buffer on its timer. */
+  /** The host's fetch, as the plugin sees it: a request to the destination takes
+   * `fetchLatencyMs` of fake time, during which whatever falls due runs. */
+  async fetch(gen, url, options) {
+    if (!gen.alive) return never();
+    const response = await fetch(url, options);
+    const body = await response.buffer();
+    await this.sleep(gen, this.fetchLatencyMs);
+    if (!gen.alive) return never();
+    return new fetch.Response(body, { status: response.status, statusText: response.statusText, headers: response.headers });
+  }
+
+  /** Fake time passing inside a task (a job, the minute task, a buffer flush) while
+   * `advance` runs; outside it, none passes. */
+  sleep(gen, ms) {
+    if (!this.advancing || !ms) return Promise.resolve();
+    gen.running -= 1;
+    return new Promise((resolve) => this.sleepers.push({ at: this.clock.now + ms, gen, resolve })).then(() => {
+      gen.running += 1;
+    });
+  }
+
+  /** Starts a task of the current process; `advance` waits until every task of it has
+   * finished or sleeps before it moves the clock. */
+  task(work) {
+    const { gen } = this;
+    gen.running += 1;
+    const done = () => {
+      gen.running -= 1;
+    };
+    return Promise.resolve()
+      .then(work)
+      .then(done, (error) => {
+        done();
+        if (gen.alive) this.hostErrors.push({ task: true, error });
+      });
+  }
+
+  async settle() {
+    const { gen } = this;
+    while (gen.alive && gen.running > 0) await new Promise((resolve) => setImmediate(resolve));
+  }
+
+  /** Also runs the minute task every minute of fake time while `advance` runs. */
+  startMinuteTask() {
+    this.minuteTask = { next: this.clock.now + 60_000, running: false };
+  }
+
+  /** Runs what falls due up to `ms` ahead: jobs (runIn as the fake clock advances),
+   * each thread's export buffer on its timer, sleepers waking, the minute task. Stops
+   * early when the process is killed. */
   async advance(ms = 0) {
     const until = this.clock.now + ms;
-    for (let steps = 0; steps < 200000; steps++) {
-      this.queue.sort((a, b) => a.at - b.at);
-      const next = this.queue[0];
-      const bufferDue = this.nextBufferFlush();
-      if (bufferDue !== null && bufferDue <= until && (!next || bufferDue <= next.at)) {
-        this.clock.now = Math.max(this.clock.now, bufferDue);
-        await this.flushDueBuffers();
-        continue;
+    const { gen } = this;
+    this.advancing = true;
+    try {
+      for (let steps = 0; steps < 500000; steps++) {
+        await this.settle();
+        if (!gen.alive) return;
+        this.queue.sort((a, b) => a.at - b.at);
+        const events = [];
+        if (this.queue.length) events.push({ at: this.queue[0].at, kind: 'job' });
+        const bufferDue = this.nextBufferFlush();
+        if (bufferDue !== null) events.push({ at: bufferDue, kind: 'buffer' });
+        const sleepers = this.sleepers.filter((s) => s.gen === gen).sort((a, b) => a.at - b.at);
+        if (sleepers.length) events.push({ at: sleepers[0].at, kind: 'wake' });
+        if (this.minuteTask) events.push({ at: this.minuteTask.next, kind: 'minute' });
+        // Buffer flushes first at a tie, then sleepers, then jobs, then the minute task.
+        const order = { buffer: 0, wake: 1, job: 2, minute: 3 };
+        events.sort((a, b) => a.at - b.at || order[a.kind] - order[b.kind]);
+        const next = events[0];
+        if (!next || next.at > until) break;
+        this.clock.now = Math.max(this.clock.now, next.at);
+        if (next.kind === 'buffer') this.task(() => this.flushDueBuffers());
+        else if (next.kind === 'wake') {
+          this.sleepers.splice(this.sleepers.indexOf(sleepers[0]), 1);
+          sleepers[0].resolve();
+        } else if (next.kind === 'job') {
+          const job = this.queue.shift();
+          const thread = this.pickThread();
+          this.task(() => this.runJob(job, thread));
+        } else {
+          this.minuteTask.next += 60_000;
+          // Skipped while its previous run is still going, as the host's scheduler does.
+          if (!this.minuteTask.running) {
+            this.minuteTask.running = true;
+            this.task(() => this.runEveryMinute().finally(() => {
+              this.minuteTask.running = false;
+            }));
+          }
+        }
       }
-      if (!next || next.at > until) break;
-      this.queue.shift();
-      this.clock.now = Math.max(this.clock.now, next.at);
-      await this.runJob(next);
+      await this.settle();
+    } finally {
+      this.advancing = false;
     }
-    this.clock.now = until;
+    if (gen.alive) this.clock.now = Math.max(this.clock.now, until);
   }
 
   /** Runs a job on a thread the host picks (or `thread`). */
@@ -308,7 +506,7 @@ export class PluginHost {
       await thread.jobs[name](payload);
     } catch (error) {
       // The host logs a failing job; it does not retry it.
-      this.hostErrors.push({ job: name, thread: thread.index, error });
+      if (thread.gen.alive) this.hostErrors.push({ job: name, thread: thread.index, error });
     }
   }
 
@@ -319,7 +517,7 @@ export class PluginHost {
     try {
       return await thread.methods[hook](...args);
     } catch (error) {
-      this.hostErrors.push({ hook, thread: thread.index, error });
+      if (thread.gen.alive) this.hostErrors.push({ hook, thread: thread.index, error });
       return undefined;
     }
   }
@@ -339,6 +537,47 @@ export class PluginHost {
   }
 
   // --- live events: onEvent, and each thread's buffer into exportEvents ---
+
+  /** An event reaches the source: stored in its database (as ingestion stores it),
+   * then handed to onEvent on `thread` (or one the host picks). Returns the event as
+   * onEvent received it. */
+  async capture(event, { nowMs = this.clock.now, sentAtMs = nowMs, thread = this.pickThread() } = {}) {
+    const live = this.storeInSource(event, { nowMs, sentAtMs });
+    await this.ingest(live, thread);
+    return live;
+  }
+
+  /** Stores an event in the source's database as ingestion does (its time corrected by
+   * `sent_at`: now + (timestamp - sent_at)), without handing it to the app; the event
+   * as onEvent receives it. */
+  storeInSource(event, { nowMs = this.clock.now, sentAtMs = nowMs } = {}) {
+    const live = { ...asLive(event, nowMs), sent_at: new Date(sentAtMs).toISOString() };
+    const storedAt = event.timestamp ? nowMs + (Date.parse(event.timestamp) - sentAtMs) : nowMs;
+    this.source.insert({ ...event, timestamp: new Date(storedAt).toISOString() }, nowMs);
+    return live;
+  }
+
+  /** What each thread's PluginMetricsManager sends every minute: a `$$plugin_metrics`
+   * event per thread with metrics, captured into the project through the host's
+   * `posthog.capture` (src/utils/plugin-metrics.ts, vm/extensions/posthog.ts). */
+  async sendPluginMetrics(pluginName = 'Migrator 3000 (WebAssembly)') {
+    const sent = [];
+    for (const thread of this.threads) {
+      const metrics = thread.pluginMetrics;
+      if (!Object.keys(metrics).length) continue;
+      thread.pluginMetrics = {};
+      const timestamp = new Date(this.clock.now).toISOString();
+      const event = {
+        event: '$$plugin_metrics',
+        distinct_id: pluginName,
+        timestamp,
+        uuid: hostUuid(this.clock.now, sent.length),
+        properties: { $lib: 'posthog-plugin-server', $lib_version: '1.10.5', distinct_id: pluginName, ...metrics, plugin_name: pluginName, plugin_id: 7, plugin_tag: null },
+      };
+      sent.push(await this.capture(event, { nowMs: this.clock.now, sentAtMs: this.clock.now }));
+    }
+    return sent;
+  }
 
   async ingest(event, thread = this.threads[0]) {
     if (thread.methods.exportEvents) {
@@ -377,32 +616,32 @@ export class PluginHost {
     }
   }
 
-  exported(i) {
-    return asExported(this.source.event(i), this.sourceShape, this.clock.now, i);
+  /** A row of the source's database as its export hands it over. */
+  exported({ event, id, storedAt }) {
+    return asExported(event, this.sourceShape, this.clock.now, id, storedAt);
   }
 
   // --- V1: the historical export of plugin server 1.10.5 ---
 
   async startV1Export(thread, payload) {
-    const storage = this.meta.storage;
+    const { storage, utils } = thread.hostMeta;
     if (await storage.get('is_export_running', false)) return;
     await storage.set('is_export_running', true);
     for (const key of ['timestamp_cursor', 'min_timestamp', 'max_timestamp']) await storage.del(key);
     // Only this thread forgets the bounds it had.
     thread.exportBounds = { max: null, min: null };
-    const { source } = this;
-    const first = source.count ? Date.parse(source.event(0).timestamp) : this.clock.now;
-    const last = source.count ? Date.parse(source.event(source.count - 1).timestamp) : this.clock.now;
+    const [first, last] = this.source.bounds(this.clock.now);
     const from = payload.dateFrom ? Date.parse(payload.dateFrom) : first;
     const to = payload.dateTo ? Date.parse(payload.dateTo) : last;
-    await this.hostMeta().utils.cursor.init('timestamp_cursor', from - V1_WINDOW_MS);
+    await utils.cursor.init('timestamp_cursor', from - V1_WINDOW_MS);
     await storage.set('min_timestamp', from);
     await storage.set('max_timestamp', to);
     this.queue.push({ name: V1_PAGE_JOB, payload: { retriesPerformedSoFar: 0, incrementTimestampCursor: true }, at: this.clock.now });
   }
 
   async exportV1Page(thread, payload) {
-    const storage = this.meta.storage;
+    const { gen } = thread;
+    const { storage, utils } = thread.hostMeta;
     const retries = payload.retriesPerformedSoFar || 0;
     if (retries >= MAX_RETRIES) return;
     let cursor = payload.timestampCursor;
@@ -411,30 +650,35 @@ export class PluginHost {
     if (!thread.exportBounds.min) thread.exportBounds.min = Number(await storage.get('min_timestamp', null));
     if (payload.incrementTimestampCursor || !cursor) {
       offset = 0;
-      cursor = await this.hostMeta().utils.cursor.increment('timestamp_cursor', V1_WINDOW_MS);
+      cursor = Number(await utils.cursor.increment('timestamp_cursor', V1_WINDOW_MS));
     }
     if (cursor > thread.exportBounds.max) {
       await storage.del('is_export_running');
-      this.log('log', ['Done exporting all events']);
+      this.log('log', ['Done exporting all events'], gen);
       return;
     }
-    // Ordered and paged as the database does. (The real query's upper bound is
-    // inclusive, so an event exactly on a window's end is exported twice, with the same
-    // uuid; the windows here are half-open so that tests can count exact deliveries.)
-    const [first, end] = this.source.range(cursor, cursor + V1_WINDOW_MS);
-    const events = [];
-    for (let i = first + offset; i < Math.min(end, first + offset + V1_PAGE_SIZE); i++) events.push(this.exported(i));
-    if (retries === 0) {
-      this.queue.push({
-        name: V1_PAGE_JOB,
-        payload: { timestampCursor: cursor, incrementTimestampCursor: events.length === 0, retriesPerformedSoFar: 0, intraIntervalOffset: offset + V1_PAGE_SIZE },
-        at: this.clock.now + this.pageLatencyMs,
-      });
-    }
+    // Ordered and paged as the database does (ORDER BY id LIMIT 100 OFFSET n). (The
+    // real query's upper bound is inclusive, so an event exactly on a window's end is
+    // exported twice, with the same uuid; the windows here are half-open so that tests
+    // can count exact deliveries.)
+    const events = this.source.page(cursor, cursor + V1_WINDOW_MS, offset, V1_PAGE_SIZE).map((row) => this.exported(row));
+    // TRICKY: 1.10.5 queues the next page before it hands this one over, whatever retry
+    // this is: a retried page starts another chain through the rest of its window, which
+    // then takes windows from the shared cursor like the first.
+    this.queue.push({
+      name: V1_PAGE_JOB,
+      payload: { timestampCursor: cursor, incrementTimestampCursor: events.length === 0, retriesPerformedSoFar: 0, intraIntervalOffset: offset + V1_PAGE_SIZE },
+      at: this.clock.now + this.pageLatencyMs,
+      due: this.clock.now,
+    });
     this.exportCalls += 1;
+    this.pagesInFlight += 1;
     try {
       await thread.methods.exportEvents(events);
+      this.pagesInFlight -= 1;
     } catch (error) {
+      this.pagesInFlight -= 1;
+      if (!gen.alive) return;
       // Retried on RetryError only; any other error is logged and the page dropped.
       if (!(error instanceof RetryError)) return this.hostErrors.push({ hook: 'exportEvents', thread: thread.index, error });
       this.queue.push({
@@ -453,7 +697,7 @@ export class PluginHost {
   // window here) and the restart of chunks it finds inactive.
 
   async startV2Export(payload) {
-    const storage = this.meta.storage;
+    const { storage } = this.hostMeta(this.gen);
     if (await storage.get('EXPORT_PARAMETERS', null)) {
       this.log('warn', ['Export already running, not starting another.']);
       return;
@@ -486,7 +730,7 @@ export class PluginHost {
 
   async coordinateV2() {
     if (!this.withJobs || !this.meta) return;
-    const storage = this.meta.storage;
+    const { storage } = this.hostMeta(this.gen);
     const params = await storage.get('EXPORT_PARAMETERS', null);
     if (!params) return;
     const { done = [], running = [] } = await storage.get('EXPORT_COORDINATION', {});
@@ -517,7 +761,7 @@ export class PluginHost {
   }
 
   async exportV2Chunk(thread, payload) {
-    const storage = this.meta.storage;
+    const { storage } = thread.hostMeta;
     const params = await storage.get('EXPORT_PARAMETERS', null);
     if (!params || params.id !== payload.exportId) return;
     const stop = async (message) => {
@@ -530,14 +774,13 @@ export class PluginHost {
       return undefined;
     }
     const windowEnd = Math.min(payload.timestampCursor + V2_FETCH_MS, payload.endTime);
-    const [first, end] = this.source.range(payload.timestampCursor, windowEnd);
-    const events = [];
-    for (let i = first + payload.offset; i < Math.min(end, first + payload.offset + V2_PAGE_SIZE); i++) events.push(this.exported(i));
+    const events = this.source.page(payload.timestampCursor, windowEnd, payload.offset, V2_PAGE_SIZE).map((row) => this.exported(row));
     if (events.length > 0) {
       this.exportCalls += 1;
       try {
         await thread.methods.exportEvents(events);
       } catch (error) {
+        if (!thread.gen.alive) return undefined;
         if (error instanceof RetryError) {
           this.queue.push({ name: V2_CHUNK_JOB, payload: { ...payload, retriesPerformedSoFar: payload.retriesPerformedSoFar + 1 }, at: this.clock.now + 2 ** payload.retriesPerformedSoFar * 3000 });
           return undefined;
@@ -562,7 +805,7 @@ export class PluginHost {
   /** Runs the scheduled minute task and the job queue until the export is done. */
   async runUntilExported(maxMinutes = 3000) {
     for (let minute = 0; minute < maxMinutes; minute++) {
-      await this.runEveryMinute();
+      if (!this.minuteTask) await this.runEveryMinute();
       await this.advance(60_000);
       if (this.exportState()?.done) return minute;
     }

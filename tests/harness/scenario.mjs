@@ -11,7 +11,7 @@ export const bundlePath = join(root, 'dist', 'index.js');
 export const DAY = 86_400_000;
 export const KEY = 'phc_destination_key';
 
-export async function migration({ shape = '1.30', config = {}, history = 40, span = 5 * DAY, withJobs = true, storage, taskTimeoutSeconds, pageLatencyMs, threads, seed, events } = {}) {
+export async function migration({ shape = '1.30', config = {}, history = 40, span = 5 * DAY, withJobs = true, storage, taskTimeoutSeconds, pageLatencyMs, fetchLatencyMs, threads, seed, events } = {}) {
   const destination = await startCaptureServer();
   const clock = { now: Date.parse('2026-11-20T12:00:00Z') };
   const sourceEvents = events || sampleEvents({ count: history, from: clock.now - span, to: clock.now - 60_000 });
@@ -24,6 +24,7 @@ export async function migration({ shape = '1.30', config = {}, history = 40, spa
     storage,
     taskTimeoutSeconds,
     pageLatencyMs,
+    fetchLatencyMs,
     threads,
     seed,
     config: {

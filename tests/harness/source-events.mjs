@@ -136,9 +136,10 @@ let exportCount = 0;
 /**
  * A source event as the historical export hands it to exportEvents: `shape` is '1.29'
  * (Postgres rows, no uuid), '1.30' (marked, from ClickHouse) or '1.30-postgres' (marked,
- * from Postgres: a new uuid on every export, the row id `rowId` beside it).
+ * from Postgres: a new uuid on every export, the row id `rowId` beside it). `storedAtMs`:
+ * when the source stored it (the row's created_at).
  */
-export function asExported(event, shape, nowMs, rowId = 0) {
+export function asExported(event, shape, nowMs, rowId = 0, storedAtMs = storedTime(event)) {
   if (!event.timestamp) event = { ...event, timestamp: new Date(storedTime(event)).toISOString() };
   const { uuid, $set, $set_once, ...rest } = event;
   const properties = { ...event.properties };
@@ -147,9 +148,10 @@ export function asExported(event, shape, nowMs, rowId = 0) {
   if ($set_once) properties.$set_once = { ...properties.$set_once, ...$set_once };
   const now = new Date(nowMs).toISOString();
   if (shape === '1.29') {
-    // Postgres rows: elements went to their own table at ingestion; no uuid, no marker.
+    // Postgres rows: elements went to their own table at ingestion; no uuid, no marker;
+    // 1.10.5 puts the row's created_at in sent_at.
     delete properties.$elements;
-    return { ...rest, team_id: 2, properties, now, ip: properties.$ip || '', site_url: '', sent_at: event.timestamp };
+    return { ...rest, team_id: 2, properties, now, ip: properties.$ip || '', site_url: '', sent_at: new Date(storedAtMs).toISOString() };
   }
   if (properties.$elements) properties.$elements = properties.$elements.map(databaseElement);
   properties.$$is_historical_export_event = true;
@@ -242,24 +244,55 @@ export function corpus({ count, from, to, seed = 11 }) {
   return {
     count,
     event,
-    /** The indices of the events with from <= timestamp < to. */
-    range: (a, b) => [indexAt(a), indexAt(b)],
+    /** The times of the first and the last event (`now` when there are none). */
+    bounds: (now) => (count ? [Date.parse(event(0).timestamp), Date.parse(event(count - 1).timestamp)] : [now, now]),
+    /** Rows `{event, id, storedAt}` with from <= timestamp < to, in the order they were
+     * stored, from `offset`, at most `limit`. */
+    page: (a, b, offset, limit) => {
+      const [first, end] = [indexAt(a), indexAt(b)];
+      const rows = [];
+      for (let i = first + offset; i < Math.min(end, first + offset + limit); i++) rows.push({ event: event(i), id: i, storedAt: Date.parse(event(i).timestamp) });
+      return rows;
+    },
+    insert: () => {
+      throw new Error('the corpus cannot take more events');
+    },
   };
 }
 
-/** An array of events as a lazy source like `corpus`. */
+/**
+ * An array of events as a source like `corpus`: a table of rows by time, each with an
+ * id in the order it was stored (the given events in time order), so that an event
+ * stored later comes after the others of its window, as `ORDER BY id` pages them.
+ */
 export function arraySource(events) {
-  const sorted = [...events].sort((a, b) => storedTime(a) - storedTime(b));
-  const times = sorted.map(storedTime);
+  const rows = [...events].sort((a, b) => storedTime(a) - storedTime(b)).map((event, id) => ({ event, id, time: storedTime(event), storedAt: storedTime(event) }));
   const firstAtOrAfter = (t) => {
     let lo = 0;
-    let hi = times.length;
+    let hi = rows.length;
     while (lo < hi) {
       const mid = (lo + hi) >> 1;
-      if (times[mid] < t) lo = mid + 1;
+      if (rows[mid].time < t) lo = mid + 1;
       else hi = mid;
     }
     return lo;
   };
-  return { count: sorted.length, event: (i) => sorted[i], range: (a, b) => [firstAtOrAfter(a), firstAtOrAfter(b)] };
+  let nextId = rows.length;
+  return {
+    get count() {
+      return rows.length;
+    },
+    event: (i) => rows[i].event,
+    bounds: (now) => (rows.length ? [rows[0].time, rows[rows.length - 1].time] : [now, now]),
+    page: (a, b, offset, limit) => {
+      const window = rows.slice(firstAtOrAfter(a), firstAtOrAfter(b));
+      if (window.some((row, i) => i > 0 && row.id < window[i - 1].id)) window.sort((x, y) => x.id - y.id);
+      return window.slice(offset, offset + limit);
+    },
+    /** Stores an event at `storedAt` (ms); it gets the next id. */
+    insert: (event, storedAt = storedTime(event)) => {
+      const row = { event, id: nextId++, time: storedTime(event), storedAt };
+      rows.splice(firstAtOrAfter(row.time + 1), 0, row);
+    },
+  };
 }
