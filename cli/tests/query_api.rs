@@ -186,7 +186,8 @@ fn pages_through_equal_timestamps_waiting_out_rate_limits_and_failures() {
             Reply::new(500, ""),
             Reply::Answer {
                 status: 429,
-                headers: vec![("Retry-After".into(), "1".into())],
+                // Waited out at --retry-scale: 30 ms here, not 30 s.
+                headers: vec![("Retry-After".into(), "30".into())],
                 body: b"{\"detail\":\"Rate limit exceeded\"}".to_vec(),
             },
         ],
@@ -197,9 +198,11 @@ fn pages_through_equal_timestamps_waiting_out_rate_limits_and_failures() {
     let dir = TempDir::new("state");
     let state = dir.0.join("s.sqlite");
     let args = command(&server, &capture, state.to_str().unwrap(), "phx_source_key", "--page-size 7 --end 2021-06-06");
+    let started = std::time::Instant::now();
     let output = cli().args(args).output().unwrap();
     assert!(output.status.success(), "{}", text(&output));
     assert!(text(&output).contains("rate limited (HTTP 429"), "{}", text(&output));
+    assert!(started.elapsed() < std::time::Duration::from_secs(25), "the waits ignored --retry-scale");
     let received = capture.uuids();
     assert_eq!(received.iter().cloned().collect::<HashSet<_>>(), expected);
     assert_eq!(received.len(), expected.len(), "an event arrived twice");
