@@ -318,12 +318,10 @@ fn posthog(cli: &Cli, args: &PosthogArgs) -> Outcome {
     let now = Utc::now();
     let settings = settings(&args.to, now)?;
     let (start, end) = asked(&args.to, &settings)?;
-    let mut clickhouse = None;
     let mut source: Box<dyn Source> = match args.from {
         From::Clickhouse => {
             let mut source = args.source.clickhouse();
             source.debug = args.to.debug;
-            clickhouse = Some(source.describe());
             Box::new(source)
         }
         From::QueryApi => {
@@ -348,14 +346,15 @@ fn posthog(cli: &Cli, args: &PosthogArgs) -> Outcome {
         ),
     };
     let Some((from, to, said)) = range_of(start, end, &bounds).filter(|_| bounds.count > 0) else {
-        return Err(Failure::Error(match (args.from, clickhouse) {
-            (From::Clickhouse, Some(described)) => {
+        return Err(Failure::Error(match args.from {
+            From::Clickhouse => {
                 let mut every_team = args.source.clickhouse();
                 every_team.team_id = 0;
                 let teams = every_team.teams().unwrap_or_default();
                 let teams: Vec<String> = teams.iter().map(|(team, rows)| format!("{team} ({rows} events)")).collect();
                 format!(
-                    "{described} has no events of team {}{between}; check --team-id{}",
+                    "{} has no events of team {}{between}; check --team-id{}",
+                    source.describe(),
                     args.source.team_id.unwrap_or_default(),
                     if teams.is_empty() {
                         String::new()
@@ -364,7 +363,9 @@ fn posthog(cli: &Cli, args: &PosthogArgs) -> Outcome {
                     }
                 )
             }
-            _ => format!("{} has no events{between}; check --project-id, --start and --end", source.describe()),
+            From::QueryApi => {
+                format!("{} has no events{between}; check --project-id, --start and --end", source.describe())
+            }
         }));
     };
     let target = Target::of(&settings);
