@@ -21,8 +21,8 @@
 use chrono::{DateTime, Duration, NaiveTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::export_plan::{ExportPlan, Window};
 use crate::inflight::{self, Forget, Seen};
-use crate::migrator::ExportPlan;
 use crate::timestamp;
 use crate::version::ExportJob;
 
@@ -202,14 +202,12 @@ impl ExportState {
     }
 
     /// The stretch of history being exported now, if any.
-    pub fn window(&self) -> Option<crate::migrator::Window> {
+    pub fn window(&self) -> Option<Window> {
         self.run.as_ref().map(|r| match &r.only {
-            None => crate::migrator::Window { from: r.from, to: self.to, only: None },
-            Some(only) => crate::migrator::Window {
-                from: r.from,
-                to: self.run_end(r) + Duration::milliseconds(1),
-                only: Some(only.clone()),
-            },
+            None => Window { from: r.from, to: self.to, only: None },
+            Some(only) => {
+                Window { from: r.from, to: self.run_end(r) + Duration::milliseconds(1), only: Some(only.clone()) }
+            }
         })
     }
 

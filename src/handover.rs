@@ -134,7 +134,7 @@ fn reading(state: &ExportState, view: &HistoryView) -> Reading {
 mod tests {
     use super::*;
     use crate::export::Run;
-    use crate::migrator::ExportPlan;
+    use crate::export_plan::ExportPlan;
     use crate::timestamp;
 
     fn t(text: &str) -> DateTime<Utc> {

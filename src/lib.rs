@@ -9,6 +9,7 @@ pub mod dispatch;
 pub mod elements;
 pub mod event_id;
 pub mod export;
+pub mod export_plan;
 pub mod gzip;
 pub mod handover;
 pub mod host;

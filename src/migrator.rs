@@ -9,10 +9,10 @@ use chrono::{DateTime, Duration, Utc};
 
 use crate::batch::{Batch, Batcher};
 use crate::export::ExportState;
+use crate::export_plan::{ExportPlan, Window};
 use crate::handover::{self, HistoryView, LiveRoute};
 use crate::settings::Settings;
 use crate::transform::{self, Rejected, Route, SourceEvent};
-use crate::version::ExportJob;
 
 /// The plugin server's own metrics, which it captures into the project: they describe
 /// the source's apps, not the user's product, and are skipped unless the settings
@@ -78,15 +78,6 @@ impl std::fmt::Display for InputError {
 /// Live events stamped before the cut-over need the history's view, which the shim
 /// did not give.
 pub const NEEDS_HISTORY: &str = "live events older than the cut-over need the history's state to be routed";
-
-/// The host job to start for the history, and its window.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ExportPlan {
-    pub job: ExportJob,
-    /// `None`: from the source's first event.
-    pub date_from: Option<DateTime<Utc>>,
-    pub date_to: DateTime<Utc>,
-}
 
 #[derive(Debug)]
 pub struct Migrator {
@@ -201,23 +192,6 @@ impl Migrator {
     }
 }
 
-/// A stretch of history: `from` (if any) inclusive to `to` exclusive; `only`: of it,
-/// just the events at these instants (ms).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Window {
-    pub from: Option<DateTime<Utc>>,
-    pub to: DateTime<Utc>,
-    pub only: Option<Vec<i64>>,
-}
-
-impl Window {
-    fn holds(&self, at: DateTime<Utc>) -> bool {
-        at < self.to
-            && self.from.is_none_or(|f| at >= f)
-            && self.only.as_ref().is_none_or(|only| only.contains(&at.timestamp_millis()))
-    }
-}
-
 #[derive(Debug, Clone, Copy, Default)]
 struct Bounds<'a> {
     cutover: Option<DateTime<Utc>>,
@@ -312,6 +286,7 @@ fn parse_events(events_json: &str) -> Result<Vec<Option<EventFields<'_>>>, Input
 mod tests {
     use super::*;
     use crate::timestamp;
+    use crate::version::ExportJob;
     use serde_json::{json, Value};
 
     fn now() -> DateTime<Utc> {
