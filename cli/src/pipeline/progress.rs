@@ -10,8 +10,9 @@ use std::time::{Duration, Instant};
 use indicatif::{ProgressBar, ProgressStyle};
 use migrator3000::timestamp;
 
-use crate::source::Cursor;
-use crate::state::{Run, Settled};
+use crate::shared::reporter::{self, note};
+use crate::store::runs::{Cursor, Run};
+use crate::store::settle::Settled;
 
 const PLAIN_EVERY: Duration = Duration::from_secs(5);
 
@@ -49,6 +50,7 @@ impl Progress {
                     .unwrap_or_else(|_| ProgressStyle::default_bar()),
             );
             bar.enable_steady_tick(Duration::from_millis(200));
+            reporter::attach(&bar);
             bar
         });
         let progress = Progress {
@@ -95,7 +97,7 @@ impl Progress {
             }
             None if counts.last_line.is_none_or(|at| at.elapsed() >= PLAIN_EVERY) => {
                 counts.last_line = Some(Instant::now());
-                eprintln!("{}", self.plain(&counts));
+                note!("{}", self.plain(&counts));
             }
             None => {}
         }
@@ -133,20 +135,16 @@ impl Progress {
         format!("{:.0}% done: {}{left}", counts.share * 100.0, self.line(counts))
     }
 
-    pub fn note(&self, message: &str) {
-        match &self.bar {
-            Some(bar) => bar.println(message),
-            None => eprintln!("{message}"),
-        }
-    }
-
     pub fn finish(&self) {
         match &self.bar {
-            Some(bar) => bar.finish_and_clear(),
+            Some(bar) => {
+                reporter::detach();
+                bar.finish_and_clear()
+            }
             None => {
                 let counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
                 if counts.last_line.is_some() {
-                    eprintln!("{}", self.plain(&counts));
+                    note!("{}", self.plain(&counts));
                 }
             }
         }

@@ -1,21 +1,14 @@
 //! Where the history comes from: a source hands over pages of events in a stable
 //! order, each page resumable from the cursor of the last event of the page before.
 
+pub mod amplitude;
+pub mod posthog;
+
 use chrono::{DateTime, NaiveDate, Utc};
-use serde::{Deserialize, Serialize};
 
-use crate::amplitude::ledger::Ledger;
-
-/// The position after an event: the order every source pages in is
-/// (timestamp, then uuid), so equal timestamps across page boundaries are not skipped.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Cursor {
-    /// The source's own timestamp text of the last event handed over (kept exactly,
-    /// microseconds included), e.g. "2024-03-01 12:00:00.123456".
-    pub timestamp: String,
-    /// The last event's uuid (or any key that breaks ties in the source's order).
-    pub key: String,
-}
+use crate::shared::retry::ReadError;
+use crate::store::amplitude::Ledger;
+use crate::store::runs::Cursor;
 
 /// One page: events as JSON object texts shaped like a captured PostHog event
 /// (`uuid`, `event`, `distinct_id`, `timestamp` (RFC 3339), `properties` (object),
@@ -87,25 +80,6 @@ pub struct Bounds {
     pub count: u64,
 }
 
-#[derive(Debug)]
-pub enum SourceError {
-    /// Bad credentials, unknown team/project, unreachable host: the user must act.
-    Fatal(String),
-    /// May succeed later (429, 5xx, timeouts); `retry_after_seconds` if the source said.
-    Transient { message: String, retry_after_seconds: Option<u64> },
-}
-
-impl std::fmt::Display for SourceError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            SourceError::Fatal(m) => f.write_str(m),
-            SourceError::Transient { message, .. } => f.write_str(message),
-        }
-    }
-}
-
-impl std::error::Error for SourceError {}
-
 pub trait Source {
     /// Reads from `from` (inclusive) to `to` (exclusive) from now on (either `None`: from
     /// the source's first event, or to after its last), and says what that range holds;
@@ -114,12 +88,12 @@ pub trait Source {
         &mut self,
         _from: Option<DateTime<Utc>>,
         _to: Option<DateTime<Utc>>,
-    ) -> Result<Option<Bounds>, SourceError> {
+    ) -> Result<Option<Bounds>, ReadError> {
         Ok(None)
     }
     /// Up to `limit` events strictly after `after` (from the range's start when
     /// `None`) and before the range's end, in (timestamp, key) order.
-    fn next_page(&mut self, after: Option<&Cursor>, limit: usize) -> Result<Page, SourceError>;
+    fn next_page(&mut self, after: Option<&Cursor>, limit: usize) -> Result<Page, ReadError>;
     /// What to call this source in progress lines, e.g. "ClickHouse at http://...".
     fn describe(&self) -> String;
     /// What makes two runs read the same source (part of a migration's identity).
@@ -140,9 +114,6 @@ pub trait Source {
         Vec::new()
     }
 }
-pub mod clickhouse;
-pub mod query_api;
-
 #[cfg(test)]
 mod tests {
     use super::*;

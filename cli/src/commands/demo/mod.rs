@@ -10,14 +10,17 @@ mod destination;
 mod export;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode};
+use std::process::Command;
 use std::sync::atomic::Ordering;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use destination::Destination;
 
-use crate::state::State;
+use super::exit::{CommandError, Exit, Outcome};
+use crate::shared::reporter::say;
+use crate::shared::words;
+use crate::store::state_file::StateFile;
 
 const API_KEY: &str = "phc_demo_destination";
 
@@ -35,7 +38,7 @@ impl Drop for Folder {
 }
 
 fn thousands(n: usize) -> String {
-    crate::verify::thousands(n as u64)
+    words::thousands(n as u64)
 }
 
 /// This very program, on the demo's state file.
@@ -64,7 +67,11 @@ fn import(state: &Path, export: &Path, destination: &Destination) -> Result<Comm
     Ok(command)
 }
 
-pub fn run(events: usize, keep: bool) -> Result<ExitCode, String> {
+pub fn run(events: usize, keep: bool) -> Outcome {
+    demo(events, keep).map_err(CommandError::Failed)
+}
+
+fn demo(events: usize, keep: bool) -> Result<Exit, String> {
     if events < 100 {
         return Err("--events: give at least 100, so that there is a middle to kill the run in".into());
     }
@@ -76,7 +83,7 @@ pub fn run(events: usize, keep: bool) -> Result<ExitCode, String> {
     let expected = export::write(&export_dir, events)?;
     let destination = Destination::start(API_KEY)?;
     let must_arrive = expected.uuids.len() + expected.aliases;
-    println!(
+    say!(
         "1. An Amplitude export: {} lines in {} hourly files (web, iOS and Android lines as the Export API writes \
          them; {} users, some devices anonymous before their user logs in, {} session_start markers, {} malformed \
          lines), in {}",
@@ -87,14 +94,14 @@ pub fn run(events: usize, keep: bool) -> Result<ExitCode, String> {
         expected.malformed,
         export_dir.display()
     );
-    println!(
+    say!(
         "2. A destination at {} that checks requests as PostHog's capture does, answers one in nine with a 503 \
          and an empty body, and answers verify's HogQL as PostHog's Query API does.",
         destination.url
     );
 
     let kill_at = must_arrive * 2 / 5;
-    println!(
+    say!(
         "\n3. migrator3000 amplitude --files ... --host {}, killed (SIGKILL) once {} events have arrived:\n",
         destination.url,
         thousands(kill_at)
@@ -118,31 +125,31 @@ pub fn run(events: usize, keep: bool) -> Result<ExitCode, String> {
         thread::sleep(Duration::from_millis(2));
     };
     match killed {
-        Ok(arrived) => println!("\n   Killed with {} events at the destination.", thousands(arrived)),
+        Ok(arrived) => say!("\n   Killed with {} events at the destination.", thousands(arrived)),
         Err(status) => {
-            println!("\n   It ended ({status}) before it could be killed; the rerun below has nothing left to do.")
+            say!("\n   It ended ({status}) before it could be killed; the rerun below has nothing left to do.")
         }
     }
 
-    println!("\n4. The same command again: it resumes from the state file.\n");
+    say!("\n4. The same command again: it resumes from the state file.\n");
     let status = import(&state_path, &export_dir, &destination)?.status().map_err(|e| e.to_string())?;
-    println!("\n   Exit code: {}", status.code().map_or("none".into(), |c| c.to_string()));
+    say!("\n   Exit code: {}", status.code().map_or("none".into(), |c| c.to_string()));
 
-    println!("\n5. migrator3000 status\n");
+    say!("\n5. migrator3000 status\n");
     migrator3000(&state_path)?.arg("status").status().map_err(|e| e.to_string())?;
 
     let dropped = destination.dropped.load(Ordering::SeqCst);
-    println!(
+    say!(
         "\n6. The destination was over its quota for a moment: it answered one request with a 200 and dropped its {} \
          events, as PostHog does. migrator3000 verify, against the destination's Query API:\n",
         thousands(dropped)
     );
     let report = folder.path.join("verify.html");
     let found = verify(&state_path, &destination)?.arg("--report").arg(&report).status().map_err(|e| e.to_string())?;
-    println!("\n   Exit code: {} (5: differences found)", found.code().map_or("none".into(), |c| c.to_string()));
+    say!("\n   Exit code: {} (5: differences found)", found.code().map_or("none".into(), |c| c.to_string()));
 
     destination.over_quota.store(false, Ordering::SeqCst);
-    println!("\n7. The quota is back: migrator3000 verify --resend sends exactly the missing events again:\n");
+    say!("\n7. The quota is back: migrator3000 verify --resend sends exactly the missing events again:\n");
     let mended = verify(&state_path, &destination)?
         .arg("--resend")
         .arg("--files")
@@ -150,10 +157,10 @@ pub fn run(events: usize, keep: bool) -> Result<ExitCode, String> {
         .args(["--host", &destination.url, "--project-api-key", API_KEY, "--retry-scale", "0.02"])
         .status()
         .map_err(|e| e.to_string())?;
-    println!("\n   Exit code: {}", mended.code().map_or("none".into(), |c| c.to_string()));
+    say!("\n   Exit code: {}", mended.code().map_or("none".into(), |c| c.to_string()));
 
     let mut verdict = check(&expected, &destination, &state_path)?;
-    println!("\n8. What the destination holds:\n");
+    say!("\n8. What the destination holds:\n");
     let found_and_mended = dropped > 0 && found.code() == Some(5) && mended.success();
     verdict.ok &= found_and_mended;
     verdict.lines.insert(
@@ -165,16 +172,16 @@ pub fn run(events: usize, keep: bool) -> Result<ExitCode, String> {
         ),
     );
     for line in &verdict.lines {
-        println!("   {line}");
+        say!("   {line}");
     }
     if keep {
-        println!(
+        say!(
             "\nThe export, the state file and verify's report ({}) are kept in {}.",
             report.display(),
             folder.path.display()
         );
     }
-    Ok(if verdict.ok && status.success() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if verdict.ok && status.success() { Exit::Done } else { Exit::NotVerified })
 }
 
 /// `migrator3000 verify` of the import in the state file against the destination.
@@ -200,13 +207,14 @@ fn check(expected: &export::Expected, destination: &Destination, state_path: &Pa
     let aliases = received.iter().filter(|(u, r)| r.name == "$create_alias" && !expected.uuids.contains(*u)).count();
     let strangers = received.len() - (expected.uuids.len() - missing) - aliases;
     let again = received.values().filter(|r| r.times > 1).count();
-    let rejected = State::open(state_path)?.runs()?.iter().map(|r| r.rejected).sum::<u64>() as usize;
+    let state = StateFile::open(state_path).map_err(|e| e.to_string())?;
+    let rejected = state.runs().map_err(|e| e.to_string())?.iter().map(|r| r.rejected).sum::<u64>() as usize;
     let mut verdict = Verdict { ok: true, lines: Vec::new() };
-    let mut say = |ok: bool, line: String| {
+    let mut line_of = |ok: bool, line: String| {
         verdict.ok &= ok;
         verdict.lines.push(format!("{} {line}", if ok { "ok " } else { "NOT" }));
     };
-    say(
+    line_of(
         missing == 0,
         format!(
             "{} of the export's {} events arrived",
@@ -214,12 +222,12 @@ fn check(expected: &export::Expected, destination: &Destination, state_path: &Pa
             thousands(expected.uuids.len())
         ),
     );
-    say(
+    line_of(
         aliases == expected.aliases,
         format!("{} devices linked to their user by one $create_alias each (expected {})", aliases, expected.aliases),
     );
-    say(strangers == 0, format!("{strangers} events the export does not hold"));
-    say(
+    line_of(strangers == 0, format!("{strangers} events the export does not hold"));
+    line_of(
         rejected == expected.malformed,
         format!("{rejected} malformed lines reported and counted as rejected (expected {})", expected.malformed),
     );

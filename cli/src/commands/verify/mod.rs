@@ -4,116 +4,65 @@
 //! the state file, and `--resend` reads exactly the missing ones again and sends them.
 //! It needs no earlier migration: a migration done by the app is verified the same way.
 
-pub mod compare;
-pub mod hogql;
 pub mod report;
-pub mod resend;
-pub mod side;
-pub mod store;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use chrono::{NaiveDate, Utc};
-use clap::ValueEnum;
 
-use crate::amplitude::files::LocalExport;
-use crate::amplitude::Amplitude;
-use crate::copy::{Failure, Outcome};
-use crate::source::query_api::QueryApi;
-use crate::source::Source;
-use crate::PosthogSource;
-use compare::{Day, Verdict, Verifier};
-use hogql::HogQl;
-use side::{ClickHouseSide, ImportSide, QueryApiSide, Side, Window};
+use super::destination::{settings, time_flag, DestinationOptions};
+use super::exit::{CommandError, Exit, Outcome};
+use super::posthog::PosthogSourceOptions;
+use super::summary::stop_words;
+use crate::pipeline::error::PipelineError;
+use crate::pipeline::migration::{Migration, Target};
+use crate::pipeline::verification::compare::{Day, Verdict, Verifier};
+use crate::pipeline::verification::hogql::HogQl;
+use crate::pipeline::verification::resend;
+use crate::pipeline::verification::side::{ClickHouseSide, ImportSide, QueryApiSide, Side, Window};
+use crate::posthog_api::client::{QueryApiClient, DESTINATION_FLAGS};
+use crate::shared::defaults;
+use crate::shared::reporter::{note, say};
+use crate::shared::retry::RetryPolicy;
+use crate::shared::words::{n_days, thousands};
+use crate::sources::amplitude::files::LocalExport;
+use crate::sources::amplitude::{Amplitude, Options as ImportOptions};
+use crate::sources::posthog::query_api::QueryApiSource;
+use crate::sources::Source;
+use crate::store::state_file::StateFile;
+use crate::store::verify::{CheckRecord, DayRecord};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum VerifyFrom {
-    /// The source PostHog's ClickHouse (the flags of `posthog --from clickhouse`).
     Clickhouse,
-    /// The source PostHog's Query API (the flags of `posthog --from query-api`).
     QueryApi,
-    /// What the Amplitude imports recorded in the state file handed over.
     Amplitude,
 }
 
-#[derive(clap::Args)]
-pub struct VerifyArgs {
-    /// What the destination must hold: a PostHog's ClickHouse or Query API, or the
-    /// Amplitude imports recorded in the state file.
-    #[arg(long, value_enum)]
-    from: VerifyFrom,
-    #[command(flatten)]
-    source: PosthogSource,
-    /// With --resend and --from amplitude: the export the import read (zip or folder).
-    #[arg(long)]
-    files: Option<PathBuf>,
-    /// The destination PostHog's app (not its capture host), e.g. https://us.posthog.com.
-    #[arg(long)]
-    destination_query_api_host: String,
-    /// The destination project's id (in its URL: /project/<id>).
-    #[arg(long)]
-    destination_project_id: u64,
-    /// A personal API key of the destination with the Query Read permission.
-    #[arg(long, env = "POSTHOG_DESTINATION_PERSONAL_API_KEY", hide_env_values = true)]
-    destination_personal_api_key: String,
-    /// First UTC day to compare (YYYY-MM-DD); default the source's first day.
-    #[arg(long)]
-    start: Option<String>,
-    /// Compare the days before this one (YYYY-MM-DD); default the day after the source's last.
-    #[arg(long)]
-    end: Option<String>,
-    /// Read the missing events again from the source and send them (needs --host and
-    /// --project-api-key), then compare their days again.
-    #[arg(long)]
-    resend: bool,
-    /// With --resend: the destination's capture host, e.g. us.i.posthog.com.
-    #[arg(long, required_if_eq("resend", "true"))]
-    host: Option<String>,
-    /// With --resend: the destination project's API key (phc_...).
-    #[arg(long, env = "POSTHOG_PROJECT_API_KEY", hide_env_values = true)]
-    project_api_key: Option<String>,
-    /// Compare the days still arriving again every little while until they settle, at
-    /// most this many minutes (default 30).
-    #[arg(long, value_name = "MINUTES", num_args = 0..=1, default_missing_value = "30")]
-    wait: Option<f64>,
-    /// A day that differs and took events in the last this many minutes is still arriving.
-    #[arg(long, value_name = "MINUTES", default_value_t = 10.0)]
-    settle_minutes: f64,
-    /// Also write a self-contained HTML page: a chart per day, the table, the missing uuids.
-    #[arg(long, value_name = "FILE.html")]
-    report: Option<PathBuf>,
-    /// Rows a page of uuids asks for (PostHog gives at most 50,000).
-    #[arg(long, default_value_t = 50_000, hide = true)]
-    page_rows: usize,
-    /// Multiplies every wait (tests).
-    #[arg(long, default_value_t = 1.0, hide = true)]
-    retry_scale: f64,
+/// The flags of `verify`.
+pub struct VerifyOptions {
+    pub from: VerifyFrom,
+    pub source: PosthogSourceOptions,
+    pub files: Option<PathBuf>,
+    pub destination_query_api_host: String,
+    pub destination_project_id: u64,
+    pub destination_personal_api_key: String,
+    pub start: Option<String>,
+    pub end: Option<String>,
+    pub resend: bool,
+    pub host: Option<String>,
+    pub project_api_key: Option<String>,
+    pub wait: Option<f64>,
+    pub settle_minutes: f64,
+    pub report: Option<PathBuf>,
+    pub page_rows: usize,
+    pub retry_scale: f64,
 }
 
-/// `1234567` as `1,234,567`.
-pub fn thousands(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
-fn day_flag(flag: &str, text: &str) -> Result<NaiveDate, Failure> {
-    crate::time_flag(flag, text).map(|t| t.date_naive())
-}
-
-fn words(failure: Failure) -> String {
-    match failure {
-        Failure::Usage(message) | Failure::Error(message) => message,
-    }
+fn day_flag(flag: &str, text: &str) -> Result<NaiveDate, CommandError> {
+    time_flag(flag, text).map(|t| t.date_naive())
 }
 
 /// A Query API host as given, with https:// when it names no scheme.
@@ -127,7 +76,7 @@ fn host(text: &str) -> String {
 }
 
 /// The days to compare: the flags, else the source's own first and last days.
-fn window(args: &VerifyArgs, verifier: &mut Verifier<'_>) -> Result<Window, Failure> {
+fn window(args: &VerifyOptions, verifier: &mut Verifier<'_>) -> Result<Window, CommandError> {
     let today = Utc::now().date_naive();
     let from = args.start.as_deref().map(|s| day_flag("--start", s)).transpose()?;
     let to = args.end.as_deref().map(|e| day_flag("--end", e)).transpose()?;
@@ -146,38 +95,33 @@ fn window(args: &VerifyArgs, verifier: &mut Verifier<'_>) -> Result<Window, Fail
         }
     };
     if to <= from {
-        return Err(Failure::Usage(format!("--end ({to}) must come after --start ({from})")));
+        return Err(CommandError::Usage(format!("--end ({to}) must come after --start ({from})")));
     }
     Ok(Window { from, to })
 }
 
-fn source_side(args: &VerifyArgs, state: &Path) -> Result<Box<dyn Side>, Failure> {
+fn source_side(args: &VerifyOptions, state: &Path) -> Result<Box<dyn Side>, CommandError> {
+    let retry = RetryPolicy::new(args.retry_scale);
     Ok(match args.from {
-        VerifyFrom::Clickhouse => Box::new(ClickHouseSide { clickhouse: args.source.clickhouse() }),
+        VerifyFrom::Clickhouse => Box::new(ClickHouseSide { clickhouse: args.source.clickhouse(), retry }),
         VerifyFrom::QueryApi => {
-            let mut source = args.source.query_api()?;
-            source.host = host(&source.host);
-            Box::new(QueryApiSide { api: HogQl::new(source, args.retry_scale) })
+            let mut client = args.source.query_api()?;
+            client.host = host(&client.host);
+            Box::new(QueryApiSide { api: HogQl::new(client, retry) })
         }
         VerifyFrom::Amplitude => {
-            let db = rusqlite::Connection::open(state)
-                .map_err(|e| format!("the state file {} cannot be opened: {e}", state.display()))?;
-            let imports = store::imports(&db).map_err(|e| format!("the state file cannot be read: {e}"))?;
+            let state_file = StateFile::open(state)?;
+            let imports = state_file.imports()?;
             if imports.is_empty() {
-                return Err(Failure::Error(format!(
+                return Err(CommandError::Failed(format!(
                     "--from amplitude: the state file {} records no Amplitude import (imports record what they hand \
                      over since this version; give --state the file of the import, or import again)",
                     state.display()
                 )));
             }
-            Box::new(ImportSide { db, imports })
+            Box::new(ImportSide { state: state_file, imports })
         }
     })
-}
-
-/// `1 day`, `2 days`.
-fn n_days(n: usize) -> String {
-    format!("{n} {}", if n == 1 { "day" } else { "days" })
 }
 
 /// The days that differ or could not be compared, in words, for the last line.
@@ -188,7 +132,7 @@ fn days_list(days: &[&Day]) -> String {
 }
 
 struct Ending {
-    code: ExitCode,
+    code: Exit,
     last_line: String,
     verdict: &'static str,
 }
@@ -218,18 +162,18 @@ fn ending(days: &[Day]) -> Ending {
         if missing > 0 {
             line.push_str(" Run again with --resend to send the missing ones.");
         }
-        return Ending { code: ExitCode::from(5), last_line: line, verdict: "differences" };
+        return Ending { code: Exit::Differences, last_line: line, verdict: "differences" };
     }
     if !arriving.is_empty() || !unknown.is_empty() {
         let line = format!(
             "Could not verify everything yet: the other days are equal{also}. Run again later{}.",
             if arriving.is_empty() { "" } else { ", or with --wait" }
         );
-        return Ending { code: ExitCode::FAILURE, last_line: line, verdict: "not verified" };
+        return Ending { code: Exit::NotVerified, last_line: line, verdict: "not verified" };
     }
     let events: u64 = days.iter().map(|d| d.source.events).sum();
     Ending {
-        code: ExitCode::SUCCESS,
+        code: Exit::Done,
         last_line: format!(
             "Everything arrived: the {} events of {} at the source are all at the destination.",
             thousands(events),
@@ -241,10 +185,7 @@ fn ending(days: &[Day]) -> Ending {
 
 fn print_table(days: &[Day]) {
     let all = days.len() <= 31;
-    println!(
-        "{:<12} {:>15} {:>18} {:>9} {:>9}  status",
-        "day", "at the source", "at the destination", "missing", "extra"
-    );
+    say!("{:<12} {:>15} {:>18} {:>9} {:>9}  status", "day", "at the source", "at the destination", "missing", "extra");
     let mut hidden = 0;
     for day in days {
         if !all && day.verdict == Verdict::Equal {
@@ -257,11 +198,11 @@ fn print_table(days: &[Day]) {
         };
         let status = match &day.verdict {
             Verdict::Unknown(why) => format!("not counted: {why}"),
-            other => store::verdict_name(other).to_string(),
+            other => other.name().to_string(),
         };
         let duplicates = day.destination.rows.saturating_sub(day.destination.events);
         let status = if duplicates > 0 { format!("{status} ({duplicates} rows not merged yet)") } else { status };
-        println!(
+        say!(
             "{:<12} {:>15} {:>18} {missing:>9} {extra:>9}  {status}",
             day.day.to_string(),
             thousands(day.source.events),
@@ -269,7 +210,7 @@ fn print_table(days: &[Day]) {
         );
     }
     if hidden > 0 {
-        println!("({hidden} equal days not shown; --report FILE.html shows every day)");
+        say!("({hidden} equal days not shown; --report FILE.html shows every day)");
     }
 }
 
@@ -281,7 +222,7 @@ fn wait_for(
     days: &mut [Day],
     bound: Duration,
     touched_at: &BTreeMap<NaiveDate, Instant>,
-) -> Result<(), String> {
+) -> Result<(), PipelineError> {
     let started = Instant::now();
     let every = Duration::from_secs_f64((verifier.settle_seconds as f64 / 4.0).clamp(1.0, 30.0));
     loop {
@@ -290,7 +231,7 @@ fn wait_for(
         if arriving.is_empty() || started.elapsed() >= bound {
             return Ok(());
         }
-        eprintln!("{} still arriving: comparing again in {} s.", n_days(arriving.len()), every.as_secs());
+        note!("{} still arriving: comparing again in {} s.", n_days(arriving.len()), every.as_secs());
         std::thread::sleep(every);
         let touched = touched_at.iter().map(|(d, at)| (*d, at.elapsed().as_secs() as i64)).collect();
         let span = Window {
@@ -306,10 +247,10 @@ fn wait_for(
 }
 
 fn resend_missing(
-    args: &VerifyArgs,
+    args: &VerifyOptions,
     days: &[Day],
     touched_at: &mut BTreeMap<NaiveDate, Instant>,
-) -> Result<Option<String>, String> {
+) -> Result<Option<String>, CommandError> {
     let missing: BTreeMap<NaiveDate, Vec<String>> = days
         .iter()
         .filter(|d| d.verdict == Verdict::Differs && !d.missing.is_empty())
@@ -318,56 +259,53 @@ fn resend_missing(
     if missing.is_empty() {
         return Ok(None);
     }
-    let destination = crate::Destination {
-        start: None,
-        end: None,
-        host: args.host.clone().unwrap_or_default(),
-        project_api_key: args.project_api_key.clone().ok_or(
-            "--resend needs --project-api-key (or POSTHOG_PROJECT_API_KEY): the destination project's API key",
-        )?,
-        batch_size: "500".into(),
-        batch_max_kilobytes: "1800".into(),
-        gzip: "on".into(),
-        events_per_minute: String::new(),
-        events_to_ignore: String::new(),
-        concurrency: 1,
-        page_size: None,
-        dry_run: false,
-        debug: false,
-        retry_scale: args.retry_scale,
-        queries_per_hour: hogql::QUERIES_PER_HOUR,
-    };
-    let settings = crate::settings(&destination, Utc::now()).map_err(words)?;
-    let target = crate::copy::Target::of(&settings);
-    let options = crate::copy::Copy::new(&destination, &settings, &target, 10_000, Utc::now())
+    let project_api_key = args.project_api_key.clone().ok_or_else(|| {
+        CommandError::Failed(
+            "--resend needs --project-api-key (or POSTHOG_PROJECT_API_KEY): the destination project's API key".into(),
+        )
+    })?;
+    let destination =
+        DestinationOptions::with_defaults(args.host.clone().unwrap_or_default(), project_api_key, args.retry_scale);
+    // A wrong flag here is a failure of the resend, as it always was (exit code 1).
+    let settings = settings(&destination, Utc::now()).map_err(|e| CommandError::Failed(e.to_string()))?;
+    let target = Target::of(&settings);
+    let retry = RetryPolicy::new(args.retry_scale);
+    let options = Migration::new(&settings, &target, defaults::PAGE_SIZE, 1, retry, Utc::now())
         .options(format!("verify --resend into {target}"));
     let reread = match args.from {
         VerifyFrom::Amplitude => {
-            let files = args.files.as_deref().ok_or(
-                "--resend with --from amplitude needs --files: the export the import read (the Export API is not \
-                 read again by verify; run `migrator3000 amplitude` again instead)",
-            )?;
+            let files = args.files.as_deref().ok_or_else(|| {
+                CommandError::Failed(
+                    "--resend with --from amplitude needs --files: the export the import read (the Export API is not \
+                     read again by verify; run `migrator3000 amplitude` again instead)"
+                        .into(),
+                )
+            })?;
             // Nothing known of this destination: every event of the export is read again
             // (only the missing ones are sent).
-            let import = crate::amplitude::Options {
+            let import = ImportOptions {
                 destination: format!("{} {}", settings.destination.base_url, settings.project_api_key),
                 group_identify: false,
                 skip_unreadable: false,
             };
-            resend::Reread::Amplitude(Box::new(Amplitude::new(LocalExport::open(files)?, import, Default::default())))
+            let export = LocalExport::open(files).map_err(CommandError::Failed)?;
+            resend::Reread::Amplitude(Box::new(Amplitude::new(export, import, Default::default())))
         }
         read => {
             let source = &args.source;
-            resend::Reread::Posthog(Box::new(move || -> Result<Box<dyn Source>, String> {
+            resend::Reread::Posthog(Box::new(move || -> Result<Box<dyn Source>, PipelineError> {
                 Ok(match read {
                     VerifyFrom::Clickhouse => Box::new(source.clickhouse()),
-                    _ => Box::new(source.query_api().map_err(words)?),
+                    _ => {
+                        let client = source.query_api().map_err(|e| PipelineError::SourceOpen(e.to_string()))?;
+                        Box::new(QueryApiSource::new(client))
+                    }
                 })
             }))
         }
     };
     let count: usize = missing.values().map(Vec::len).sum();
-    eprintln!("Reading the {} missing events again from the source and sending them...", thousands(count as u64));
+    note!("Reading the {} missing events again from the source and sending them...", thousands(count as u64));
     let resent = resend::resend(&missing, reread, &options)?;
     for day in missing.keys() {
         touched_at.insert(*day, Instant::now());
@@ -389,28 +327,33 @@ fn resend_missing(
     if undelivered > 0 {
         line.push_str(&format!(", {undelivered} not delivered after every attempt ({})", sent.undelivered[0].1));
     }
-    println!("{line}.");
-    Ok(sent.stopped.clone())
+    say!("{line}.");
+    Ok(sent.stopped.as_ref().map(stop_words))
 }
 
-pub fn run(state: &Path, args: &VerifyArgs) -> Outcome {
+pub fn run(state: &Path, args: &VerifyOptions) -> Outcome {
     if args.page_rows == 0 || args.settle_minutes < 0.0 || args.wait.is_some_and(|w| w < 0.0) {
-        return Err(Failure::Usage("--settle-minutes and --wait must not be negative".into()));
+        return Err(CommandError::Usage("--settle-minutes and --wait must not be negative".into()));
     }
-    let mut destination_api = QueryApi::new(
+    let mut destination_api = QueryApiClient::new(
         &host(&args.destination_query_api_host),
         args.destination_project_id,
         &args.destination_personal_api_key,
     );
-    destination_api.flags = &hogql::DESTINATION_FLAGS;
-    let mut destination = QueryApiSide { api: HogQl::new(destination_api, args.retry_scale) };
+    destination_api.flags = &DESTINATION_FLAGS;
+    let mut destination = QueryApiSide { api: HogQl::new(destination_api, RetryPolicy::new(args.retry_scale)) };
     let mut source = source_side(args, state)?;
     let (source_name, destination_name) = (source.describe(), destination.describe());
     let settle_seconds = (args.settle_minutes * 60.0).round() as i64;
-    let mut verifier = Verifier::new(source.as_mut(), &mut destination, settle_seconds, args.page_rows.min(50_000));
+    let mut verifier = Verifier::new(
+        source.as_mut(),
+        &mut destination,
+        settle_seconds,
+        args.page_rows.min(defaults::QUERY_API_MOST_ROWS),
+    );
     let window = window(args, &mut verifier)?;
     let range = format!("{} to {}", window.from, window.to.pred_opt().unwrap_or(window.to));
-    eprintln!("Verifying {source_name} against {destination_name}, UTC days {range}.");
+    note!("Verifying {source_name} against {destination_name}, UTC days {range}.");
     let mut touched_at: BTreeMap<NaiveDate, Instant> = BTreeMap::new();
     let mut days = verifier.check(window, None, &BTreeMap::new())?;
     let wait = Duration::from_secs_f64(args.wait.unwrap_or(0.0) * 60.0);
@@ -418,10 +361,10 @@ pub fn run(state: &Path, args: &VerifyArgs) -> Outcome {
     if args.resend {
         print_table(&days);
         let first = ending(&days);
-        println!("{}", first.last_line);
+        say!("{}", first.last_line);
         if let Some(stopped) = resend_missing(args, &days, &mut touched_at)? {
-            eprintln!("Stopped: {stopped}");
-            return Ok(ExitCode::from(4));
+            note!("Stopped: {stopped}");
+            return Ok(Exit::Refused);
         }
         let resent: BTreeSet<NaiveDate> = touched_at.keys().copied().collect();
         if !resent.is_empty() {
@@ -432,30 +375,39 @@ pub fn run(state: &Path, args: &VerifyArgs) -> Outcome {
                     *day = again;
                 }
             }
-            let bound = Duration::from_secs_f64(args.wait.unwrap_or(10.0) * 60.0);
+            let bound = Duration::from_secs_f64(args.wait.unwrap_or(defaults::RESEND_WAIT_MINUTES) * 60.0);
             wait_for(&mut verifier, window, &mut days, bound, &touched_at)?;
-            println!("\nThe days sent again, compared again:");
+            say!("\nThe days sent again, compared again:");
         }
     }
     let queries = verifier.destination.queries();
     drop(verifier);
     print_table(&days);
     let outcome = ending(&days);
-    let mut db = rusqlite::Connection::open(state)
-        .map_err(|e| format!("the state file {} cannot be opened: {e}", state.display()))?;
-    let check = store::Check {
+    let mut state_file = StateFile::open(state)?;
+    let check = CheckRecord {
         source: &source_name,
         destination: &destination_name,
         from: window.from.to_string(),
         to: window.to.to_string(),
         verdict: outcome.verdict,
-        days: &days,
+        days: days
+            .iter()
+            .map(|day| DayRecord {
+                day: day.day.to_string(),
+                at_source: day.source.events,
+                at_destination: day.destination.events,
+                verdict: day.verdict.name(),
+                missing: &day.missing,
+                extra: &day.extra,
+            })
+            .collect(),
     };
-    store::save(&mut db, &check).map_err(|e| format!("the state file could not be written: {e}"))?;
-    eprintln!(
+    state_file.save_check(&check)?;
+    note!(
         "{queries} queries to the destination's Query API (PostHog allows {} an hour); missing and extra uuids are \
          in {} (table verify_uuids).",
-        hogql::QUERIES_PER_HOUR,
+        defaults::QUERIES_PER_HOUR,
         state.display()
     );
     if let Some(path) = &args.report {
@@ -466,9 +418,10 @@ pub fn run(state: &Path, args: &VerifyArgs) -> Outcome {
             last_line: &outcome.last_line,
             days: &days,
         });
-        std::fs::write(path, page).map_err(|e| format!("--report: {} cannot be written: {e}", path.display()))?;
-        eprintln!("Report: {}", path.display());
+        std::fs::write(path, page)
+            .map_err(|e| CommandError::Failed(format!("--report: {} cannot be written: {e}", path.display())))?;
+        note!("Report: {}", path.display());
     }
-    println!("{}", outcome.last_line);
+    say!("{}", outcome.last_line);
     Ok(outcome.code)
 }

@@ -5,8 +5,8 @@
 
 use std::fmt::Write;
 
-use super::compare::{Day, Verdict};
-use super::store::verdict_name;
+use crate::pipeline::verification::compare::{Day, Verdict};
+use crate::shared::words::thousands;
 
 /// Uuids listed per day and kind.
 pub const LISTED: usize = 100;
@@ -76,7 +76,7 @@ fn chart(days: &[Day]) -> String {
             width - 12.0,
             left - 6.0,
             at + 4.0,
-            super::thousands(n)
+            thousands(n)
         );
     }
     let label_every = (days.len() / 12).max(1);
@@ -89,7 +89,7 @@ fn chart(days: &[Day]) -> String {
                  height=\"{plot_h}\"><title>{}: {}</title></rect>",
                 day.day,
                 day.day,
-                verdict_name(&day.verdict)
+                day.verdict.name()
             );
         }
         let bar = (slot * 0.38).max(0.5);
@@ -106,7 +106,7 @@ fn chart(days: &[Day]) -> String {
                 top + plot_h - y(n),
                 day.day,
                 if class == "bar-source" { "at the source" } else { "at the destination" },
-                super::thousands(n)
+                thousands(n)
             );
         }
         if i % label_every == 0 {
@@ -127,7 +127,7 @@ fn uuid_list(title: &str, uuids: &[String]) -> String {
     if uuids.is_empty() {
         return String::new();
     }
-    let mut out = format!("<h4>{title} ({})</h4><ul class=\"uuids\">", super::thousands(uuids.len() as u64));
+    let mut out = format!("<h4>{title} ({})</h4><ul class=\"uuids\">", thousands(uuids.len() as u64));
     for uuid in uuids.iter().take(LISTED) {
         let _ = write!(out, "<li><code>{}</code></li>", escape(uuid));
     }
@@ -136,7 +136,7 @@ fn uuid_list(title: &str, uuids: &[String]) -> String {
         let _ = write!(
             out,
             "<p>and {} more (all of them are in the state file, table <code>verify_uuids</code>).</p>",
-            super::thousands((uuids.len() - LISTED) as u64)
+            thousands((uuids.len() - LISTED) as u64)
         );
     }
     out
@@ -177,10 +177,10 @@ pub fn html(report: &Report<'_>) -> String {
         };
         let status = match &day.verdict {
             Verdict::Unknown(why) => format!("not counted: {}", escape(why)),
-            other => verdict_name(other).to_string(),
+            other => other.name().to_string(),
         };
         let (missing, extra) = match day.verdict {
-            Verdict::Differs => (super::thousands(day.missing.len() as u64), super::thousands(day.extra.len() as u64)),
+            Verdict::Differs => (thousands(day.missing.len() as u64), thousands(day.extra.len() as u64)),
             _ => ("".into(), "".into()),
         };
         let _ = write!(
@@ -189,8 +189,8 @@ pub fn html(report: &Report<'_>) -> String {
              <td class=\"status\">{status}</td></tr>",
             day.day,
             day.day,
-            super::thousands(day.source.events),
-            super::thousands(day.destination.events)
+            thousands(day.source.events),
+            thousands(day.destination.events)
         );
     }
     page.push_str("</tbody></table>");
@@ -217,7 +217,7 @@ pub fn html(report: &Report<'_>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::verify::side::DayCount;
+    use crate::pipeline::verification::side::DayCount;
 
     #[test]
     fn the_page_is_self_contained_escapes_what_it_shows_and_marks_the_day_that_differs() {

@@ -7,8 +7,10 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use chrono::NaiveDate;
 
-use super::hogql::Failure;
+use super::hogql::SideError;
 use super::side::{DayCount, Side, Window};
+use crate::pipeline::error::PipelineError;
+use crate::shared::reporter::note;
 
 /// What a day came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,6 +22,18 @@ pub enum Verdict {
     StillArriving,
     /// A side could not be counted (why).
     Unknown(String),
+}
+
+impl Verdict {
+    /// The verdict's name, in tables and in the state file.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Verdict::Equal => "equal",
+            Verdict::Differs => "differs",
+            Verdict::StillArriving => "still arriving",
+            Verdict::Unknown(_) => "not counted",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,15 +57,15 @@ pub struct Counts {
 
 /// Counts `window` in one query; a window too big for the engine's time or memory is
 /// counted in halves, and a single day that still fails is left unknown.
-pub fn count(side: &mut dyn Side, window: Window, counts: &mut Counts) -> Result<(), String> {
+pub fn count(side: &mut dyn Side, window: Window, counts: &mut Counts) -> Result<(), PipelineError> {
     match side.days(window) {
         Ok(days) => {
             counts.days.extend(days);
             Ok(())
         }
-        Err(Failure::TooBig(why)) if window.days() > 1 => {
+        Err(SideError::TooBig(why)) if window.days() > 1 => {
             let middle = window.from + chrono::Duration::days(window.days() / 2);
-            eprintln!(
+            note!(
                 "{}: {why} for {} to {}: counting it in two halves.",
                 side.describe(),
                 window.from,
@@ -60,11 +74,11 @@ pub fn count(side: &mut dyn Side, window: Window, counts: &mut Counts) -> Result
             count(side, Window { from: window.from, to: middle }, counts)?;
             count(side, Window { from: middle, to: window.to }, counts)
         }
-        Err(Failure::TooBig(why)) => {
+        Err(SideError::TooBig(why)) => {
             counts.unknown.insert(window.from, why);
             Ok(())
         }
-        Err(Failure::Fatal(message)) => Err(message),
+        Err(fatal) => Err(fatal.into()),
     }
 }
 
@@ -87,7 +101,7 @@ impl Pager {
         Pager { page: VecDeque::new(), after: None, done: false, limit }
     }
 
-    fn head(&mut self, side: &mut dyn Side, window: Window) -> Result<Option<&String>, Failure> {
+    fn head(&mut self, side: &mut dyn Side, window: Window) -> Result<Option<&String>, SideError> {
         while self.page.is_empty() && !self.done {
             match side.uuids(window, self.after.as_deref(), self.limit) {
                 Ok(page) => {
@@ -96,7 +110,7 @@ impl Pager {
                     self.done |= page.is_empty();
                     self.page = page.into();
                 }
-                Err(Failure::TooBig(_)) if self.limit > SMALLEST_PAGE => self.limit /= 2,
+                Err(SideError::TooBig(_)) if self.limit > SMALLEST_PAGE => self.limit /= 2,
                 Err(failure) => return Err(failure),
             }
         }
@@ -110,7 +124,7 @@ pub fn walk(
     destination: &mut dyn Side,
     window: Window,
     limit: usize,
-) -> Result<(Vec<String>, Vec<String>), Failure> {
+) -> Result<(Vec<String>, Vec<String>), SideError> {
     let (mut at_source, mut at_destination) = (Pager::new(limit), Pager::new(limit));
     let (mut missing, mut extra) = (Vec::new(), Vec::new());
     loop {
@@ -170,7 +184,7 @@ impl<'a> Verifier<'a> {
     }
 
     /// The days the source holds in `window`, counted once and kept for the comparison.
-    pub fn source_days(&mut self, window: Window) -> Result<Vec<NaiveDate>, String> {
+    pub fn source_days(&mut self, window: Window) -> Result<Vec<NaiveDate>, PipelineError> {
         let mut counts = Counts::default();
         count(self.source, window, &mut counts)?;
         let days = counts.days.keys().chain(counts.unknown.keys()).copied().collect::<BTreeSet<_>>();
@@ -185,7 +199,7 @@ impl<'a> Verifier<'a> {
         window: Window,
         only: Option<&BTreeSet<NaiveDate>>,
         touched: &BTreeMap<NaiveDate, i64>,
-    ) -> Result<Vec<Day>, String> {
+    ) -> Result<Vec<Day>, PipelineError> {
         if self.source_counts.is_none() {
             let mut counts = Counts::default();
             count(self.source, window, &mut counts)?;
@@ -218,10 +232,10 @@ impl<'a> Verifier<'a> {
                                 if missing.is_empty() && extra.is_empty() { Verdict::Equal } else { Verdict::Differs };
                             (row.missing, row.extra) = (missing, extra);
                         }
-                        Err(Failure::TooBig(why)) => {
+                        Err(SideError::TooBig(why)) => {
                             row.verdict = Verdict::Unknown(format!("its uuids could not be listed: {why}"))
                         }
-                        Err(Failure::Fatal(message)) => return Err(message),
+                        Err(fatal) => return Err(fatal.into()),
                     }
                 }
             }
@@ -247,10 +261,10 @@ mod tests {
         fn describe(&self) -> String {
             "memory".into()
         }
-        fn days(&mut self, window: Window) -> Result<Vec<(NaiveDate, DayCount)>, Failure> {
+        fn days(&mut self, window: Window) -> Result<Vec<(NaiveDate, DayCount)>, SideError> {
             self.queries += 1;
             if window.days() > self.widest {
-                return Err(Failure::TooBig("HTTP 504".into()));
+                return Err(SideError::TooBig("HTTP 504".into()));
             }
             let mut days: BTreeMap<NaiveDate, (u64, BTreeSet<&String>)> = BTreeMap::new();
             for (day, uuid) in self.rows.iter().filter(|(d, _)| *d >= window.from && *d < window.to) {
@@ -265,7 +279,7 @@ mod tests {
                 })
                 .collect())
         }
-        fn uuids(&mut self, window: Window, after: Option<&str>, limit: usize) -> Result<Vec<String>, Failure> {
+        fn uuids(&mut self, window: Window, after: Option<&str>, limit: usize) -> Result<Vec<String>, SideError> {
             self.queries += 1;
             let set: BTreeSet<&String> = self
                 .rows

@@ -1,79 +1,59 @@
-//! HogQL through a PostHog's Query API for verify, with the `posthog` command's own client
-//! (source/query_api.rs: the hourly budget of 120 queries per key, a 202 polled to its
-//! end, 504 and 512 told apart): a query's rows, or why there are none, in verify's terms.
-
-use std::cell::Cell;
+//! HogQL through the one Query API client for verify: a query's rows, or why there
+//! are none, in verify's terms; a rate limit or a failure for a while is waited out by
+//! the one retry policy.
 
 use serde_json::Value;
 
-use crate::migrate;
-use crate::source::query_api::{Flags, QueryApi, Reply};
+use crate::posthog_api::client::{QueryApiClient, Reply};
+use crate::shared::retry::{GaveUp, RetryPolicy};
 
-pub use crate::source::query_api::QUERIES_PER_HOUR;
-
-pub const DESTINATION_FLAGS: Flags = Flags {
-    host: "--destination-query-api-host",
-    project: "--destination-project-id",
-    key: "--destination-personal-api-key",
-};
-
-/// Why a query gave no rows.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Failure {
+/// Why a side gave no answer.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SideError {
     /// The query ran out of time or memory (504, 512): a smaller window may pass.
+    #[error("{0}")]
     TooBig(String),
     /// Nothing a retry mends: the message says what to fix.
+    #[error("{0}")]
     Fatal(String),
 }
 
-impl std::fmt::Display for Failure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Failure::TooBig(m) | Failure::Fatal(m) => f.write_str(m),
-        }
+impl From<GaveUp> for SideError {
+    fn from(gave_up: GaveUp) -> SideError {
+        SideError::Fatal(gave_up.to_string())
     }
 }
 
 pub struct HogQl {
-    pub api: QueryApi,
-    /// Queries sent (each counts against the hourly budget).
-    pub queries: u64,
-    /// Multiplies every wait before asking again (tests make them short).
-    pub retry_scale: f64,
+    pub client: QueryApiClient,
+    pub retry: RetryPolicy,
 }
 
 impl HogQl {
-    pub fn new(api: QueryApi, retry_scale: f64) -> HogQl {
-        HogQl { api, queries: 0, retry_scale }
+    pub fn new(client: QueryApiClient, retry: RetryPolicy) -> HogQl {
+        HogQl { client, retry }
     }
 
     pub fn describe(&self) -> String {
-        format!("the Query API of {} (project {})", self.api.host, self.api.project_id)
+        self.client.describe()
     }
 
-    /// The rows of a HogQL query, each a list of values in the order of its columns; a
-    /// rate limit or a failure for a while is waited out.
-    pub fn rows(&mut self, query: &str) -> Result<Vec<Vec<Value>>, Failure> {
-        let sent = Cell::new(0);
-        let api = &mut self.api;
-        let answer = migrate::patiently(
-            || {
-                sent.set(sent.get() + 1);
-                api.run(query)
-            },
-            self.retry_scale,
-            |note| eprintln!("{note}"),
-        );
-        self.queries += sent.get();
-        match answer.map_err(Failure::Fatal)? {
-            Reply::Done(text) => QueryApi::rows(&text).map_err(|e| Failure::Fatal(e.to_string())),
+    /// Queries sent (each counts against the hourly budget).
+    pub fn queries(&self) -> u64 {
+        self.client.queries
+    }
+
+    /// The rows of a HogQL query, each a list of values in the order of its columns.
+    pub fn rows(&mut self, query: &str) -> Result<Vec<Vec<Value>>, SideError> {
+        let client = &mut self.client;
+        match self.retry.read(|| client.run(query))? {
+            Reply::Done(text) => QueryApiClient::rows(&text).map_err(|e| SideError::Fatal(e.to_string())),
             Reply::TooMuch(status, _) => {
-                Err(Failure::TooBig(format!("the Query API ran out of time or memory (HTTP {status})")))
+                Err(SideError::TooBig(format!("the Query API ran out of time or memory (HTTP {status})")))
             }
         }
     }
 }
-
 /// A cell as a number (HogQL answers numbers; some proxies quote 64-bit ones).
 pub fn number(value: &Value) -> Option<i64> {
     value.as_i64().or_else(|| value.as_u64().map(|n| n as i64)).or_else(|| value.as_str()?.trim().parse().ok())

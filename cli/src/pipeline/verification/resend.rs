@@ -8,11 +8,16 @@ use std::collections::{BTreeMap, HashSet};
 use chrono::NaiveDate;
 use serde_json::Value;
 
-use crate::migrate::{self, Options, SentNow};
-use crate::source::{Cursor, Page, Source};
+use crate::pipeline::batches::batches_of;
+use crate::pipeline::error::PipelineError;
+use crate::pipeline::run_options::Options;
+use crate::sink::delivery::{self, SentNow};
+use crate::sources::{Page, Source};
+use crate::store::runs::Cursor;
+use crate::store::settle::Settled;
 
 /// Opens a PostHog source.
-pub type OpenDay<'a> = Box<dyn FnMut() -> Result<Box<dyn Source>, String> + 'a>;
+pub type OpenDay<'a> = Box<dyn FnMut() -> Result<Box<dyn Source>, PipelineError> + 'a>;
 
 /// Where the missing events are read again.
 pub enum Reread<'a> {
@@ -31,14 +36,10 @@ pub struct Resent {
 }
 
 /// The source's pages, a source that fails for a while waited out.
-fn each_page(source: &mut dyn Source, options: &Options, mut take: impl FnMut(Page)) -> Result<(), String> {
+fn each_page(source: &mut dyn Source, options: &Options, mut take: impl FnMut(Page)) -> Result<(), PipelineError> {
     let mut cursor: Option<Cursor> = None;
     loop {
-        let page = migrate::patiently(
-            || source.next_page(cursor.as_ref(), options.page_size),
-            options.retry_scale,
-            |note| eprintln!("{note}"),
-        )?;
+        let page = options.capture.retry.read(|| source.next_page(cursor.as_ref(), options.page_size))?;
         let Some(next) = page.next.clone() else { return Ok(()) };
         take(page);
         cursor = Some(next);
@@ -62,7 +63,7 @@ pub fn resend(
     missing: &BTreeMap<NaiveDate, Vec<String>>,
     reread: Reread<'_>,
     options: &Options,
-) -> Result<Resent, String> {
+) -> Result<Resent, PipelineError> {
     let total: usize = missing.values().map(Vec::len).sum();
     let mut events = Vec::new();
     match reread {
@@ -72,7 +73,7 @@ pub fn resend(
                 let from = day.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc();
                 let mut source = open()?;
                 let to = from + chrono::Duration::days(1);
-                migrate::patiently(|| source.select(Some(from), Some(to)), options.retry_scale, |n| eprintln!("{n}"))?;
+                options.capture.retry.read(|| source.select(Some(from), Some(to)))?;
                 each_page(source.as_mut(), options, |page| events.extend(wanted_events(page, &mut wanted)))?;
             }
         }
@@ -82,9 +83,9 @@ pub fn resend(
         }
     }
     let found = events.len() as u64;
-    let mut settled = crate::state::Settled::default();
-    let batches = migrate::batches_of(&events, options, &mut settled);
-    let mut sent = migrate::send_now(options, batches);
+    let mut settled = Settled::default();
+    let batches = batches_of(&events, options, &mut settled);
+    let mut sent = delivery::send_now(&options.capture, batches);
     sent.rejected.extend(settled.rejected.into_iter().map(|(uuid, _, why)| (uuid.unwrap_or_default(), why)));
     Ok(Resent { sent, found, not_found: (total as u64).saturating_sub(found) })
 }

@@ -6,11 +6,12 @@
 //! that every side computes alike.
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
-use rusqlite::{params, Connection};
 
-use super::hogql::{number, Failure, HogQl};
-use crate::source::clickhouse::{quoted, time_literal, ClickHouse};
-use crate::source::SourceError;
+use super::hogql::{number, HogQl, SideError};
+use crate::shared::retry::{ReadError, RetryPolicy};
+use crate::sources::posthog::clickhouse::{quoted, time_literal, ClickHouse};
+use crate::store::error::StoreError;
+use crate::store::state_file::StateFile;
 
 /// From `from` (inclusive) to `to` (exclusive), whole UTC days.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,18 +61,18 @@ pub struct DayCount {
 pub trait Side {
     fn describe(&self) -> String;
     /// The days of `window` that hold events.
-    fn days(&mut self, window: Window) -> Result<Vec<(NaiveDate, DayCount)>, Failure>;
+    fn days(&mut self, window: Window) -> Result<Vec<(NaiveDate, DayCount)>, SideError>;
     /// Up to `limit` distinct uuids of `window` after `after`, in text order.
-    fn uuids(&mut self, window: Window, after: Option<&str>, limit: usize) -> Result<Vec<String>, Failure>;
+    fn uuids(&mut self, window: Window, after: Option<&str>, limit: usize) -> Result<Vec<String>, SideError>;
     /// Queries sent so far (each counts against a Query API's hourly budget).
     fn queries(&self) -> u64 {
         0
     }
 }
 
-fn day_of(text: &str) -> Result<NaiveDate, Failure> {
+fn day_of(text: &str) -> Result<NaiveDate, SideError> {
     NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d")
-        .map_err(|_| Failure::Fatal(format!("a day came back as {text:?}, not YYYY-MM-DD")))
+        .map_err(|_| SideError::Fatal(format!("a day came back as {text:?}, not YYYY-MM-DD")))
 }
 
 fn after_condition(after: Option<&str>) -> String {
@@ -88,7 +89,7 @@ impl Side for QueryApiSide {
         self.api.describe()
     }
 
-    fn days(&mut self, window: Window) -> Result<Vec<(NaiveDate, DayCount)>, Failure> {
+    fn days(&mut self, window: Window) -> Result<Vec<(NaiveDate, DayCount)>, SideError> {
         // HogQL shows timestamps in the project's time zone: the day is taken in UTC.
         // An explicit LIMIT: without one the API gives 100 rows.
         let query = format!(
@@ -117,7 +118,7 @@ impl Side for QueryApiSide {
             .collect()
     }
 
-    fn uuids(&mut self, window: Window, after: Option<&str>, limit: usize) -> Result<Vec<String>, Failure> {
+    fn uuids(&mut self, window: Window, after: Option<&str>, limit: usize) -> Result<Vec<String>, SideError> {
         let query = format!(
             "SELECT DISTINCT toString(uuid) AS event_uuid FROM events WHERE {}{} ORDER BY event_uuid LIMIT {limit}",
             window.condition(),
@@ -128,33 +129,29 @@ impl Side for QueryApiSide {
     }
 
     fn queries(&self) -> u64 {
-        self.api.queries
+        self.api.queries()
     }
 }
 
 /// A PostHog's ClickHouse, read with the `posthog` command's own client.
 pub struct ClickHouseSide {
     pub clickhouse: ClickHouse,
+    pub retry: RetryPolicy,
 }
 
 impl ClickHouseSide {
-    fn run(&mut self, sql: &str) -> Result<String, Failure> {
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            match self.clickhouse.query(sql) {
-                Ok(text) => return Ok(text),
-                Err(SourceError::Fatal(m)) => return Err(Failure::Fatal(m)),
-                // ClickHouse's codes for a query over its time (159, 160) or memory (241).
-                Err(SourceError::Transient { message, .. })
-                    if ["Code: 159.", "Code: 160.", "Code: 241."].iter().any(|c| message.contains(c)) =>
-                {
-                    return Err(Failure::TooBig(message))
-                }
-                Err(SourceError::Transient { message, .. }) if attempt >= 4 => return Err(Failure::Fatal(message)),
-                Err(SourceError::Transient { .. }) => std::thread::sleep(std::time::Duration::from_secs(attempt)),
+    fn run(&mut self, sql: &str) -> Result<String, SideError> {
+        let clickhouse = &mut self.clickhouse;
+        let answer = self.retry.read(|| match clickhouse.query(sql) {
+            // ClickHouse's codes for a query over its time (159, 160) or memory (241).
+            Err(ReadError::Transient { message, .. })
+                if ["Code: 159.", "Code: 160.", "Code: 241."].iter().any(|c| message.contains(c)) =>
+            {
+                Ok(Err(SideError::TooBig(message)))
             }
-        }
+            other => other.map(Ok),
+        })?;
+        answer
     }
 
     fn scope(&self, window: Window) -> String {
@@ -176,7 +173,7 @@ impl Side for ClickHouseSide {
         )
     }
 
-    fn days(&mut self, window: Window) -> Result<Vec<(NaiveDate, DayCount)>, Failure> {
+    fn days(&mut self, window: Window) -> Result<Vec<(NaiveDate, DayCount)>, SideError> {
         let sql = format!(
             "SELECT toString(toDate(timestamp, 'UTC')) AS utc_day, count(), uniqExact(uuid), \
              groupBitXor(cityHash64(uuid)) FROM {} GROUP BY utc_day ORDER BY utc_day FORMAT TSV",
@@ -201,7 +198,7 @@ impl Side for ClickHouseSide {
             .collect()
     }
 
-    fn uuids(&mut self, window: Window, after: Option<&str>, limit: usize) -> Result<Vec<String>, Failure> {
+    fn uuids(&mut self, window: Window, after: Option<&str>, limit: usize) -> Result<Vec<String>, SideError> {
         let sql = format!(
             "SELECT DISTINCT toString(uuid) AS event_uuid FROM {}{} ORDER BY event_uuid LIMIT {limit} FORMAT TSV",
             self.scope(window),
@@ -214,12 +211,15 @@ impl Side for ClickHouseSide {
 /// What an Amplitude import converted and handed to the destination, per day, as the
 /// import recorded it in the state file.
 pub struct ImportSide {
-    pub db: Connection,
+    pub state: StateFile,
     pub imports: Vec<String>,
 }
 
-fn db_failure(e: rusqlite::Error) -> Failure {
-    Failure::Fatal(format!("the state file could not be read: {e}"))
+fn db_failure(e: StoreError) -> SideError {
+    match e {
+        StoreError::Db(e) => SideError::Fatal(format!("the state file could not be read: {e}")),
+        other => SideError::Fatal(other.to_string()),
+    }
 }
 
 impl Side for ImportSide {
@@ -230,42 +230,17 @@ impl Side for ImportSide {
         }
     }
 
-    fn days(&mut self, window: Window) -> Result<Vec<(NaiveDate, DayCount)>, Failure> {
-        let mut statement = self
-            .db
-            .prepare(
-                "SELECT day, COUNT(DISTINCT uuid) FROM verify_imported WHERE day >= ?1 AND day < ?2 GROUP BY day \
-                 ORDER BY day",
-            )
-            .map_err(db_failure)?;
-        let rows = statement
-            .query_map(params![window.from.to_string(), window.to.to_string()], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+    fn days(&mut self, window: Window) -> Result<Vec<(NaiveDate, DayCount)>, SideError> {
+        let days = self.state.imported_days(&window.from.to_string(), &window.to.to_string()).map_err(db_failure)?;
+        days.into_iter()
+            .map(|(day, events)| {
+                Ok((day_of(&day)?, DayCount { rows: events, events, checksum: None, quiet_seconds: None }))
             })
-            .map_err(db_failure)?;
-        let mut days = Vec::new();
-        for row in rows {
-            let (day, events) = row.map_err(db_failure)?;
-            let events = events as u64;
-            days.push((day_of(&day)?, DayCount { rows: events, events, checksum: None, quiet_seconds: None }));
-        }
-        Ok(days)
+            .collect()
     }
 
-    fn uuids(&mut self, window: Window, after: Option<&str>, limit: usize) -> Result<Vec<String>, Failure> {
-        let mut statement = self
-            .db
-            .prepare(
-                "SELECT DISTINCT uuid FROM verify_imported WHERE day >= ?1 AND day < ?2 AND uuid > ?3 ORDER BY uuid \
-                 LIMIT ?4",
-            )
-            .map_err(db_failure)?;
-        let rows = statement
-            .query_map(
-                params![window.from.to_string(), window.to.to_string(), after.unwrap_or(""), limit as i64],
-                |r| r.get::<_, String>(0),
-            )
-            .map_err(db_failure)?;
-        rows.collect::<Result<Vec<_>, _>>().map_err(db_failure)
+    fn uuids(&mut self, window: Window, after: Option<&str>, limit: usize) -> Result<Vec<String>, SideError> {
+        let (from, to) = (window.from.to_string(), window.to.to_string());
+        self.state.imported_uuids(&from, &to, after.unwrap_or(""), limit).map_err(db_failure)
     }
 }

@@ -12,6 +12,7 @@ use migrator3000::event_id;
 use serde_json::{json, Map, Value};
 
 use super::device;
+use super::fields::{present, text};
 use super::groups::{self, Group};
 
 /// What a line becomes.
@@ -48,23 +49,6 @@ pub enum Time {
     Event,
     Client,
     Server,
-}
-
-/// The field's value, unless it is no value: null, blank, or Amplitude's `EMPTY`.
-pub fn present(value: Option<&Value>) -> Option<&Value> {
-    match value? {
-        Value::Null => None,
-        Value::String(s) if s.trim().is_empty() || s == "EMPTY" => None,
-        other => Some(other),
-    }
-}
-
-pub fn text(value: Option<&Value>) -> Option<String> {
-    match present(value)? {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
 }
 
 /// Amplitude's location fields under the names PostHog's GeoIP gives them.

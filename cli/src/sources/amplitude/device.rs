@@ -9,7 +9,7 @@
 
 use serde_json::{Map, Value};
 
-use super::convert::present;
+use super::fields::present;
 
 pub const DESKTOP: &str = "Desktop";
 pub const MOBILE: &str = "Mobile";

@@ -9,7 +9,7 @@ use chrono::{DateTime, Duration, Utc};
 
 use super::files::{zip_listing, zip_read};
 use super::{Archive, Bytes, Entry};
-use crate::source::SourceError;
+use crate::shared::retry::ReadError;
 
 pub const US: &str = "https://amplitude.com";
 pub const EU: &str = "https://analytics.eu.amplitude.com";
@@ -48,7 +48,7 @@ impl ExportApi {
     }
 
     /// The zip of hours `[start, end]`, `None` when Amplitude has nothing for them.
-    fn fetch(&self, start: DateTime<Utc>, end: DateTime<Utc>) -> Result<Option<Vec<u8>>, SourceError> {
+    fn fetch(&self, start: DateTime<Utc>, end: DateTime<Utc>) -> Result<Option<Vec<u8>>, ReadError> {
         use base64::Engine;
         let url = format!("{}/api/2/export?start={}&end={}", self.base, hour(start), hour(end));
         let auth = base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", self.key, self.secret));
@@ -56,7 +56,7 @@ impl ExportApi {
             Ok(response) => {
                 let mut bytes = Vec::new();
                 std::io::Read::read_to_end(&mut response.into_reader(), &mut bytes).map_err(|e| {
-                    SourceError::Transient {
+                    ReadError::Transient {
                         message: format!("reading Amplitude's export of {}: {e}", hour(start)),
                         retry_after_seconds: None,
                     }
@@ -75,7 +75,7 @@ impl ExportApi {
                     (a, b) => Ok(Some(join(a.unwrap_or_default(), b.unwrap_or_default()))),
                 }
             }
-            Err(ureq::Error::Status(status @ (401 | 403), _)) => Err(SourceError::Fatal(format!(
+            Err(ureq::Error::Status(status @ (401 | 403), _)) => Err(ReadError::Fatal(format!(
                 "Amplitude refused the keys (HTTP {status}); check --api-key and --secret-key (and --eu for a project \
                  in Amplitude's EU region)"
             ))),
@@ -83,15 +83,15 @@ impl ExportApi {
                 let retry_after = response.header("retry-after").and_then(|h| h.trim().parse().ok());
                 let said: String = response.into_string().unwrap_or_default().chars().take(200).collect();
                 if status == 429 || status >= 500 {
-                    Err(SourceError::Transient {
+                    Err(ReadError::Transient {
                         message: format!("Amplitude's Export API answered HTTP {status} {said}"),
                         retry_after_seconds: retry_after,
                     })
                 } else {
-                    Err(SourceError::Fatal(format!("Amplitude's Export API refused {url} (HTTP {status} {said})")))
+                    Err(ReadError::Fatal(format!("Amplitude's Export API refused {url} (HTTP {status} {said})")))
                 }
             }
-            Err(ureq::Error::Transport(transport)) => Err(SourceError::Transient {
+            Err(ureq::Error::Transport(transport)) => Err(ReadError::Transient {
                 message: format!("Amplitude's Export API did not answer ({transport})"),
                 retry_after_seconds: None,
             }),
@@ -140,14 +140,14 @@ impl Archive for ExportApi {
         units
     }
 
-    fn entries(&mut self, unit: &str) -> Result<Vec<Entry>, SourceError> {
-        let start = parse_hour(unit).ok_or_else(|| SourceError::Fatal(format!("not an hour: {unit}")))?;
+    fn entries(&mut self, unit: &str) -> Result<Vec<Entry>, ReadError> {
+        let start = parse_hour(unit).ok_or_else(|| ReadError::Fatal(format!("not an hour: {unit}")))?;
         let end = (start + Duration::days(1)).min(self.to) - Duration::hours(1);
         let bytes = self.fetch(start, end.max(start))?.unwrap_or_default();
         let mut entries = Vec::new();
         if !bytes.is_empty() {
             let mut archive = zip::ZipArchive::new(std::io::Cursor::new(&bytes)).map_err(|e| {
-                SourceError::Fatal(format!(
+                ReadError::Fatal(format!(
                     "Amplitude's export of {unit} is not a zip ({e}); run again to fetch it again"
                 ))
             })?;
@@ -157,7 +157,7 @@ impl Archive for ExportApi {
         Ok(entries)
     }
 
-    fn read(&mut self, unit: &str, entry: &Entry) -> Result<Bytes, SourceError> {
+    fn read(&mut self, unit: &str, entry: &Entry) -> Result<Bytes, ReadError> {
         if self.fetched.as_ref().is_none_or(|(fetched, _)| fetched != unit) {
             self.entries(unit)?;
         }

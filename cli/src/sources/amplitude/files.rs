@@ -9,7 +9,7 @@ use std::io::{BufReader, Read, Seek};
 use std::path::{Path, PathBuf};
 
 use super::{Archive, Bytes, Entry};
-use crate::source::SourceError;
+use crate::shared::retry::ReadError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -155,16 +155,16 @@ impl Archive for LocalExport {
         vec![String::new()]
     }
 
-    fn entries(&mut self, _unit: &str) -> Result<Vec<Entry>, SourceError> {
+    fn entries(&mut self, _unit: &str) -> Result<Vec<Entry>, ReadError> {
         let mut out = Vec::new();
         self.places.clear();
         let path = self.path.clone();
         match self.kind {
-            Kind::Folder => self.folder_entries(&path, &mut out).map_err(SourceError::Fatal)?,
+            Kind::Folder => self.folder_entries(&path, &mut out).map_err(ReadError::Fatal)?,
             Kind::Zip => self.zip_entries(&path, "", &mut out),
             Kind::File => {
                 let name = path.file_name().map_or(String::new(), |n| n.to_string_lossy().into_owned());
-                let content = file_content(&path).map_err(|e| SourceError::Fatal(format!("--files: {e}")))?;
+                let content = file_content(&path).map_err(|e| ReadError::Fatal(format!("--files: {e}")))?;
                 out.push(Entry { name: name.clone(), content });
                 self.places.insert(name, Place::File(path));
             }
@@ -172,7 +172,7 @@ impl Archive for LocalExport {
         Ok(out)
     }
 
-    fn read(&mut self, _unit: &str, entry: &Entry) -> Result<Bytes, SourceError> {
+    fn read(&mut self, _unit: &str, entry: &Entry) -> Result<Bytes, ReadError> {
         Ok(match self.places.get(&entry.name) {
             Some(Place::File(path)) => fs::read(path).map_err(|e| e.to_string()),
             Some(Place::InZip(path, inner)) => {
@@ -188,7 +188,7 @@ impl Archive for LocalExport {
         format!("the Amplitude export {}", self.path.display())
     }
 
-    fn listing(&mut self) -> Result<Option<Vec<Entry>>, SourceError> {
+    fn listing(&mut self) -> Result<Option<Vec<Entry>>, ReadError> {
         self.entries("").map(Some)
     }
 }

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use migrator3000::event_id;
 use serde_json::{json, Map, Value};
 
-use super::convert::text;
+use super::fields::text;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Group {

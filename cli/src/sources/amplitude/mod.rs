@@ -10,9 +10,9 @@
 pub mod convert;
 pub mod device;
 pub mod export_api;
+pub mod fields;
 pub mod files;
 pub mod groups;
-pub mod ledger;
 pub mod order;
 
 use std::collections::VecDeque;
@@ -21,10 +21,12 @@ use std::io::Read;
 use migrator3000::event_id;
 use serde_json::json;
 
-use crate::source::{Cursor, Page, Source, SourceError};
+use crate::shared::retry::ReadError;
+use crate::sources::{Page, Source};
+use crate::store::amplitude::{Imported, Known};
+use crate::store::runs::Cursor;
 use convert::{Converted, Time};
 use groups::Group;
-use ledger::{Imported, Known};
 
 /// One file of an export: its name (a path in the zip or folder), and what identifies
 /// its content (a zip entry's CRC-32 and size, a file's size and modification time).
@@ -43,13 +45,13 @@ pub trait Archive {
     /// The units in order.
     fn units(&self) -> Vec<String>;
     /// The files of a unit, in any order.
-    fn entries(&mut self, unit: &str) -> Result<Vec<Entry>, SourceError>;
+    fn entries(&mut self, unit: &str) -> Result<Vec<Entry>, ReadError>;
     /// One file's bytes (gzipped JSON lines, or plain).
-    fn read(&mut self, unit: &str, entry: &Entry) -> Result<Bytes, SourceError>;
+    fn read(&mut self, unit: &str, entry: &Entry) -> Result<Bytes, ReadError>;
     fn describe(&self) -> String;
     /// Every file, when they are known before reading (a local export): what the export
     /// holds, to tell it from another one.
-    fn listing(&mut self) -> Result<Option<Vec<Entry>>, SourceError> {
+    fn listing(&mut self) -> Result<Option<Vec<Entry>>, ReadError> {
         Ok(None)
     }
 }
@@ -164,7 +166,7 @@ impl<A: Archive> Amplitude<A> {
     /// their content) becomes part of its identity, to tell it from another one at the
     /// same path, and how it differs from what this destination got is said when its
     /// migration starts. Nothing for the Export API (its range says which days).
-    pub fn take_stock(&mut self) -> Result<(), SourceError> {
+    pub fn take_stock(&mut self) -> Result<(), ReadError> {
         let Some(mut listing) = self.archive.listing()? else { return Ok(()) };
         listing.sort_by(|a, b| a.name.cmp(&b.name));
         let pairs: Vec<(&str, &str)> = listing.iter().map(|e| (e.name.as_str(), e.content.as_str())).collect();
@@ -205,7 +207,7 @@ impl<A: Archive> Amplitude<A> {
 
     /// Opens the next file to read (skipping those this destination wholly got, and
     /// those before the resume position), the next unit's files when a unit is done.
-    fn next_file(&mut self) -> Result<bool, SourceError> {
+    fn next_file(&mut self) -> Result<bool, ReadError> {
         loop {
             if self.next_entry < self.entries.len() {
                 // The index moves past a file only once it is read or skipped: after an
@@ -231,7 +233,7 @@ impl<A: Archive> Amplitude<A> {
                             format!("{} ({unit})", self.archive.describe())
                         };
                         if !self.options.skip_unreadable {
-                            return Err(SourceError::Fatal(format!(
+                            return Err(ReadError::Fatal(format!(
                                 "{place}: {} cannot be read: {why}. Download the export again, or run again with \
                                  --skip-unreadable to import the rest without it",
                                 entry.name
@@ -300,7 +302,7 @@ impl<A: Archive> Amplitude<A> {
 }
 
 impl<A: Archive> Source for Amplitude<A> {
-    fn next_page(&mut self, after: Option<&Cursor>, limit: usize) -> Result<Page, SourceError> {
+    fn next_page(&mut self, after: Option<&Cursor>, limit: usize) -> Result<Page, ReadError> {
         if !self.started {
             self.resume = after.and_then(|c| Position::of(&c.key));
             if let Some(cursor) = after {
@@ -442,14 +444,14 @@ mod tests {
         fn units(&self) -> Vec<String> {
             self.0.iter().map(|(u, _)| u.clone()).collect()
         }
-        fn entries(&mut self, unit: &str) -> Result<Vec<Entry>, SourceError> {
+        fn entries(&mut self, unit: &str) -> Result<Vec<Entry>, ReadError> {
             let files = self.0.iter().find(|(u, _)| u == unit).map(|(_, f)| f.clone()).unwrap_or_default();
             Ok(files
                 .iter()
                 .map(|(name, bytes)| Entry { name: name.clone(), content: format!("{}", bytes.len()) })
                 .collect())
         }
-        fn read(&mut self, unit: &str, entry: &Entry) -> Result<Bytes, SourceError> {
+        fn read(&mut self, unit: &str, entry: &Entry) -> Result<Bytes, ReadError> {
             let files = &self.0.iter().find(|(u, _)| u == unit).unwrap().1;
             Ok(Ok(files.iter().find(|(n, _)| *n == entry.name).unwrap().1.clone()))
         }
@@ -562,13 +564,13 @@ mod tests {
         fn units(&self) -> Vec<String> {
             self.0.units()
         }
-        fn entries(&mut self, unit: &str) -> Result<Vec<Entry>, SourceError> {
+        fn entries(&mut self, unit: &str) -> Result<Vec<Entry>, ReadError> {
             self.0.entries(unit)
         }
-        fn read(&mut self, unit: &str, entry: &Entry) -> Result<Bytes, SourceError> {
+        fn read(&mut self, unit: &str, entry: &Entry) -> Result<Bytes, ReadError> {
             if entry.name == self.1 && self.2 > 0 {
                 self.2 -= 1;
-                return Err(SourceError::Transient { message: "503".into(), retry_after_seconds: None });
+                return Err(ReadError::Transient { message: "503".into(), retry_after_seconds: None });
             }
             self.0.read(unit, entry)
         }
@@ -599,7 +601,7 @@ mod tests {
         let first = stops.next_page(None, 100).unwrap();
         assert_eq!(names(&first).len(), 3, "what came before the file is handed over");
         for _ in 0..2 {
-            let Err(SourceError::Fatal(why)) = stops.next_page(first.next.as_ref(), 100) else { panic!("no stop") };
+            let Err(ReadError::Fatal(why)) = stops.next_page(first.next.as_ref(), 100) else { panic!("no stop") };
             assert!(
                 why.contains("p_2024-03-01_10#0.json cannot be read") && why.contains("--skip-unreadable"),
                 "{why}"

@@ -19,7 +19,9 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{windows, Bounds, Cursor, Page, Source, SourceError, Window};
+use crate::shared::retry::ReadError;
+use crate::sources::{windows, Bounds, Page, Source, Window};
+use crate::store::runs::Cursor;
 
 /// A window holds at most about this many rows (ClickHouse sorts each window whole;
 /// 500,000 events of 2 KB is about a gigabyte to sort). Smaller days share a window.
@@ -178,7 +180,7 @@ impl ClickHouse {
     }
 
     /// The teams that have events, the largest first (to name them when a team has none).
-    pub fn teams(&mut self) -> Result<Vec<(i64, u64)>, SourceError> {
+    pub fn teams(&mut self) -> Result<Vec<(i64, u64)>, ReadError> {
         let text = self.query(&format!(
             "SELECT team_id, count() FROM {}.{} GROUP BY team_id ORDER BY count() DESC LIMIT 10 FORMAT TSV",
             self.database, self.table
@@ -192,7 +194,7 @@ impl ClickHouse {
             .collect())
     }
 
-    fn post(&mut self, sql: &str) -> Result<ureq::Response, SourceError> {
+    fn post(&mut self, sql: &str) -> Result<ureq::Response, ReadError> {
         let answer = self
             .agent
             .post(&format!("{}/", self.url))
@@ -209,11 +211,11 @@ impl ClickHouse {
                 let text = response.into_string().unwrap_or_default();
                 Err(self.refused(status, &text))
             }
-            Err(ureq::Error::Transport(transport)) if !self.answered => Err(SourceError::Fatal(format!(
+            Err(ureq::Error::Transport(transport)) if !self.answered => Err(ReadError::Fatal(format!(
                 "ClickHouse at {} cannot be reached ({transport}); check --clickhouse-url",
                 self.url
             ))),
-            Err(ureq::Error::Transport(transport)) => Err(SourceError::Transient {
+            Err(ureq::Error::Transport(transport)) => Err(ReadError::Transient {
                 message: format!("ClickHouse at {} did not answer ({transport})", self.url),
                 retry_after_seconds: None,
             }),
@@ -221,34 +223,34 @@ impl ClickHouse {
     }
 
     /// Runs `sql` (with its FORMAT) and hands back the answer's text.
-    pub fn query(&mut self, sql: &str) -> Result<String, SourceError> {
+    pub fn query(&mut self, sql: &str) -> Result<String, ReadError> {
         let mut text = String::new();
-        self.post(sql)?.into_reader().read_to_string(&mut text).map_err(|e| SourceError::Transient {
+        self.post(sql)?.into_reader().read_to_string(&mut text).map_err(|e| ReadError::Transient {
             message: format!("reading ClickHouse's answer: {e}"),
             retry_after_seconds: None,
         })?;
         Ok(text)
     }
 
-    fn refused(&self, status: u16, text: &str) -> SourceError {
+    fn refused(&self, status: u16, text: &str) -> ReadError {
         let said: String = text.trim().chars().take(300).collect();
         // ClickHouse's error codes: 516 authentication failed, 192 unknown user,
         // 60 unknown table, 81 unknown database.
         if text.contains("Code: 516") || text.contains("Code: 192") || status == 401 || status == 403 {
-            SourceError::Fatal(format!(
+            ReadError::Fatal(format!(
                 "ClickHouse refused the user or password (HTTP {status}: {said}); check --clickhouse-user and \
                  --clickhouse-password"
             ))
         } else if text.contains("Code: 60.") || text.contains("Code: 81.") {
-            SourceError::Fatal(format!(
+            ReadError::Fatal(format!(
                 "ClickHouse has no table {}.{} (HTTP {status}: {said}); check --clickhouse-database and \
                  --clickhouse-table",
                 self.database, self.table
             ))
         } else if (400..500).contains(&status) || QUERY_ERRORS.iter().any(|code| text.contains(code)) {
-            SourceError::Fatal(format!("ClickHouse refused the query (HTTP {status}: {said})"))
+            ReadError::Fatal(format!("ClickHouse refused the query (HTTP {status}: {said})"))
         } else {
-            SourceError::Transient {
+            ReadError::Transient {
                 message: format!("ClickHouse failed (HTTP {status}: {said})"),
                 retry_after_seconds: None,
             }
@@ -261,7 +263,7 @@ impl ClickHouse {
         at.map_or(0, |at| self.windows.iter().position(|w| w.to > at).unwrap_or(self.windows.len()))
     }
 
-    fn open(&mut self, window: usize, after: Option<&Cursor>) -> Result<(), SourceError> {
+    fn open(&mut self, window: usize, after: Option<&Cursor>) -> Result<(), ReadError> {
         let sql = self.window_query(&self.windows[window], after);
         let response = self.post(&sql)?;
         let read_rows = response
@@ -283,7 +285,7 @@ impl ClickHouse {
     }
 
     /// The next row of the open window's answer into `row`; `None` at its end.
-    fn row(&mut self, row: &mut [Vec<u8>; COLUMNS]) -> Result<Option<()>, SourceError> {
+    fn row(&mut self, row: &mut [Vec<u8>; COLUMNS]) -> Result<Option<()>, ReadError> {
         let Some(stream) = self.open.as_mut() else { return Ok(None) };
         match read_row(&mut stream.reader, row) {
             Ok(Some(())) if plausible(row) => Ok(Some(())),
@@ -291,7 +293,7 @@ impl ClickHouse {
             Ok(Some(())) => {
                 self.open = None;
                 let text = String::from_utf8_lossy(&row.concat()).into_owned();
-                Err(SourceError::Transient {
+                Err(ReadError::Transient {
                     message: format!(
                         "ClickHouse's answer is not the rows asked for: {:?}",
                         text.chars().take(200).collect::<String>()
@@ -306,7 +308,7 @@ impl ClickHouse {
             Err(Broken::Io(e)) => {
                 let window = stream.window;
                 self.open = None;
-                Err(SourceError::Transient {
+                Err(ReadError::Transient {
                     message: format!(
                         "ClickHouse's answer for {} broke off ({e}); reading on from the last event",
                         self.windows[window].from.format("%Y-%m-%d %H:%M")
@@ -433,20 +435,16 @@ fn json_string(out: &mut Vec<u8>, text: &str) {
 }
 
 impl Source for ClickHouse {
-    fn select(
-        &mut self,
-        from: Option<DateTime<Utc>>,
-        to: Option<DateTime<Utc>>,
-    ) -> Result<Option<Bounds>, SourceError> {
+    fn select(&mut self, from: Option<DateTime<Utc>>, to: Option<DateTime<Utc>>) -> Result<Option<Bounds>, ReadError> {
         let text = self.query(&self.days_query(from, to))?;
         let mut days = Vec::new();
         let mut bounds = Bounds { first: None, last: None, count: 0 };
         for line in text.lines().filter(|l| !l.trim().is_empty()) {
             let day: Day = serde_json::from_str(line)
-                .map_err(|e| SourceError::Fatal(format!("ClickHouse answered the days with {line:?} ({e})")))?;
+                .map_err(|e| ReadError::Fatal(format!("ClickHouse answered the days with {line:?} ({e})")))?;
             let (Some(date), Some(rows)) = (migrator3000::timestamp::parse_date(&day.day), json_count(&day.rows))
             else {
-                return Err(SourceError::Fatal(format!("ClickHouse answered the days with {line:?}")));
+                return Err(ReadError::Fatal(format!("ClickHouse answered the days with {line:?}")));
             };
             let (first, last) =
                 (migrator3000::timestamp::parse_iso(&day.first), migrator3000::timestamp::parse_iso(&day.last));
@@ -462,7 +460,7 @@ impl Source for ClickHouse {
         Ok(Some(bounds))
     }
 
-    fn next_page(&mut self, after: Option<&Cursor>, limit: usize) -> Result<Page, SourceError> {
+    fn next_page(&mut self, after: Option<&Cursor>, limit: usize) -> Result<Page, ReadError> {
         let mut page = Page::default();
         if self.open.as_ref().is_some_and(|s| s.last.as_ref() != after) {
             // Not where the answer being read stands (a page read again): start afresh.
@@ -649,10 +647,10 @@ mod tests {
     fn refusals_say_which_flag_to_fix() {
         let ch = ClickHouse::new("http://ch:8123", "u", "p", "default", "events", 2);
         let auth = ch.refused(516, "Code: 516. DB::Exception: default: Authentication failed");
-        assert!(matches!(&auth, SourceError::Fatal(m) if m.contains("--clickhouse-password")), "{auth}");
+        assert!(matches!(&auth, ReadError::Fatal(m) if m.contains("--clickhouse-password")), "{auth}");
         let table = ch.refused(404, "Code: 60. DB::Exception: Table default.events does not exist.");
-        assert!(matches!(&table, SourceError::Fatal(m) if m.contains("--clickhouse-table")), "{table}");
-        assert!(matches!(ch.refused(503, ""), SourceError::Transient { .. }));
+        assert!(matches!(&table, ReadError::Fatal(m) if m.contains("--clickhouse-table")), "{table}");
+        assert!(matches!(ch.refused(503, ""), ReadError::Transient { .. }));
     }
 
     #[test]

@@ -1,57 +1,27 @@
 //! The source PostHog's Query API, for instances whose ClickHouse is not reachable (a
-//! hobby deploy publishes no ClickHouse port): `POST /api/projects/:id/query/` with a
-//! HogQL query and a personal API key with the Query Read permission. As PostHog runs
-//! it (posthog/api/query.py): the answer is `{"results": [[...]], "columns": [...]}`,
-//! up to 50,000 rows with an explicit LIMIT; a query still running answers 202 with
-//! `query_status`, polled at `GET /api/projects/:id/query/:query_id/`; HogQL queries are
-//! throttled to 120 an hour per key (`HogQLQueryThrottle`, 429 beyond); a query that
-//! runs too long answers 504, one estimated too expensive 512.
+//! hobby deploy publishes no ClickHouse port), through the one Query API client
+//! (`posthog_api::client`: the hourly budget, 202 polling, 429 and 504/512).
 //!
 //! Pages are keyset pages on (timestamp, uuid) within windows of days holding about a
 //! page of events each, so that a query reads little beyond its page; a window that
 //! times out is cut in two and read on.
 
-use std::collections::VecDeque;
-use std::io::Read;
-use std::thread;
-use std::time::{Duration, Instant};
-
 use chrono::{DateTime, NaiveDate, Utc};
-use serde::Deserialize;
-use serde_json::value::RawValue;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::clickhouse::{after_clause, event_of, json_count, time_literal};
-use super::{windows, Bounds, Cursor, Page, Source, SourceError, Window};
+use crate::posthog_api::client::{QueryApiClient, Reply};
+use crate::shared::defaults::QUERY_API_MOST_ROWS as MOST_ROWS;
+use crate::shared::reporter::note;
+use crate::shared::retry::ReadError;
+use crate::sources::{windows, Bounds, Page, Source, Window};
+use crate::store::runs::Cursor;
 
-/// PostHog's cap on rows a query returns, and the default page on this source.
-pub const MOST_ROWS: usize = 50_000;
-/// PostHog's throttle of HogQL queries, per personal API key.
-pub const QUERIES_PER_HOUR: usize = 120;
 /// A window is not cut below this: a query that times out on so little halves its page.
 const SHORTEST_WINDOW: chrono::Duration = chrono::Duration::seconds(1);
-/// Polls of a query still running, a second apart at first.
-const POLL_FOR: Duration = Duration::from_secs(1800);
 
-/// The flags a user sets for one Query API, to name in refusals.
-pub struct Flags {
-    pub host: &'static str,
-    pub project: &'static str,
-    pub key: &'static str,
-}
-
-pub const SOURCE_FLAGS: Flags = Flags { host: "--query-api-host", project: "--project-id", key: "--personal-api-key" };
-
-pub struct QueryApi {
-    pub host: String,
-    pub project_id: u64,
-    /// The flags named when the API refuses the key or the project.
-    pub flags: &'static Flags,
-    key: String,
-    agent: ureq::Agent,
-    /// At most this many queries in any hour (PostHog's throttle).
-    pub per_hour: usize,
-    sent: VecDeque<Instant>,
+pub struct QueryApiSource {
+    pub client: QueryApiClient,
     windows: Vec<Window>,
     /// The window of the next page, and the cursor that page follows.
     window: usize,
@@ -60,12 +30,6 @@ pub struct QueryApi {
     limit_cap: Option<usize>,
     /// Said with the next page: windows cut after timeouts.
     pub notes: Vec<String>,
-}
-
-#[derive(Deserialize)]
-struct Answer<'a> {
-    #[serde(borrow)]
-    results: Vec<&'a RawValue>,
 }
 
 fn cell(value: &Value) -> String {
@@ -86,8 +50,8 @@ struct DayCount {
 }
 
 impl DayCount {
-    fn of(row: &[Value]) -> Result<DayCount, SourceError> {
-        let unreadable = || SourceError::Fatal(format!("the Query API counted a day as {row:?}"));
+    fn of(row: &[Value]) -> Result<DayCount, ReadError> {
+        let unreadable = || ReadError::Fatal(format!("the Query API counted a day as {row:?}"));
         let [day, rows, first, last] = row else { return Err(unreadable()) };
         Ok(DayCount {
             day: migrator3000::timestamp::parse_date(&cell(day)).ok_or_else(unreadable)?,
@@ -97,33 +61,9 @@ impl DayCount {
         })
     }
 }
-
-/// What came of one query.
-pub enum Reply {
-    Done(String),
-    /// 504 or 512: the query was too much for the source.
-    TooMuch(u16, String),
-}
-
-impl QueryApi {
-    pub fn new(host: &str, project_id: u64, key: &str) -> QueryApi {
-        QueryApi {
-            host: host.trim_end_matches('/').to_string(),
-            project_id,
-            key: key.to_string(),
-            agent: ureq::AgentBuilder::new()
-                .timeout_connect(Duration::from_secs(30))
-                .timeout_read(Duration::from_secs(900))
-                .build(),
-            flags: &SOURCE_FLAGS,
-            per_hour: QUERIES_PER_HOUR,
-            sent: VecDeque::new(),
-            windows: Vec::new(),
-            window: 0,
-            position: None,
-            limit_cap: None,
-            notes: Vec::new(),
-        }
+impl QueryApiSource {
+    pub fn new(client: QueryApiClient) -> QueryApiSource {
+        QueryApiSource { client, windows: Vec::new(), window: 0, position: None, limit_cap: None, notes: Vec::new() }
     }
 
     fn range(from: Option<DateTime<Utc>>, to: Option<DateTime<Utc>>) -> String {
@@ -159,166 +99,35 @@ impl QueryApi {
         )
     }
 
-    /// Waits until a query fits in the hourly budget.
-    fn budget(&mut self) {
-        let hour = Duration::from_secs(3600);
-        while self.sent.front().is_some_and(|at| at.elapsed() >= hour) {
-            self.sent.pop_front();
-        }
-        if self.sent.len() >= self.per_hour.max(1) {
-            if let Some(oldest) = self.sent.front() {
-                let wait = hour.saturating_sub(oldest.elapsed());
-                // Said now, not with the page: the wait can be most of an hour.
-                eprintln!(
-                    "{} queries in the last hour, PostHog's limit for HogQL: waiting {} s",
-                    self.sent.len(),
-                    wait.as_secs()
-                );
-                thread::sleep(wait);
-            }
-            self.sent.pop_front();
-        }
-        self.sent.push_back(Instant::now());
-    }
-
-    fn refused(&self, status: u16, retry_after: Option<u64>, text: &str) -> SourceError {
-        let said: String = text.trim().chars().take(300).collect();
-        match status {
-            401 | 403 => SourceError::Fatal(format!(
-                "the Query API refused the personal API key (HTTP {status}: {said}); check {} (it needs the Query \
-                 Read permission) and {}",
-                self.flags.key, self.flags.project
-            )),
-            404 => SourceError::Fatal(format!(
-                "the Query API of {} has no project {} (HTTP 404); check {} and {}",
-                self.host, self.project_id, self.flags.host, self.flags.project
-            )),
-            429 => SourceError::Transient {
-                message: format!("the Query API is rate limited (HTTP 429 {said})"),
-                retry_after_seconds: retry_after.or(Some(60)),
-            },
-            400..=499 => SourceError::Fatal(format!("the Query API refused the query (HTTP {status}: {said})")),
-            _ => SourceError::Transient {
-                message: format!("the Query API failed (HTTP {status}: {said})"),
-                retry_after_seconds: retry_after,
-            },
-        }
-    }
-
-    /// An answer's status and text, whatever its status.
-    fn read(&self, answer: Result<ureq::Response, ureq::Error>) -> Result<(u16, Option<u64>, String), SourceError> {
-        let response = match answer {
-            Ok(response) => response,
-            Err(ureq::Error::Status(_, response)) => response,
-            Err(ureq::Error::Transport(transport)) => {
-                return Err(SourceError::Transient {
-                    message: format!("the Query API at {} did not answer ({transport})", self.host),
-                    retry_after_seconds: None,
-                })
-            }
-        };
-        let status = response.status();
-        let retry_after = response.header("retry-after").and_then(|h| h.trim().parse().ok());
-        let mut text = String::new();
-        // Read whole, whatever its size: a page of 50,000 events is some 100 MB.
-        response.into_reader().read_to_string(&mut text).map_err(|e| SourceError::Transient {
-            message: format!("reading the Query API's answer: {e}"),
-            retry_after_seconds: None,
-        })?;
-        Ok((status, retry_after, text))
-    }
-
-    /// Runs one HogQL query, following a 202 to its end.
-    pub fn run(&mut self, hogql: &str) -> Result<Reply, SourceError> {
-        self.budget();
-        let body = json!({"query": {"kind": "HogQLQuery", "query": hogql}});
-        let url = format!("{}/api/projects/{}/query/", self.host, self.project_id);
-        let answer = self
-            .agent
-            .post(&url)
-            .set("Authorization", &format!("Bearer {}", self.key))
-            .set("Content-Type", "application/json")
-            .send_string(&body.to_string());
-        let (mut status, mut retry_after, mut text) = self.read(answer)?;
-        let started = Instant::now();
-        let mut wait = Duration::from_secs(1);
-        while status == 202 {
-            let status_of: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-            let Some(id) = status_of["query_status"]["id"].as_str().map(str::to_string) else {
-                return Err(SourceError::Transient {
-                    message: "the Query API answered 202 without a query_status id".into(),
-                    retry_after_seconds: None,
-                });
-            };
-            if started.elapsed() > POLL_FOR {
-                return Ok(Reply::TooMuch(504, format!("query {id} still running after {} s", POLL_FOR.as_secs())));
-            }
-            thread::sleep(wait);
-            wait = (wait * 2).min(Duration::from_secs(20));
-            let poll =
-                self.agent.get(&format!("{url}{id}/")).set("Authorization", &format!("Bearer {}", self.key)).call();
-            (status, retry_after, text) = self.read(poll)?;
-            if status == 200 {
-                // The finished query's answer, inside its status.
-                let done: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-                text = done["query_status"]["results"].to_string();
-            }
-        }
-        match status {
-            200..=299 => Ok(Reply::Done(text)),
-            504 | 512 => Ok(Reply::TooMuch(status, text.trim().chars().take(200).collect())),
-            _ => Err(self.refused(status, retry_after, &text)),
-        }
-    }
-
-    /// The rows of a query's answer.
-    pub fn rows(text: &str) -> Result<Vec<Vec<Value>>, SourceError> {
-        let answer: Answer = serde_json::from_str(text).map_err(|_| SourceError::Transient {
-            message: format!(
-                "the Query API answered something that is not a query result: {}",
-                text.chars().take(200).collect::<String>()
-            ),
-            retry_after_seconds: None,
-        })?;
-        answer
-            .results
-            .iter()
-            .map(|row| {
-                serde_json::from_str(row.get())
-                    .map_err(|e| SourceError::Fatal(format!("the Query API returned a row that is not a list ({e})")))
-            })
-            .collect()
-    }
-
     /// The events of each day of `[from, to)`; a range the source gives up counting is
     /// counted in halves.
-    fn days(&mut self, from: Option<DateTime<Utc>>, to: Option<DateTime<Utc>>) -> Result<Vec<DayCount>, SourceError> {
-        let said = match self.run(&Self::days_query(from, to))? {
-            Reply::Done(text) => return Self::rows(&text)?.iter().map(|row| DayCount::of(row)).collect(),
+    fn days(&mut self, from: Option<DateTime<Utc>>, to: Option<DateTime<Utc>>) -> Result<Vec<DayCount>, ReadError> {
+        let said = match self.client.run(&Self::days_query(from, to))? {
+            Reply::Done(text) => return QueryApiClient::rows(&text)?.iter().map(|row| DayCount::of(row)).collect(),
             Reply::TooMuch(status, said) => format!("HTTP {status} {said}"),
         };
         let (from, to) = match (from, to) {
             (Some(from), Some(to)) => (from, to),
             _ => {
-                let text = match self.run(&Self::ends_query(from, to))? {
+                let text = match self.client.run(&Self::ends_query(from, to))? {
                     Reply::Done(text) => text,
                     Reply::TooMuch(..) => {
-                        return Err(SourceError::Fatal(format!(
+                        return Err(ReadError::Fatal(format!(
                             "the Query API gives up counting the events ({said}); give a range with --start and --end"
                         )))
                     }
                 };
-                let ends = Self::rows(&text)?;
+                let ends = QueryApiClient::rows(&text)?;
                 let end = |i: usize| ends.first().and_then(|row| migrator3000::timestamp::parse_iso(&cell(&row[i])));
                 let (Some(first), Some(last)) = (end(0), end(1)) else { return Ok(Vec::new()) };
                 (from.unwrap_or(first), to.unwrap_or(last + chrono::Duration::microseconds(1)))
             }
         };
         if to - from <= chrono::Duration::days(1) {
-            return Err(SourceError::Fatal(format!("the Query API gives up counting even one day's events ({said})")));
+            return Err(ReadError::Fatal(format!("the Query API gives up counting even one day's events ({said})")));
         }
         let middle = from + (to - from) / 2;
-        eprintln!("the Query API gave up counting the events ({said}): counting them in halves");
+        note!("the Query API gave up counting the events ({said}): counting them in halves");
         let mut days = self.days(Some(from), Some(middle))?;
         for day in self.days(Some(middle), Some(to))? {
             match days.last_mut().filter(|last| last.day == day.day) {
@@ -340,7 +149,7 @@ impl QueryApi {
 
     /// The window's remaining span is cut in two after a timeout; too short to cut, the
     /// page asks for half the rows.
-    fn narrow(&mut self, after: Option<&Cursor>, limit: usize, status: u16, said: &str) -> Result<(), SourceError> {
+    fn narrow(&mut self, after: Option<&Cursor>, limit: usize, status: u16, said: &str) -> Result<(), ReadError> {
         let window = &self.windows[self.window];
         let start = after
             .and_then(|c| migrator3000::timestamp::parse_iso(&c.timestamp))
@@ -359,7 +168,7 @@ impl QueryApi {
             self.limit_cap = Some(cap);
             self.notes.push(format!("the Query API gave up on a query (HTTP {status} {said}): pages of {cap} now"));
         } else {
-            return Err(SourceError::Transient {
+            return Err(ReadError::Transient {
                 message: format!("the Query API gives up even on one event (HTTP {status} {said})"),
                 retry_after_seconds: None,
             });
@@ -368,12 +177,8 @@ impl QueryApi {
     }
 }
 
-impl Source for QueryApi {
-    fn select(
-        &mut self,
-        from: Option<DateTime<Utc>>,
-        to: Option<DateTime<Utc>>,
-    ) -> Result<Option<Bounds>, SourceError> {
+impl Source for QueryApiSource {
+    fn select(&mut self, from: Option<DateTime<Utc>>, to: Option<DateTime<Utc>>) -> Result<Option<Bounds>, ReadError> {
         let counted = self.days(from, to)?;
         let mut days = Vec::new();
         let mut bounds = Bounds { first: None, last: None, count: 0 };
@@ -388,7 +193,7 @@ impl Source for QueryApi {
         Ok(Some(bounds))
     }
 
-    fn next_page(&mut self, after: Option<&Cursor>, limit: usize) -> Result<Page, SourceError> {
+    fn next_page(&mut self, after: Option<&Cursor>, limit: usize) -> Result<Page, ReadError> {
         if self.position.as_ref().is_none_or(|p| p.as_ref() != after) {
             // Not where the last page ended (a resume, or a page read again).
             let at = after.and_then(|c| migrator3000::timestamp::parse_iso(&c.timestamp));
@@ -399,7 +204,7 @@ impl Source for QueryApi {
         while page.events.is_empty() && self.window < self.windows.len() {
             let want = self.limit_cap.map_or(limit, |cap| cap.min(limit)).clamp(1, MOST_ROWS);
             let query = Self::page_query(&self.windows[self.window], last.as_ref(), want);
-            let text = match self.run(&query)? {
+            let text = match self.client.run(&query)? {
                 Reply::Done(text) => text,
                 Reply::TooMuch(status, said) => {
                     self.narrow(last.as_ref(), want, status, &said)?;
@@ -407,11 +212,11 @@ impl Source for QueryApi {
                     continue;
                 }
             };
-            let rows = Self::rows(&text)?;
+            let rows = QueryApiClient::rows(&text)?;
             let full = rows.len() >= want;
             for row in rows {
                 let [uuid, event, distinct_id, properties, ts, elements_chain] = &row[..] else {
-                    return Err(SourceError::Fatal(format!(
+                    return Err(ReadError::Fatal(format!(
                         "the Query API returned a row of {} columns, not 6",
                         row.len()
                     )));
@@ -439,7 +244,7 @@ impl Source for QueryApi {
     }
 
     fn describe(&self) -> String {
-        format!("the Query API of {} (project {})", self.host, self.project_id)
+        self.client.describe()
     }
 }
 
@@ -455,7 +260,7 @@ mod tests {
     fn the_query_pages_in_the_engines_order_within_its_window_and_caps_the_rows() {
         let window = Window { from: at("2021-06-01T00:00:00Z"), to: at("2021-06-03T00:00:00Z"), rows: 9 };
         let cursor = Cursor { timestamp: "2021-06-02 00:00:00.5".into(), key: "u".into() };
-        let q = QueryApi::page_query(&window, Some(&cursor), 100_000);
+        let q = QueryApiSource::page_query(&window, Some(&cursor), 100_000);
         assert!(q.contains("timestamp < toDateTime64('2021-06-03 00:00:00.000000', 6, 'UTC')"), "{q}");
         assert!(
             q.contains(
@@ -465,12 +270,12 @@ mod tests {
             "{q}"
         );
         assert!(q.ends_with("ORDER BY timestamp, uuid LIMIT 50000"), "{q}");
-        assert_eq!(QueryApi::new("https://ph.example.com/", 7, "k").host, "https://ph.example.com");
+        assert_eq!(QueryApiClient::new("https://ph.example.com/", 7, "k").host, "https://ph.example.com");
     }
 
     #[test]
     fn a_window_that_times_out_is_cut_in_two_and_then_the_page_halves() {
-        let mut api = QueryApi::new("https://ph", 7, "k");
+        let mut api = QueryApiSource::new(QueryApiClient::new("https://ph", 7, "k"));
         api.windows = vec![Window { from: at("2021-06-01T00:00:00Z"), to: at("2021-06-02T00:00:00Z"), rows: 10 }];
         api.narrow(None, 50_000, 504, "timeout").unwrap();
         assert_eq!(api.windows.len(), 2);
@@ -480,13 +285,5 @@ mod tests {
         assert_eq!(api.limit_cap, Some(25_000));
         assert!(api.narrow(None, 1, 504, "timeout").is_err());
         assert!(api.notes.iter().all(|n| n.contains("HTTP 504")), "{:?}", api.notes);
-    }
-
-    #[test]
-    fn refusals_name_what_to_fix_and_rate_limits_wait() {
-        let api = QueryApi::new("https://ph", 7, "k");
-        assert!(matches!(api.refused(401, None, ""), SourceError::Fatal(m) if m.contains("--personal-api-key")));
-        assert!(matches!(api.refused(429, Some(30), ""), SourceError::Transient { retry_after_seconds: Some(30), .. }));
-        assert!(matches!(api.refused(502, None, "<html>"), SourceError::Transient { .. }));
     }
 }

@@ -1,0 +1,334 @@
+//! The top of the command: its flags, as clap parses them, and each command's flags
+//! turned into the plain options of `commands` (nothing below this module knows clap).
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::commands::amplitude::AmplitudeOptions;
+use crate::commands::destination::DestinationOptions;
+use crate::commands::posthog::{PosthogOptions, PosthogSourceOptions, ReadFrom as Reader};
+use crate::commands::verify::{VerifyFrom, VerifyOptions};
+use crate::shared::defaults;
+
+#[derive(Parser)]
+#[command(name = "migrator3000", version, about = "Copies a PostHog's events to another PostHog, resumably.")]
+pub struct Cli {
+    /// The state file: where a run resumes from.
+    #[arg(long, global = true, default_value = defaults::STATE_FILE)]
+    pub state: PathBuf,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Copies the events of a PostHog (its ClickHouse, or its Query API) to the destination.
+    Posthog(Box<PosthogArgs>),
+    /// Copies an Amplitude project's events (a local export, or its Export API), each
+    /// device linked once to its user.
+    Amplitude(Box<AmplitudeArgs>),
+    /// Progress of every migration in the state file.
+    Status,
+    /// Checks at the destination, UTC day by UTC day, that every event of the source
+    /// arrived; finds the missing ones (and with --resend sends them again).
+    Verify(Box<VerifyArgs>),
+    /// Shows the command end to end on generated data: an Amplitude export migrated to a
+    /// destination on loopback, killed part way and resumed, then checked.
+    Demo {
+        /// Events in the generated export.
+        #[arg(long, default_value_t = defaults::DEMO_EVENTS)]
+        events: usize,
+        /// Keep the generated export and the state file (their folder is printed).
+        #[arg(long)]
+        keep: bool,
+    },
+    /// Sends again the requests parked after their attempts (or held for a setting).
+    ResendParked {
+        /// Multiplies every wait before a resend.
+        #[arg(long, default_value_t = defaults::RETRY_SCALE, hide = true)]
+        retry_scale: f64,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ReadFrom {
+    Clickhouse,
+    QueryApi,
+}
+
+#[derive(clap::Args)]
+pub struct PosthogArgs {
+    /// Where to read: the source's ClickHouse (fastest), or its Query API (when no
+    /// ClickHouse port is reachable).
+    #[arg(long, value_enum)]
+    pub from: ReadFrom,
+    #[command(flatten)]
+    pub source: PosthogSourceArgs,
+    #[command(flatten)]
+    pub to: DestinationArgs,
+}
+
+/// Where a PostHog's events are read: the flags of `posthog` and of `verify`.
+#[derive(clap::Args)]
+pub struct PosthogSourceArgs {
+    /// ClickHouse's HTTP interface, e.g. http://localhost:8123.
+    #[arg(long, required_if_eq("from", "clickhouse"))]
+    pub clickhouse_url: Option<String>,
+    #[arg(long, default_value = "default")]
+    pub clickhouse_user: String,
+    #[arg(long, env = "CLICKHOUSE_PASSWORD", default_value = "", hide_env_values = true)]
+    pub clickhouse_password: String,
+    #[arg(long, default_value = "default")]
+    pub clickhouse_database: String,
+    /// `events`: PostHog's Distributed table over every shard. Only on a single-node
+    /// install, where no Distributed table may exist, name its `sharded_events`.
+    #[arg(long, default_value = "events")]
+    pub clickhouse_table: String,
+    /// The team (project) id of the events in ClickHouse.
+    #[arg(long, required_if_eq("from", "clickhouse"))]
+    pub team_id: Option<u64>,
+    /// The source PostHog, e.g. https://posthog.example.com.
+    #[arg(long, required_if_eq("from", "query-api"))]
+    pub query_api_host: Option<String>,
+    #[arg(long, required_if_eq("from", "query-api"))]
+    pub project_id: Option<u64>,
+    /// A personal API key of the source with the Query Read permission.
+    #[arg(long, env = "POSTHOG_PERSONAL_API_KEY", hide_env_values = true)]
+    pub personal_api_key: Option<String>,
+}
+
+#[derive(clap::Args)]
+pub struct AmplitudeArgs {
+    /// A local export: the zip Amplitude's Export API returns, or a folder of its
+    /// `.json.gz` files (or of such zips). All of it is imported: --start and --end
+    /// choose the days of the Export API only.
+    #[arg(long, conflicts_with_all = ["api_key", "secret_key"])]
+    pub files: Option<PathBuf>,
+    /// Amplitude's project API key, to read its Export API directly.
+    #[arg(long, env = "AMPLITUDE_API_KEY", hide_env_values = true, requires = "secret_key")]
+    pub api_key: Option<String>,
+    /// Amplitude's project secret key, with --api-key.
+    #[arg(long, env = "AMPLITUDE_SECRET_KEY", hide_env_values = true, requires = "api_key")]
+    pub secret_key: Option<String>,
+    /// The project is in Amplitude's EU region.
+    #[arg(long)]
+    pub eu: bool,
+    /// Amplitude's Export API at another address (tests).
+    #[arg(long, hide = true)]
+    pub amplitude_url: Option<String>,
+    /// Sets Amplitude's group properties on PostHog's groups: a `$groupidentify` for each
+    /// group when its properties change (off by default, as in PostHog's own importer).
+    #[arg(long)]
+    pub group_identify: bool,
+    /// Skips an export file that cannot be read (cut short, damaged) instead of stopping
+    /// at it; the summary names it.
+    #[arg(long)]
+    pub skip_unreadable: bool,
+    #[command(flatten)]
+    pub to: DestinationArgs,
+}
+
+#[derive(clap::Args)]
+pub struct DestinationArgs {
+    /// First day to copy (YYYY-MM-DD or a timestamp); default: the source's first event
+    /// (Amplitude's Export API: 2020-01-01).
+    #[arg(long)]
+    pub start: Option<String>,
+    /// Copy events before this (YYYY-MM-DD or a timestamp); default: up to the source's
+    /// last event (Amplitude's Export API: now).
+    #[arg(long)]
+    pub end: Option<String>,
+    /// The destination, e.g. us.i.posthog.com or https://posthog.example.com.
+    #[arg(long)]
+    pub host: String,
+    /// The destination project's API key (phc_...).
+    #[arg(long, env = "POSTHOG_PROJECT_API_KEY", hide_env_values = true)]
+    pub project_api_key: String,
+    #[arg(long, default_value = defaults::BATCH_SIZE)]
+    pub batch_size: String,
+    #[arg(long, default_value = defaults::BATCH_MAX_KILOBYTES)]
+    pub batch_max_kilobytes: String,
+    #[arg(long, default_value = defaults::GZIP)]
+    pub gzip: String,
+    /// Paces the migration, as PostHog asks for large ones (e.g. 10000).
+    #[arg(long, default_value = "")]
+    pub events_per_minute: String,
+    /// Event names not to copy, separated by commas.
+    #[arg(long, default_value = "")]
+    pub events_to_ignore: String,
+    /// Requests in flight at once.
+    #[arg(long, default_value_t = defaults::CONCURRENCY)]
+    pub concurrency: usize,
+    /// Events handed from the source to the senders at a time (default 10,000; from the
+    /// Query API, a page a query: 50,000, PostHog's most).
+    #[arg(long)]
+    pub page_size: Option<usize>,
+    /// Read and transform, send nothing, change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Also say what each query read (ClickHouse's own count of the rows it read).
+    #[arg(long)]
+    pub debug: bool,
+    /// Multiplies every wait before a resend.
+    #[arg(long, default_value_t = defaults::RETRY_SCALE, hide = true)]
+    pub retry_scale: f64,
+    /// HogQL queries an hour at most (PostHog's limit per personal API key).
+    #[arg(long, default_value_t = defaults::QUERIES_PER_HOUR, hide = true)]
+    pub queries_per_hour: usize,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum VerifyFromArg {
+    /// The source PostHog's ClickHouse (the flags of `posthog --from clickhouse`).
+    Clickhouse,
+    /// The source PostHog's Query API (the flags of `posthog --from query-api`).
+    QueryApi,
+    /// What the Amplitude imports recorded in the state file handed over.
+    Amplitude,
+}
+
+#[derive(clap::Args)]
+pub struct VerifyArgs {
+    /// What the destination must hold: a PostHog's ClickHouse or Query API, or the
+    /// Amplitude imports recorded in the state file.
+    #[arg(long, value_enum)]
+    pub from: VerifyFromArg,
+    #[command(flatten)]
+    pub source: PosthogSourceArgs,
+    /// With --resend and --from amplitude: the export the import read (zip or folder).
+    #[arg(long)]
+    pub files: Option<PathBuf>,
+    /// The destination PostHog's app (not its capture host), e.g. https://us.posthog.com.
+    #[arg(long)]
+    pub destination_query_api_host: String,
+    /// The destination project's id (in its URL: /project/<id>).
+    #[arg(long)]
+    pub destination_project_id: u64,
+    /// A personal API key of the destination with the Query Read permission.
+    #[arg(long, env = "POSTHOG_DESTINATION_PERSONAL_API_KEY", hide_env_values = true)]
+    pub destination_personal_api_key: String,
+    /// First UTC day to compare (YYYY-MM-DD); default the source's first day.
+    #[arg(long)]
+    pub start: Option<String>,
+    /// Compare the days before this one (YYYY-MM-DD); default the day after the source's last.
+    #[arg(long)]
+    pub end: Option<String>,
+    /// Read the missing events again from the source and send them (needs --host and
+    /// --project-api-key), then compare their days again.
+    #[arg(long)]
+    pub resend: bool,
+    /// With --resend: the destination's capture host, e.g. us.i.posthog.com.
+    #[arg(long, required_if_eq("resend", "true"))]
+    pub host: Option<String>,
+    /// With --resend: the destination project's API key (phc_...).
+    #[arg(long, env = "POSTHOG_PROJECT_API_KEY", hide_env_values = true)]
+    pub project_api_key: Option<String>,
+    /// Compare the days still arriving again every little while until they settle, at
+    /// most this many minutes (default 30).
+    #[arg(long, value_name = "MINUTES", num_args = 0..=1, default_missing_value = defaults::WAIT_MINUTES)]
+    pub wait: Option<f64>,
+    /// A day that differs and took events in the last this many minutes is still arriving.
+    #[arg(long, value_name = "MINUTES", default_value_t = defaults::SETTLE_MINUTES)]
+    pub settle_minutes: f64,
+    /// Also write a self-contained HTML page: a chart per day, the table, the missing uuids.
+    #[arg(long, value_name = "FILE.html")]
+    pub report: Option<PathBuf>,
+    /// Rows a page of uuids asks for (PostHog gives at most 50,000).
+    #[arg(long, default_value_t = defaults::QUERY_API_MOST_ROWS, hide = true)]
+    pub page_rows: usize,
+    /// Multiplies every wait (tests).
+    #[arg(long, default_value_t = defaults::RETRY_SCALE, hide = true)]
+    pub retry_scale: f64,
+}
+
+impl From<&DestinationArgs> for DestinationOptions {
+    fn from(a: &DestinationArgs) -> DestinationOptions {
+        DestinationOptions {
+            start: a.start.clone(),
+            end: a.end.clone(),
+            host: a.host.clone(),
+            project_api_key: a.project_api_key.clone(),
+            batch_size: a.batch_size.clone(),
+            batch_max_kilobytes: a.batch_max_kilobytes.clone(),
+            gzip: a.gzip.clone(),
+            events_per_minute: a.events_per_minute.clone(),
+            events_to_ignore: a.events_to_ignore.clone(),
+            concurrency: a.concurrency,
+            page_size: a.page_size,
+            dry_run: a.dry_run,
+            debug: a.debug,
+            retry_scale: a.retry_scale,
+            queries_per_hour: a.queries_per_hour,
+        }
+    }
+}
+
+impl From<&PosthogSourceArgs> for PosthogSourceOptions {
+    fn from(a: &PosthogSourceArgs) -> PosthogSourceOptions {
+        PosthogSourceOptions {
+            clickhouse_url: a.clickhouse_url.clone(),
+            clickhouse_user: a.clickhouse_user.clone(),
+            clickhouse_password: a.clickhouse_password.clone(),
+            clickhouse_database: a.clickhouse_database.clone(),
+            clickhouse_table: a.clickhouse_table.clone(),
+            team_id: a.team_id,
+            query_api_host: a.query_api_host.clone(),
+            project_id: a.project_id,
+            personal_api_key: a.personal_api_key.clone(),
+        }
+    }
+}
+
+impl From<&PosthogArgs> for PosthogOptions {
+    fn from(a: &PosthogArgs) -> PosthogOptions {
+        let from = match a.from {
+            ReadFrom::Clickhouse => Reader::Clickhouse,
+            ReadFrom::QueryApi => Reader::QueryApi,
+        };
+        PosthogOptions { from, source: (&a.source).into(), to: (&a.to).into() }
+    }
+}
+
+impl From<&AmplitudeArgs> for AmplitudeOptions {
+    fn from(a: &AmplitudeArgs) -> AmplitudeOptions {
+        AmplitudeOptions {
+            files: a.files.clone(),
+            api_key: a.api_key.clone(),
+            secret_key: a.secret_key.clone(),
+            eu: a.eu,
+            amplitude_url: a.amplitude_url.clone(),
+            group_identify: a.group_identify,
+            skip_unreadable: a.skip_unreadable,
+            to: (&a.to).into(),
+        }
+    }
+}
+
+impl From<&VerifyArgs> for VerifyOptions {
+    fn from(a: &VerifyArgs) -> VerifyOptions {
+        let from = match a.from {
+            VerifyFromArg::Clickhouse => VerifyFrom::Clickhouse,
+            VerifyFromArg::QueryApi => VerifyFrom::QueryApi,
+            VerifyFromArg::Amplitude => VerifyFrom::Amplitude,
+        };
+        VerifyOptions {
+            from,
+            source: (&a.source).into(),
+            files: a.files.clone(),
+            destination_query_api_host: a.destination_query_api_host.clone(),
+            destination_project_id: a.destination_project_id,
+            destination_personal_api_key: a.destination_personal_api_key.clone(),
+            start: a.start.clone(),
+            end: a.end.clone(),
+            resend: a.resend,
+            host: a.host.clone(),
+            project_api_key: a.project_api_key.clone(),
+            wait: a.wait,
+            settle_minutes: a.settle_minutes,
+            report: a.report.clone(),
+            page_rows: a.page_rows,
+            retry_scale: a.retry_scale,
+        }
+    }
+}

@@ -1,0 +1,137 @@
+//! The destination's flags, shared by `posthog` and `amplitude` (and `verify --resend`):
+//! checked by the core exactly as the app checks its form, and worded with the flags.
+
+use chrono::{DateTime, Utc};
+use migrator3000::settings::Settings;
+use migrator3000::timestamp;
+use serde_json::{json, Map, Value};
+
+use super::exit::CommandError;
+use crate::shared::defaults;
+use crate::sources::Bounds;
+
+/// The destination's flags, as given.
+pub struct DestinationOptions {
+    pub start: Option<String>,
+    pub end: Option<String>,
+    pub host: String,
+    pub project_api_key: String,
+    pub batch_size: String,
+    pub batch_max_kilobytes: String,
+    pub gzip: String,
+    pub events_per_minute: String,
+    pub events_to_ignore: String,
+    pub concurrency: usize,
+    pub page_size: Option<usize>,
+    pub dry_run: bool,
+    pub debug: bool,
+    pub retry_scale: f64,
+    pub queries_per_hour: usize,
+}
+
+impl DestinationOptions {
+    /// A destination with every other flag at its default (`verify --resend`).
+    pub fn with_defaults(host: String, project_api_key: String, retry_scale: f64) -> DestinationOptions {
+        DestinationOptions {
+            start: None,
+            end: None,
+            host,
+            project_api_key,
+            batch_size: defaults::BATCH_SIZE.into(),
+            batch_max_kilobytes: defaults::BATCH_MAX_KILOBYTES.into(),
+            gzip: defaults::GZIP.into(),
+            events_per_minute: String::new(),
+            events_to_ignore: String::new(),
+            concurrency: 1,
+            page_size: None,
+            dry_run: false,
+            debug: false,
+            retry_scale,
+            queries_per_hour: defaults::QUERIES_PER_HOUR,
+        }
+    }
+}
+
+/// The flag each of the core's settings comes from, for error messages.
+const FLAGS: [(&str, &str); 8] = [
+    ("host", "--host"),
+    ("projectApiKey", "--project-api-key"),
+    ("startDate", "--start"),
+    ("batchSize", "--batch-size"),
+    ("batchMaxKilobytes", "--batch-max-kilobytes"),
+    ("gzip", "--gzip"),
+    ("eventsPerMinute", "--events-per-minute"),
+    ("eventsToIgnore", "--events-to-ignore"),
+];
+
+/// The destination settings, checked by the core exactly as the app checks its form.
+pub fn settings(args: &DestinationOptions, now: DateTime<Utc>) -> Result<Settings, CommandError> {
+    let form: Map<String, Value> = json!({
+        "host": args.host, "projectApiKey": args.project_api_key, "startDate": args.start.clone().unwrap_or_default(),
+        "batchSize": args.batch_size, "batchMaxKilobytes": args.batch_max_kilobytes, "gzip": args.gzip,
+        "eventsPerMinute": args.events_per_minute, "eventsToIgnore": args.events_to_ignore,
+    })
+    .as_object()
+    .cloned()
+    .unwrap_or_default();
+    Settings::parse(&form, now).map_err(|error| {
+        let lines: Vec<String> = error
+            .0
+            .iter()
+            .map(|p| {
+                let flag = FLAGS.iter().find(|(key, _)| *key == p.field.key).map_or(p.field.key, |(_, flag)| flag);
+                format!("{flag}: \"{}\" is not accepted: {}.", p.value, p.problem)
+            })
+            .collect();
+        CommandError::Usage(lines.join("\n"))
+    })
+}
+
+pub fn time_flag(flag: &str, text: &str) -> Result<DateTime<Utc>, CommandError> {
+    timestamp::parse_date(text.trim())
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|d| d.and_utc())
+        .or_else(|| timestamp::parse_iso(text))
+        .ok_or_else(|| {
+            CommandError::Usage(format!("{flag}: \"{text}\" is not a date; write it as YYYY-MM-DD, e.g. 2021-06-01"))
+        })
+}
+
+/// Either end of a range: `None`, as far as the source goes.
+pub type Ends = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
+
+/// The range asked for, checked.
+pub fn asked(args: &DestinationOptions, settings: &Settings) -> Result<Ends, CommandError> {
+    let end = args.end.as_deref().map(|end| time_flag("--end", end)).transpose()?;
+    if let (Some(from), Some(to)) = (settings.start, end) {
+        if to <= from {
+            return Err(CommandError::Usage(format!(
+                "--end ({}) must come after --start ({})",
+                timestamp::format(to),
+                timestamp::format(from)
+            )));
+        }
+    }
+    if args.concurrency == 0 || args.page_size == Some(0) || args.queries_per_hour == 0 {
+        return Err(CommandError::Usage("--concurrency and --page-size must be at least 1".into()));
+    }
+    Ok((settings.start, end))
+}
+
+/// The range of `[start, end)` as asked, what the source holds otherwise: from its first
+/// event, to just after its last.
+pub fn range_of(
+    start: Option<DateTime<Utc>>,
+    end: Option<DateTime<Utc>>,
+    bounds: &Bounds,
+) -> Option<(DateTime<Utc>, DateTime<Utc>, &'static str)> {
+    let from = start.or(bounds.first)?;
+    let to = end.or(bounds.last.map(|last| last + chrono::Duration::microseconds(1)))?;
+    let said = match (start, end) {
+        (None, None) => "the source's first and last events",
+        (Some(_), None) => "from --start to the source's last event",
+        (None, Some(_)) => "from the source's first event to --end",
+        (Some(_), Some(_)) => "from --start to --end",
+    };
+    Some((from, to, said))
+}

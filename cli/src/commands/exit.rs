@@ -1,0 +1,52 @@
+//! How a command ends, and its exit code: every way is a value here, and `exit_code` is
+//! the one `match` that gives each its code (the README's table follows it).
+
+use crate::pipeline::error::PipelineError;
+use crate::store::error::StoreError;
+
+/// A command that ran to its end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// Everything done (a migration complete, everything verified, nothing parked).
+    Done,
+    /// Ran to its end without proving its point: `verify` could not compare some days
+    /// yet (still arriving, not counted), or `demo` found something wrong.
+    NotVerified,
+    /// Complete, but some requests are parked.
+    Parked,
+    /// The destination refused the key, or is not PostHog's capture.
+    Refused,
+    /// `verify`: events are missing or extra at the destination.
+    Differences,
+}
+
+/// A command that stopped: its message is printed after `migrator3000: `.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    /// A flag is wrong or missing.
+    #[error("{0}")]
+    Usage(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Pipeline(#[from] PipelineError),
+    /// Anything else that stops a command (a source with no events, a destination out
+    /// of reach, a file that cannot be read), in the command's words.
+    #[error("{0}")]
+    Failed(String),
+}
+
+pub type Outcome = Result<Exit, CommandError>;
+
+/// The exit code of every way a command ends. Clap's own errors exit with 2 too.
+pub fn exit_code(outcome: &Outcome) -> u8 {
+    match outcome {
+        Ok(Exit::Done) => 0,
+        Ok(Exit::NotVerified) => 1,
+        Err(CommandError::Store(_) | CommandError::Pipeline(_) | CommandError::Failed(_)) => 1,
+        Err(CommandError::Usage(_)) => 2,
+        Ok(Exit::Parked) => 3,
+        Ok(Exit::Refused) => 4,
+        Ok(Exit::Differences) => 5,
+    }
+}

@@ -1,0 +1,165 @@
+//! `migrator3000 posthog`: a PostHog's events, read from its ClickHouse or its Query
+//! API, migrated to the destination.
+
+use std::path::Path;
+
+use chrono::Utc;
+use migrator3000::timestamp;
+
+use super::destination::{asked, range_of, settings, DestinationOptions};
+use super::exit::{CommandError, Exit, Outcome};
+use super::summary;
+use crate::pipeline::dry_run::dry_run;
+use crate::pipeline::error::PipelineError;
+use crate::pipeline::migration::{Migration, Target};
+use crate::posthog_api::client::QueryApiClient;
+use crate::shared::defaults;
+use crate::shared::reporter::note;
+use crate::shared::retry::RetryPolicy;
+use crate::sources::posthog::clickhouse::ClickHouse;
+use crate::sources::posthog::query_api::QueryApiSource;
+use crate::sources::{Bounds, Source};
+use crate::store::state_file::StateFile;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadFrom {
+    Clickhouse,
+    QueryApi,
+}
+
+pub struct PosthogOptions {
+    pub from: ReadFrom,
+    pub source: PosthogSourceOptions,
+    pub to: DestinationOptions,
+}
+
+/// Where a PostHog's events are read: the flags of `posthog` and of `verify`.
+pub struct PosthogSourceOptions {
+    pub clickhouse_url: Option<String>,
+    pub clickhouse_user: String,
+    pub clickhouse_password: String,
+    pub clickhouse_database: String,
+    pub clickhouse_table: String,
+    pub team_id: Option<u64>,
+    pub query_api_host: Option<String>,
+    pub project_id: Option<u64>,
+    pub personal_api_key: Option<String>,
+}
+
+impl PosthogSourceOptions {
+    pub fn clickhouse(&self) -> ClickHouse {
+        ClickHouse::new(
+            self.clickhouse_url.as_deref().unwrap_or_default(),
+            &self.clickhouse_user,
+            &self.clickhouse_password,
+            &self.clickhouse_database,
+            &self.clickhouse_table,
+            self.team_id.unwrap_or_default(),
+        )
+    }
+
+    fn personal_api_key(&self) -> Result<&str, CommandError> {
+        self.personal_api_key.as_deref().filter(|k| !k.trim().is_empty()).ok_or_else(|| {
+            CommandError::Usage(
+                "--personal-api-key (or POSTHOG_PERSONAL_API_KEY) is required with --from query-api: a personal API \
+                 key of the source with the Query Read permission"
+                    .into(),
+            )
+        })
+    }
+
+    pub fn query_api(&self) -> Result<QueryApiClient, CommandError> {
+        Ok(QueryApiClient::new(
+            self.query_api_host.as_deref().unwrap_or_default(),
+            self.project_id.unwrap_or_default(),
+            self.personal_api_key()?,
+        ))
+    }
+}
+
+pub fn run(state_path: &Path, args: &PosthogOptions) -> Outcome {
+    let now = Utc::now();
+    let settings = settings(&args.to, now)?;
+    let (start, end) = asked(&args.to, &settings)?;
+    let mut source: Box<dyn Source> = match args.from {
+        ReadFrom::Clickhouse => {
+            let mut source = args.source.clickhouse();
+            source.debug = args.to.debug;
+            Box::new(source)
+        }
+        ReadFrom::QueryApi => {
+            let mut client = args.source.query_api()?;
+            client.per_hour = args.to.queries_per_hour;
+            Box::new(QueryApiSource::new(client))
+        }
+    };
+    let page_size = args.to.page_size.unwrap_or(match args.from {
+        ReadFrom::Clickhouse => defaults::PAGE_SIZE,
+        ReadFrom::QueryApi => defaults::QUERY_API_MOST_ROWS,
+    });
+    // One query: what the source holds in the range asked for.
+    let retry = RetryPolicy::new(args.to.retry_scale);
+    let bounds = retry.read(|| source.select(start, end)).map_err(PipelineError::from)?.unwrap_or(Bounds {
+        first: None,
+        last: None,
+        count: 0,
+    });
+    let between = match (start, end) {
+        (None, None) => String::new(),
+        (from, to) => format!(
+            " between {} and {}",
+            from.map_or("its first event".into(), timestamp::format),
+            to.map_or("its last".into(), timestamp::format)
+        ),
+    };
+    let Some((from, to, said)) = range_of(start, end, &bounds).filter(|_| bounds.count > 0) else {
+        return Err(CommandError::Failed(match args.from {
+            ReadFrom::Clickhouse => {
+                let mut every_team = args.source.clickhouse();
+                every_team.team_id = 0;
+                let teams = every_team.teams().unwrap_or_default();
+                let teams: Vec<String> = teams.iter().map(|(team, rows)| format!("{team} ({rows} events)")).collect();
+                format!(
+                    "{} has no events of team {}{between}; check --team-id{}",
+                    source.describe(),
+                    args.source.team_id.unwrap_or_default(),
+                    if teams.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (teams with events: {})", teams.join(", "))
+                    }
+                )
+            }
+            ReadFrom::QueryApi => {
+                format!("{} has no events{between}; check --project-id, --start and --end", source.describe())
+            }
+        }));
+    };
+    let target = Target::of(&settings);
+    note!(
+        "Migrating {} into {target}: {} events from {} to {} ({said}).",
+        source.describe(),
+        bounds.count,
+        timestamp::format(from),
+        timestamp::format(to)
+    );
+    if let ReadFrom::QueryApi = args.from {
+        let queries = bounds.count.div_ceil(page_size as u64);
+        let hours = queries as f64 / args.to.queries_per_hour as f64;
+        if hours >= 0.5 {
+            note!(
+                "The Query API answers {} HogQL queries an hour per key: {queries} pages of {page_size} take at least \
+                 {hours:.1} h.",
+                args.to.queries_per_hour
+            );
+        }
+    }
+    let migration = Migration::new(&settings, &target, page_size, args.to.concurrency, retry, now);
+    if args.to.dry_run {
+        dry_run(source.as_mut(), &migration.options(String::new()))?;
+        return Ok(Exit::Done);
+    }
+    let mut state = StateFile::open(state_path)?;
+    let finished = migration.run(state_path, &mut state, source.as_mut(), Some((from, to)), Some(bounds.count))?;
+    summary::after_migration(&state, finished, &target.url, &source.remarks())
+}

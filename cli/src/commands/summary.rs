@@ -1,0 +1,109 @@
+//! What to say when a migration ends, in the command's own words.
+
+use migrator3000::delivery::Refusal;
+use migrator3000::dispatch::{KeepState, Stop};
+
+use super::exit::{CommandError, Exit, Outcome};
+use crate::pipeline::migration::Finished;
+use crate::pipeline::page_loop::Ended;
+use crate::shared::reporter::{note, say};
+use crate::store::settle::Settled;
+use crate::store::state_file::StateFile;
+
+/// The destination's refusal in the command's words (its flags; never the app's
+/// settings form).
+pub fn refusal_words(refusal: &Refusal) -> String {
+    match refusal {
+        Refusal::Key { status } => format!(
+            "the destination refused the project API key (HTTP {status}). Check --project-api-key (the destination \
+             project's API key, phc_...) and --host (a key belongs to one PostHog: us.i.posthog.com and \
+             eu.i.posthog.com are apart)."
+        ),
+        Refusal::NotCapture { status } => {
+            format!("the destination answered HTTP {status}: it does not look like PostHog's capture. Check --host.")
+        }
+        Refusal::Endpoint { status, said } => format!(
+            "the destination refuses every event alone with the answer it gave the whole request (HTTP {status} \
+             {said}): that is about where the events go (a redirect, e.g. from http:// to https://, turns POST into \
+             GET). Check --host."
+        ),
+    }
+}
+
+/// Why a dispatch stopped, in the command's words.
+pub fn stop_words(stop: &Stop) -> String {
+    match stop {
+        Stop::Refused(refusal) => refusal_words(refusal),
+        Stop::Held(message) => message.clone(),
+    }
+}
+
+/// What the runs of a migration did, and how the command ends.
+pub fn after_migration(state: &StateFile, finished: Finished, destination: &str, remarks: &[String]) -> Outcome {
+    let Finished::Ran { runs, seconds, ended } = finished else { return Ok(Exit::Done) };
+    let mut total = Settled::default();
+    let (mut rejected, mut parked) = (0, 0);
+    let mut samples = Vec::new();
+    for id in &runs {
+        let Some(run) = state.run(id)? else { continue };
+        total.read += run.read;
+        total.delivered += run.delivered;
+        total.live += run.live;
+        total.duplicates += run.duplicates;
+        rejected += run.rejected;
+        parked += state.count_events(id, KeepState::Parked.name())?;
+        samples.extend(state.rejected_sample(id, 10)?);
+    }
+    say!(
+        "{} events read, {} delivered, {rejected} rejected, {parked} parked, in {seconds:.1} s.",
+        total.read,
+        total.delivered
+    );
+    for (uuid, event, reason) in samples.into_iter().take(10) {
+        if uuid.is_empty() {
+            say!("  rejected: {reason}");
+        } else {
+            say!("  rejected {event:?} (uuid {uuid}): {reason}");
+        }
+    }
+    if total.live > 0 {
+        say!(
+            "{} events younger than 48 hours were sent without historical_migration, as PostHog asks (it counts \
+             them as ordinary ingestion).",
+            total.live
+        );
+    }
+    if total.duplicates > 0 {
+        say!(
+            "{} rows at the source were duplicates of an event (the same uuid: rows its ReplacingMergeTree had not \
+             merged yet): each event was sent once.",
+            total.duplicates
+        );
+    }
+    for remark in remarks {
+        say!("{remark}");
+    }
+    match ended {
+        Ended::Complete if parked > 0 => {
+            say!(
+                "Some requests were parked after their attempts: run `migrator3000 resend-parked` to send them again."
+            );
+            Ok(Exit::Parked)
+        }
+        Ended::Complete => {
+            say!("The migration is complete.");
+            Ok(Exit::Done)
+        }
+        Ended::Stopped(refusal) => {
+            note!(
+                "Stopped: {}\nNothing past the last acknowledged page moved; fix it and run the command again.",
+                refusal_words(&refusal)
+            );
+            Ok(Exit::Refused)
+        }
+        Ended::Unreachable(cause) => Err(CommandError::Failed(format!(
+            "the destination {destination} cannot be reached: {cause}. Check --host, and that this machine reaches \
+             it. Nothing past the last acknowledged page moved: run the same command again once it answers."
+        ))),
+    }
+}

@@ -1,0 +1,4 @@
+//! A PostHog as a source: its ClickHouse (fastest), or its Query API.
+
+pub mod clickhouse;
+pub mod query_api;

@@ -1,0 +1,167 @@
+//! The one owner of the state file's schema: every table is created here, and a file is
+//! brought to the latest version by the ladder of upgrades below, in order, each in its
+//! own transaction, with SQLite's `PRAGMA user_version` counting the steps taken.
+//!
+//! A hand-written ladder rather than a migrations crate: the files written before the
+//! schema had a version are at `user_version` 0 in several shapes (tables made on
+//! demand, columns added later, an older links table), and the first step must adopt
+//! each of them as it is; later steps are plain SQL.
+
+use rusqlite::Connection;
+
+/// The version this build writes.
+pub const LATEST: i64 = 1;
+
+/// Brings the file to `LATEST`; `Err(found)` when a newer build wrote it.
+pub fn upgrade(db: &Connection) -> rusqlite::Result<Result<(), i64>> {
+    let found: i64 = db.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if found > LATEST {
+        return Ok(Err(found));
+    }
+    for (to, step) in STEPS.iter().enumerate().map(|(i, s)| (i as i64 + 1, s)) {
+        if to > found {
+            db.execute_batch("BEGIN IMMEDIATE")?;
+            let done = step(db).and_then(|_| db.execute_batch(&format!("PRAGMA user_version = {to}; COMMIT")));
+            if let Err(error) = done {
+                let _ = db.execute_batch("ROLLBACK");
+                return Err(error);
+            }
+        }
+    }
+    Ok(Ok(()))
+}
+
+type Step = fn(&Connection) -> rusqlite::Result<()>;
+
+/// Step `i` takes a file from version `i` to `i + 1`.
+const STEPS: [Step; 1] = [version_1];
+
+/// Version 1: the schema as it stood when versions began. A file of an earlier build
+/// may hold any part of it: what is missing is added, what is there is kept.
+fn version_1(db: &Connection) -> rusqlite::Result<()> {
+    db.execute_batch(VERSION_1)?;
+    let columns: Vec<String> = {
+        let mut statement = db.prepare("SELECT name FROM pragma_table_info('runs')")?;
+        let names = statement.query_map([], |r| r.get(0))?;
+        names.collect::<Result<_, _>>()?
+    };
+    // Columns of `runs` added after the first state files. Old runs keep a NULL
+    // migration: no migration of today continues them.
+    for (column, kind) in
+        [("migration", "TEXT"), ("live", "INTEGER NOT NULL DEFAULT 0"), ("duplicates", "INTEGER NOT NULL DEFAULT 0")]
+    {
+        if !columns.iter().any(|c| c == column) {
+            db.execute_batch(&format!("ALTER TABLE runs ADD COLUMN {column} {kind}"))?;
+        }
+    }
+    db.execute_batch("CREATE INDEX IF NOT EXISTS runs_by_migration ON runs (migration)")?;
+    adopt_old_links(db)
+}
+
+/// A state file from before links were kept per destination holds them in
+/// `amplitude_aliases`, without saying where they were sent: they are kept under no
+/// destination (README: "Devices and users"), so every destination gets its links.
+fn adopt_old_links(db: &Connection) -> rusqlite::Result<()> {
+    let old: bool = db.query_row(
+        "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'amplitude_aliases'",
+        [],
+        |r| r.get(0),
+    )?;
+    if old {
+        db.execute_batch(
+            "INSERT OR IGNORE INTO amplitude_links (destination, device_id, user_id) \
+             SELECT '', device_id, user_id FROM amplitude_aliases; DROP TABLE amplitude_aliases;",
+        )?;
+    }
+    Ok(())
+}
+
+const VERSION_1: &str = "
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY,
+    source TEXT NOT NULL,
+    destination TEXT NOT NULL,
+    api_key TEXT NOT NULL,
+    gzip INTEGER NOT NULL,
+    range_from TEXT NOT NULL,
+    range_to TEXT NOT NULL,
+    cursor TEXT,
+    total INTEGER,
+    read INTEGER NOT NULL DEFAULT 0,
+    delivered INTEGER NOT NULL DEFAULT 0,
+    rejected INTEGER NOT NULL DEFAULT 0,
+    done INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS requests (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    run TEXT NOT NULL,
+    body BLOB NOT NULL,
+    gzip INTEGER NOT NULL,
+    json_bytes INTEGER NOT NULL,
+    uuids TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    due_at INTEGER NOT NULL,
+    reason TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS amplitude_links (
+    destination TEXT NOT NULL,
+    device_id TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    PRIMARY KEY (destination, device_id)
+);
+CREATE TABLE IF NOT EXISTS amplitude_groups (
+    destination TEXT NOT NULL,
+    group_type TEXT NOT NULL,
+    group_key TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    PRIMARY KEY (destination, group_type, group_key)
+);
+CREATE TABLE IF NOT EXISTS amplitude_files (
+    destination TEXT NOT NULL,
+    name TEXT NOT NULL,
+    content TEXT NOT NULL,
+    lines INTEGER NOT NULL,
+    PRIMARY KEY (destination, name)
+);
+CREATE TABLE IF NOT EXISTS rejected (
+    run TEXT NOT NULL,
+    uuid TEXT,
+    event TEXT,
+    reason TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS verify_imports (
+    id INTEGER PRIMARY KEY,
+    run TEXT NOT NULL UNIQUE
+);
+CREATE TABLE IF NOT EXISTS verify_imported (
+    day TEXT NOT NULL,
+    uuid TEXT NOT NULL,
+    import INTEGER NOT NULL,
+    PRIMARY KEY (day, uuid, import)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS verify_checks (
+    id INTEGER PRIMARY KEY,
+    at TEXT NOT NULL,
+    source TEXT NOT NULL,
+    destination TEXT NOT NULL,
+    range_from TEXT NOT NULL,
+    range_to TEXT NOT NULL,
+    verdict TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS verify_days (
+    check_id INTEGER NOT NULL,
+    day TEXT NOT NULL,
+    at_source INTEGER NOT NULL,
+    at_destination INTEGER NOT NULL,
+    missing INTEGER NOT NULL,
+    extra INTEGER NOT NULL,
+    verdict TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS verify_uuids (
+    check_id INTEGER NOT NULL,
+    day TEXT NOT NULL,
+    uuid TEXT NOT NULL,
+    kind TEXT NOT NULL
+);
+";
