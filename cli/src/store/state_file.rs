@@ -59,4 +59,30 @@ mod tests {
         assert!(error.to_string().contains("newer migrator3000"), "{error}");
         let _ = std::fs::remove_file(&path);
     }
+
+    #[test]
+    fn a_file_of_the_build_before_versions_opens_with_its_runs() {
+        let path = std::env::temp_dir().join(format!("m3k-state-unversioned-{}", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let db = Connection::open(&path).unwrap();
+        // The tables as that build left them: runs with every column, no verify tables.
+        db.execute_batch(
+            "CREATE TABLE runs (id TEXT PRIMARY KEY, source TEXT NOT NULL, destination TEXT NOT NULL, \
+             api_key TEXT NOT NULL, gzip INTEGER NOT NULL, range_from TEXT NOT NULL, range_to TEXT NOT NULL, \
+             cursor TEXT, total INTEGER, read INTEGER NOT NULL DEFAULT 0, delivered INTEGER NOT NULL DEFAULT 0, \
+             rejected INTEGER NOT NULL DEFAULT 0, done INTEGER NOT NULL DEFAULT 0, migration TEXT, \
+             live INTEGER NOT NULL DEFAULT 0, duplicates INTEGER NOT NULL DEFAULT 0); \
+             INSERT INTO runs (id, source, destination, api_key, gzip, range_from, range_to, read, migration) \
+             VALUES ('r', 's', 'http://d', 'phc', 1, '2021-01-01', '2021-02-01', 7, 'm');",
+        )
+        .unwrap();
+        drop(db);
+        let state = StateFile::open(&path).unwrap();
+        let run = state.run("r").unwrap().unwrap();
+        assert_eq!((run.read, run.migration.as_str()), (7, "m"));
+        assert!(state.imports().unwrap().is_empty());
+        let version: i64 = state.db.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        assert_eq!(version, LATEST);
+        let _ = std::fs::remove_file(&path);
+    }
 }
