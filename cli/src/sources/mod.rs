@@ -71,6 +71,14 @@ pub fn windows(
     out
 }
 
+/// The UTC day of a timestamp as `YYYY-MM-DD`, in SQL that ClickHouse and HogQL both
+/// take. ClickHouse's `toDate` is out of its range before 1970-01-01 and after 2149-06-06
+/// (it gives 1970-01-01 for 1969-12-31 23:59:59.5, 2082-11-04 for 2262-04-11): a day
+/// counted there is a day no window reads.
+pub fn utc_day(timestamp: &str) -> String {
+    format!("formatDateTime({timestamp}, '%Y-%m-%d', 'UTC')")
+}
+
 /// What a source holds in a range: its first and last timestamps (none when it holds
 /// nothing) and how many events, from one query.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -20,7 +20,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::shared::retry::ReadError;
-use crate::sources::{windows, Bounds, Page, Source, Window};
+use crate::sources::{utc_day, windows, Bounds, Page, Source, Window};
 use crate::store::runs::Cursor;
 
 /// A window holds at most about this many rows (ClickHouse sorts each window whole;
@@ -171,8 +171,9 @@ impl ClickHouse {
     /// The rows of each day of the range, with its first and last timestamps.
     pub fn days_query(&self, from: Option<DateTime<Utc>>, to: Option<DateTime<Utc>>) -> String {
         format!(
-            "SELECT toString(toDate(timestamp)) AS day, count() AS rows, toString(min(timestamp)) AS first, \
-             toString(max(timestamp)) AS last FROM {}.{} WHERE {} GROUP BY day ORDER BY day FORMAT JSONEachRow",
+            "SELECT {} AS day, count() AS rows, toString(min(timestamp)) AS first, toString(max(timestamp)) AS last \
+             FROM {}.{} WHERE {} GROUP BY day ORDER BY day FORMAT JSONEachRow",
+            utc_day("timestamp"),
             self.database,
             self.table,
             self.range(from, to)

@@ -14,7 +14,7 @@ use crate::posthog_api::client::{QueryApiClient, Reply};
 use crate::shared::defaults::QUERY_API_MOST_ROWS as MOST_ROWS;
 use crate::shared::reporter::note;
 use crate::shared::retry::ReadError;
-use crate::sources::{windows, Bounds, Page, Source, Window};
+use crate::sources::{utc_day, windows, Bounds, Page, Source, Window};
 use crate::store::runs::Cursor;
 
 /// A window is not cut below this: a query that times out on so little halves its page.
@@ -92,9 +92,10 @@ impl QueryApiSource {
     /// The events of each UTC day of the range, with the first and last timestamps.
     pub fn days_query(from: Option<DateTime<Utc>>, to: Option<DateTime<Utc>>) -> String {
         format!(
-            "SELECT toString(toDate(toTimeZone(timestamp, 'UTC'))) AS day, count() AS rows, \
-             toString(toTimeZone(min(timestamp), 'UTC')), toString(toTimeZone(max(timestamp), 'UTC')) FROM events \
-             WHERE {} GROUP BY day ORDER BY day LIMIT {MOST_ROWS}",
+            "SELECT {} AS day, count() AS rows, toString(toTimeZone(min(timestamp), 'UTC')), \
+             toString(toTimeZone(max(timestamp), 'UTC')) FROM events WHERE {} GROUP BY day ORDER BY day LIMIT \
+             {MOST_ROWS}",
+            utc_day("timestamp"),
             Self::range(from, to)
         )
     }
