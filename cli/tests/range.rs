@@ -140,6 +140,29 @@ fn events_of_1969_2262_and_a_days_last_microsecond_arrive_from_the_query_api_and
 }
 
 #[test]
+fn a_range_without_events_of_a_team_that_has_some_names_start_and_end() {
+    let engine = ClickHouse::start();
+    insert_events(&engine, 2, 0, 50, 50, "2021-06-10 00:00:00");
+    let destination = PostHog::start();
+    let dir = TempDir::new("range");
+    let state = dir.0.join("s.sqlite");
+    let from = clickhouse_flags(&engine);
+    let output = run_line(&format!(
+        "--state {} posthog {from} --start 1969-12-31 --end 1970-01-02 --host {} --project-api-key phc_destination",
+        state.display(),
+        destination.server.url
+    ));
+    let first = first_line(&output);
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+    assert!(
+        first.contains("holds 50 events, from 2021-06-10T00:00:00.000Z to 2021-06-10T00:49:00.000049Z")
+            && first.contains("the range is empty. Check --start and --end."),
+        "{first}"
+    );
+    assert!(!text(&output).contains("--team-id"), "the team has events: {}", text(&output));
+}
+
+#[test]
 fn verify_with_a_start_in_the_future_is_refused_naming_start() {
     let engine = ClickHouse::start();
     insert_events(&engine, 2, 0, 50, 50, "2021-06-10 00:00:00");
