@@ -11,6 +11,7 @@ mod support;
 use std::collections::HashSet;
 use std::path::Path;
 use std::process::Output;
+use std::sync::atomic::Ordering;
 
 use support::posthog::{PostHog, PERSONAL_KEY, PROJECT};
 use support::*;
@@ -137,6 +138,46 @@ fn events_of_1969_2262_and_a_days_last_microsecond_arrive_from_the_query_api_and
     let verified = verify(&state, &from, &destination, "");
     let expected = uuids(&source.engine, PROJECT);
     every_event_arrives_and_is_counted_on_its_day(&migrated, &verified, events, &expected, &destination);
+}
+
+/// A rerun after a run that fell short: still short while the source cuts its answers,
+/// then complete once it does not, every event delivered.
+fn short_until_the_limit_is_lifted(state: &Path, from: &str, destination: &PostHog, expected: &HashSet<String>) {
+    let output = migrate(state, from, destination);
+    let said = text(&output);
+    assert_eq!(output.status.code(), Some(6), "{said}");
+    assert!(!said.contains("complete."), "{said}");
+    assert!(
+        said.contains("Not complete: ")
+            && said.contains("events the source holds were not read, in 2021-06-10T00:00:00.000Z to ")
+            && said.contains("(500 there, "),
+        "{said}"
+    );
+    let status = text(&run(&["--state", state.to_str().unwrap(), "status"]));
+    assert!(status.contains("in progress"), "the window is left to read again: {status}");
+    // Looked at again: still short while the answers are cut.
+    let again = migrate(state, from, destination);
+    assert_eq!(again.status.code(), Some(6), "{}", text(&again));
+    assert!(!text(&again).contains("already complete"), "{}", text(&again));
+    assert_ne!(&uuids(&destination.engine, PROJECT), expected);
+}
+
+#[test]
+fn a_query_api_that_cuts_its_answers_short_is_never_complete_and_a_rerun_reads_again() {
+    let source = PostHog::start();
+    insert_events(&source.engine, PROJECT, 0, 500, 500, "2021-06-10 00:00:00");
+    // Answers of at most 100 rows, whatever the LIMIT (as older PostHogs cut them at 10,000).
+    source.rows_cap.store(100, Ordering::SeqCst);
+    let destination = PostHog::start();
+    let dir = TempDir::new("range");
+    let state = dir.0.join("s.sqlite");
+    let from = query_api_flags(&source);
+    let expected = uuids(&source.engine, PROJECT);
+    short_until_the_limit_is_lifted(&state, &from, &destination, &expected);
+    source.rows_cap.store(50_000, Ordering::SeqCst);
+    let output = migrate(&state, &from, &destination);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    assert_eq!(uuids(&destination.engine, PROJECT), expected);
 }
 
 #[test]
