@@ -18,6 +18,9 @@ pub enum Exit {
     Refused,
     /// `verify`: events are missing or extra at the destination.
     Differences,
+    /// Not complete: some of the source was not read (a migration handed over fewer
+    /// events than the source counted; the windows left are read by the next run).
+    Incomplete,
 }
 
 /// A command that stopped: its message is printed after `migrator3000: `.
@@ -48,5 +51,6 @@ pub fn exit_code(outcome: &Outcome) -> u8 {
         Ok(Exit::Parked) => 3,
         Ok(Exit::Refused) => 4,
         Ok(Exit::Differences) => 5,
+        Ok(Exit::Incomplete) => 6,
     }
 }

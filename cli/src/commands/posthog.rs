@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use migrator3000::timestamp;
 
 use super::destination::{asked, range_of, settings, DestinationOptions};
@@ -77,6 +77,38 @@ impl PosthogSourceOptions {
     }
 }
 
+/// When the source holds events, but none in the range of --start and --end: the range
+/// in words, with where the source's events are.
+fn empty_range(
+    source: &mut dyn Source,
+    start: Option<DateTime<Utc>>,
+    end: Option<DateTime<Utc>>,
+    retry: RetryPolicy,
+) -> Result<Option<String>, CommandError> {
+    if start.is_none() && end.is_none() {
+        return Ok(None);
+    }
+    let all = retry.read(|| source.select(None, None)).map_err(PipelineError::from)?;
+    let Some(Bounds { first: Some(first), last: Some(last), count }) = all.filter(|b| b.count > 0) else {
+        return Ok(None);
+    };
+    let (flags, range) = match (start, end) {
+        (Some(from), Some(to)) => (
+            "--start and --end",
+            format!("from --start {} to --end {}", timestamp::format(from), timestamp::format(to)),
+        ),
+        (Some(from), None) => ("--start", format!("from --start {} on", timestamp::format(from))),
+        (None, Some(to)) => ("--end", format!("before --end {}", timestamp::format(to))),
+        (None, None) => return Ok(None),
+    };
+    Ok(Some(format!(
+        "{} holds {count} events, from {} to {}, but none {range}: the range is empty. Check {flags}.",
+        source.describe(),
+        timestamp::format(first),
+        timestamp::format(last)
+    )))
+}
+
 pub fn run(state_path: &Path, args: &PosthogOptions) -> Outcome {
     let now = Utc::now();
     let settings = settings(&args.to, now)?;
@@ -113,6 +145,9 @@ pub fn run(state_path: &Path, args: &PosthogOptions) -> Outcome {
         ),
     };
     let Some((from, to, said)) = range_of(start, end, &bounds).filter(|_| bounds.count > 0) else {
+        if let Some(empty) = empty_range(source.as_mut(), start, end, retry)? {
+            return Err(CommandError::Usage(empty));
+        }
         return Err(CommandError::Failed(match args.from {
             ReadFrom::Clickhouse => {
                 let mut every_team = args.source.clickhouse();

@@ -84,6 +84,17 @@ pub fn after_migration(state: &StateFile, finished: Finished, destination: &str,
         say!("{remark}");
     }
     match ended {
+        Ended::Short(short) => {
+            say!(
+                "Not complete: {} events the source holds were not read, in {}. They are not settled: run the same \
+                 command again to read them again. Missed again, the source answers fewer events than it counts (a \
+                 limit on its answers, such as max_result_rows on the ClickHouse user, or a Query API that cuts its \
+                 answers short).",
+                short.missing(),
+                short.windows_in_words()
+            );
+            Ok(Exit::Incomplete)
+        }
         Ended::Complete if parked > 0 => {
             say!(
                 "Some requests were parked after their attempts: run `migrator3000 resend-parked` to send them again."

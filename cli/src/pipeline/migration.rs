@@ -16,6 +16,7 @@ use super::page_loop::{self, Ended};
 use super::plan::{self, Earlier, Part};
 use super::progress::Progress;
 use super::run_options::Options;
+use super::shortfall::Shortfall;
 use crate::shared::defaults::YOUNG_HOURS;
 use crate::shared::reporter::{note, say};
 use crate::shared::retry::RetryPolicy;
@@ -170,6 +171,7 @@ impl Migration {
         }
         let mut runs = Vec::new();
         let mut ended = Ended::Complete;
+        let mut unread = Vec::new();
         let started = std::time::Instant::now();
         for part in parts {
             let mut run = match part {
@@ -198,10 +200,18 @@ impl Migration {
             let this = page_loop::run_pages(state, source, &options, &progress);
             progress.finish();
             runs.push(stored.id.clone());
-            ended = this?;
-            if ended != Ended::Complete {
-                break;
+            match this? {
+                Ended::Complete => {}
+                // The other parts are read all the same: the summary says what is left.
+                Ended::Short(short) => unread.extend(short.windows),
+                stopped => {
+                    ended = stopped;
+                    break;
+                }
             }
+        }
+        if ended == Ended::Complete && !unread.is_empty() {
+            ended = Ended::Short(Shortfall { windows: unread });
         }
         Ok(Finished::Ran { runs, seconds: started.elapsed().as_secs_f64(), ended })
     }

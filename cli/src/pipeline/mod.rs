@@ -1,7 +1,8 @@
 //! The pipeline layer: a migration's plan of ranges (`plan`, `migration`), the page loop
 //! of a run (`page_loop`: pages read, turned into batches by `batches`, sent on a few
-//! threads, the cursor moved when a page is settled), its `progress`, a `dry_run`, and
-//! the comparison of `verification`.
+//! threads, the cursor moved when a page is settled), its `progress`, the `shortfall`
+//! of a run that read fewer events than its source counted, a `dry_run`, and the
+//! comparison of `verification`.
 
 pub mod batches;
 pub mod dry_run;
@@ -11,4 +12,5 @@ pub mod page_loop;
 pub mod plan;
 pub mod progress;
 pub mod run_options;
+pub mod shortfall;
 pub mod verification;

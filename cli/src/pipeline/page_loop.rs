@@ -17,6 +17,7 @@ use super::batches::batches_of;
 use super::error::PipelineError;
 use super::progress::Progress;
 use super::run_options::Options;
+use super::shortfall::{self, Shortfall};
 use crate::shared::reporter::note;
 use crate::sink::delivery::{self, Contact, Heard};
 use crate::sources::Source;
@@ -36,6 +37,9 @@ pub enum Ended {
     /// No request got an answer at all (the cause): nothing after the last settled page
     /// moved.
     Unreachable(String),
+    /// Everything read was delivered, rejected or parked, but the source holds more rows
+    /// than were read: those windows are left for the next run.
+    Short(Shortfall),
 }
 
 struct Job {
@@ -177,6 +181,9 @@ pub fn run_pages(
     }
     match resend_waiting(state, options, progress)? {
         Ended::Complete => {
+            if let Some(short) = shortfall::check(state, source, &options.run, options.capture.retry)? {
+                return Ok(Ended::Short(short));
+            }
             state.finish(&options.run)?;
             Ok(Ended::Complete)
         }

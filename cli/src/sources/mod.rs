@@ -4,6 +4,8 @@
 pub mod amplitude;
 pub mod posthog;
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::shared::retry::ReadError;
@@ -71,6 +73,64 @@ pub fn windows(
     out
 }
 
+/// The UTC day of a timestamp as `YYYY-MM-DD`, in SQL that ClickHouse and HogQL both
+/// take. ClickHouse's `toDate` is out of its range before 1970-01-01 and after 2149-06-06
+/// (it gives 1970-01-01 for 1969-12-31 23:59:59.5, 2082-11-04 for 2262-04-11): a day
+/// counted there is a day no window reads.
+pub fn utc_day(timestamp: &str) -> String {
+    format!("formatDateTime({timestamp}, '%Y-%m-%d', 'UTC')")
+}
+
+/// A window that holds more rows than this process read of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unread {
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    /// Rows the source holds there (after the cursor the window was first read after).
+    pub counted: u64,
+    pub read: u64,
+}
+
+/// The rows a source handed over of each window it read in this process (by the window's
+/// start), with the cursor it started that window after: what `unread` compares.
+#[derive(Debug, Default)]
+pub struct Tally(BTreeMap<DateTime<Utc>, (Option<Cursor>, u64)>);
+
+impl Tally {
+    pub fn clear(&mut self) {
+        self.0.clear();
+    }
+
+    /// A query of `window` after `after`: the first one of the window starts its count.
+    pub fn started(&mut self, window: &Window, after: Option<&Cursor>) {
+        self.0.entry(window.from).or_insert_with(|| (after.cloned(), 0));
+    }
+
+    pub fn add(&mut self, window: &Window, rows: u64) {
+        if let Some((_, read)) = self.0.get_mut(&window.from) {
+            *read += rows;
+        }
+    }
+
+    /// The windows of `windows` read here that hold more rows than were read of them,
+    /// each counted again by `count` (the rows of a window after a cursor).
+    pub fn unread(
+        &self,
+        windows: &[Window],
+        mut count: impl FnMut(&Window, Option<&Cursor>) -> Result<u64, ReadError>,
+    ) -> Result<Vec<Unread>, ReadError> {
+        let mut out = Vec::new();
+        for window in windows {
+            let Some((after, read)) = self.0.get(&window.from) else { continue };
+            let counted = count(window, after.as_ref())?;
+            if counted > *read {
+                out.push(Unread { from: window.from, to: window.to, counted, read: *read });
+            }
+        }
+        Ok(out)
+    }
+}
+
 /// What a source holds in a range: its first and last timestamps (none when it holds
 /// nothing) and how many events, from one query.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,6 +173,15 @@ pub trait Source {
     fn remarks(&self) -> Vec<String> {
         Vec::new()
     }
+    /// The windows read since the last `select` that hold more rows than were read of them
+    /// (each counted again now); empty for a source that cannot tell.
+    fn unread(&mut self) -> Result<Vec<Unread>, ReadError> {
+        Ok(Vec::new())
+    }
+    /// The rows `[from, to)` holds now; `None` for a source that cannot tell.
+    fn count(&mut self, _from: DateTime<Utc>, _to: DateTime<Utc>) -> Result<Option<u64>, ReadError> {
+        Ok(None)
+    }
 }
 #[cfg(test)]
 mod tests {
@@ -143,5 +212,28 @@ mod tests {
         let clipped = windows(&days[..1], Some(at("2021-06-01T12:00:00Z")), Some(at("2021-06-01T13:00:00Z")), 100);
         assert_eq!(clipped, [Window { from: at("2021-06-01T12:00:00Z"), to: at("2021-06-01T13:00:00Z"), rows: 10 }]);
         assert!(windows(&days, Some(at("2021-07-01T00:00:00Z")), None, 100).is_empty());
+    }
+
+    #[test]
+    fn a_window_read_short_is_found_by_counting_it_again_after_where_it_started() {
+        let days = [(day("2021-06-01"), 10), (day("2021-06-02"), 20), (day("2021-06-04"), 5)];
+        let all = windows(&days, None, None, 10);
+        let resumed = Cursor { timestamp: "2021-06-02 10:00:00".into(), key: "u".into() };
+        let mut tally = Tally::default();
+        tally.started(&all[0], None);
+        tally.add(&all[0], 10);
+        tally.started(&all[1], Some(&resumed));
+        tally.started(&all[1], None); // read on after a broken answer: still from the resume
+        tally.add(&all[1], 4);
+        // all[2] never read in this process: not judged.
+        let mut asked = Vec::new();
+        let unread = tally
+            .unread(&all, |w, after| {
+                asked.push((w.from, after.cloned()));
+                Ok(if w.from == all[1].from { 7 } else { w.rows })
+            })
+            .unwrap();
+        assert_eq!(unread, [Unread { from: all[1].from, to: all[1].to, counted: 7, read: 4 }]);
+        assert_eq!(asked, [(all[0].from, None), (all[1].from, Some(resumed))]);
     }
 }

@@ -90,6 +90,17 @@ impl StateFile {
         Ok(())
     }
 
+    /// A run whose range is to be read again from its start (the source held more there
+    /// than was read): not done, no cursor, nothing read yet; what it delivered stays.
+    pub fn reopen(&self, run: &Run) -> StoreResult<()> {
+        self.start(run)?;
+        self.db.execute(
+            "UPDATE runs SET done = 0, cursor = NULL, read = 0, duplicates = 0 WHERE id = ?1",
+            params![run.id],
+        )?;
+        Ok(())
+    }
+
     pub fn finish(&self, run: &str) -> StoreResult<()> {
         self.db.execute("UPDATE runs SET done = 1 WHERE id = ?1", params![run])?;
         Ok(())

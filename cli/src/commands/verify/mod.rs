@@ -75,29 +75,76 @@ fn host(text: &str) -> String {
     }
 }
 
-/// The days to compare: the flags, else the source's own first and last days.
+/// The days to compare: the flags, else the source's own first and last days; refused
+/// when the source holds no event in them (nothing would be compared).
 fn window(args: &VerifyOptions, verifier: &mut Verifier<'_>) -> Result<Window, CommandError> {
-    let today = Utc::now().date_naive();
     let from = args.start.as_deref().map(|s| day_flag("--start", s)).transpose()?;
     let to = args.end.as_deref().map(|e| day_flag("--end", e)).transpose()?;
-    let (from, to) = match (from, to) {
-        (Some(from), Some(to)) => (from, to),
-        (from, to) => {
-            // Counted once over all time: the source's counts are kept for the comparison.
-            let everything = Window {
-                from: from.unwrap_or(NaiveDate::from_ymd_opt(2000, 1, 1).unwrap_or(today)),
-                to: to.unwrap_or(today + chrono::Duration::days(1)),
-            };
-            let days = verifier.source_days(everything)?;
-            let first = days.first().copied().unwrap_or(everything.from);
-            let last = days.last().copied().unwrap_or(everything.from);
-            (from.unwrap_or(first), to.unwrap_or(last + chrono::Duration::days(1)))
+    if let (Some(from), Some(to)) = (from, to) {
+        if to <= from {
+            return Err(CommandError::Usage(format!("--end ({to}) must come after --start ({from})")));
         }
-    };
-    if to <= from {
-        return Err(CommandError::Usage(format!("--end ({to}) must come after --start ({from})")));
     }
-    Ok(Window { from, to })
+    // Counted once: the source's counts are kept for the comparison.
+    let asked = Window { from: from.unwrap_or(FIRST_DAY), to: to.unwrap_or(AFTER_LAST_DAY) };
+    let days = verifier.source_days(asked)?;
+    let (Some(first), Some(last)) = (days.first().copied(), days.last().copied()) else {
+        return Err(nothing_to_compare(args, from, to));
+    };
+    let window = Window { from: from.unwrap_or(first), to: to.unwrap_or(last + chrono::Duration::days(1)) };
+    if window.to <= window.from {
+        return Err(CommandError::Usage(format!("--end ({}) must come after --start ({})", window.to, window.from)));
+    }
+    Ok(window)
+}
+
+/// The days a timestamp of PostHog's events can be on (ClickHouse's DateTime64 holds
+/// 1900-01-01 to 2299-12-31): where a comparison without --start or --end looks.
+const FIRST_DAY: NaiveDate = match NaiveDate::from_ymd_opt(1900, 1, 1) {
+    Some(day) => day,
+    None => NaiveDate::MIN,
+};
+const AFTER_LAST_DAY: NaiveDate = match NaiveDate::from_ymd_opt(2300, 1, 1) {
+    Some(day) => day,
+    None => NaiveDate::MAX,
+};
+
+/// Why nothing can be compared when the source holds no event in the days asked for, in
+/// terms of the flags that chose them.
+fn nothing_to_compare(args: &VerifyOptions, from: Option<NaiveDate>, to: Option<NaiveDate>) -> CommandError {
+    let today = Utc::now().date_naive();
+    match (from, to) {
+        (Some(from), _) if from > today => CommandError::Usage(format!(
+            "--start {from} is in the future: the source has no events from that day on, so there is nothing to \
+             compare. Give a --start on or before today ({today}), or leave --start out to begin at the source's \
+             first day."
+        )),
+        (None, None) => CommandError::Failed(format!(
+            "the source holds no events, so there is nothing to compare: check {}.",
+            match args.from {
+                VerifyFrom::Clickhouse => "--clickhouse-url, --clickhouse-table and --team-id",
+                VerifyFrom::QueryApi => "--query-api-host and --project-id",
+                VerifyFrom::Amplitude => "--state (the state file of the import)",
+            }
+        )),
+        (from, to) => {
+            let flags: Vec<String> = [("--start", from), ("--end", to)]
+                .into_iter()
+                .filter_map(|(flag, day)| Some(format!("{flag} {}", day?)))
+                .collect();
+            CommandError::Usage(format!(
+                "the source has no events {}: there is nothing to compare. Check {} (left out, the comparison \
+                 begins at the source's first day and ends after its last).",
+                match (from, to) {
+                    (Some(from), Some(to)) => format!("from {from} to before {to}"),
+                    (Some(from), None) => format!("from {from} on"),
+                    (None, Some(to)) => format!("before {to}"),
+                    (None, None) => String::new(),
+                },
+                flags.join(" and ")
+            ))
+        }
+    }
 }
 
 fn source_side(args: &VerifyOptions, state: &Path) -> Result<Box<dyn Side>, CommandError> {

@@ -10,6 +10,7 @@ use chrono::{DateTime, Duration, NaiveDate, Utc};
 use super::hogql::{number, HogQl, SideError};
 use crate::shared::retry::{ReadError, RetryPolicy};
 use crate::sources::posthog::clickhouse::{quoted, time_literal, ClickHouse};
+use crate::sources::utc_day;
 use crate::store::error::StoreError;
 use crate::store::state_file::StateFile;
 
@@ -93,10 +94,10 @@ impl Side for QueryApiSide {
         // HogQL shows timestamps in the project's time zone: the day is taken in UTC.
         // An explicit LIMIT: without one the API gives 100 rows.
         let query = format!(
-            "SELECT toString(toDate(toTimeZone(timestamp, 'UTC'))) AS utc_day, count() AS event_rows, \
-             uniqExact(uuid) AS event_uuids, groupBitXor(cityHash64(uuid)) AS uuid_xor, dateDiff('second', \
-             max(created_at), now()) AS quiet_seconds FROM events WHERE {} GROUP BY utc_day ORDER BY utc_day \
-             LIMIT 50000",
+            "SELECT {} AS utc_day, count() AS event_rows, uniqExact(uuid) AS event_uuids, \
+             groupBitXor(cityHash64(uuid)) AS uuid_xor, dateDiff('second', max(created_at), now()) AS quiet_seconds \
+             FROM events WHERE {} GROUP BY utc_day ORDER BY utc_day LIMIT 50000",
+            utc_day("timestamp"),
             window.condition()
         );
         let rows = self.api.rows(&query)?;
@@ -175,8 +176,9 @@ impl Side for ClickHouseSide {
 
     fn days(&mut self, window: Window) -> Result<Vec<(NaiveDate, DayCount)>, SideError> {
         let sql = format!(
-            "SELECT toString(toDate(timestamp, 'UTC')) AS utc_day, count(), uniqExact(uuid), \
-             groupBitXor(cityHash64(uuid)) FROM {} GROUP BY utc_day ORDER BY utc_day FORMAT TSV",
+            "SELECT {} AS utc_day, count(), uniqExact(uuid), groupBitXor(cityHash64(uuid)) FROM {} GROUP BY \
+             utc_day ORDER BY utc_day FORMAT TSV",
+            utc_day("timestamp"),
             self.scope(window)
         );
         let text = self.run(&sql)?;

@@ -20,7 +20,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::shared::retry::ReadError;
-use crate::sources::{windows, Bounds, Page, Source, Window};
+use crate::sources::{utc_day, windows, Bounds, Page, Source, Tally, Unread, Window};
 use crate::store::runs::Cursor;
 
 /// A window holds at most about this many rows (ClickHouse sorts each window whole;
@@ -47,6 +47,8 @@ pub struct ClickHouse {
     seen: HashSet<u128>,
     seen_window: Option<usize>,
     answered: bool,
+    /// The rows read of each window since the range was selected.
+    tally: Tally,
 }
 
 /// A window's answer being read.
@@ -140,6 +142,7 @@ impl ClickHouse {
             seen: HashSet::new(),
             seen_window: None,
             answered: false,
+            tally: Tally::default(),
         }
     }
 
@@ -171,12 +174,29 @@ impl ClickHouse {
     /// The rows of each day of the range, with its first and last timestamps.
     pub fn days_query(&self, from: Option<DateTime<Utc>>, to: Option<DateTime<Utc>>) -> String {
         format!(
-            "SELECT toString(toDate(timestamp)) AS day, count() AS rows, toString(min(timestamp)) AS first, \
-             toString(max(timestamp)) AS last FROM {}.{} WHERE {} GROUP BY day ORDER BY day FORMAT JSONEachRow",
+            "SELECT {} AS day, count() AS rows, toString(min(timestamp)) AS first, toString(max(timestamp)) AS last \
+             FROM {}.{} WHERE {} GROUP BY day ORDER BY day FORMAT JSONEachRow",
+            utc_day("timestamp"),
             self.database,
             self.table,
             self.range(from, to)
         )
+    }
+
+    /// The rows of `[from, to)` after `after`.
+    pub fn count_query(&self, from: DateTime<Utc>, to: DateTime<Utc>, after: Option<&Cursor>) -> String {
+        format!(
+            "SELECT count() FROM {}.{} WHERE {}{} FORMAT TSV",
+            self.database,
+            self.table,
+            self.range(Some(from), Some(to)),
+            after_clause(after)
+        )
+    }
+
+    fn count_rows(&mut self, from: DateTime<Utc>, to: DateTime<Utc>, after: Option<&Cursor>) -> Result<u64, ReadError> {
+        let text = self.query(&self.count_query(from, to, after))?;
+        text.trim().parse().map_err(|_| ReadError::Fatal(format!("ClickHouse answered a count with {:?}", text.trim())))
     }
 
     /// The teams that have events, the largest first (to name them when a team has none).
@@ -266,6 +286,7 @@ impl ClickHouse {
     fn open(&mut self, window: usize, after: Option<&Cursor>) -> Result<(), ReadError> {
         let sql = self.window_query(&self.windows[window], after);
         let response = self.post(&sql)?;
+        self.tally.started(&self.windows[window], after);
         let read_rows = response
             .header("x-clickhouse-summary")
             .and_then(|h| serde_json::from_str::<Value>(h).ok())
@@ -457,6 +478,7 @@ impl Source for ClickHouse {
         (self.from, self.to) = (from, to);
         self.next_window = 0;
         self.open = None;
+        self.tally.clear();
         Ok(Some(bounds))
     }
 
@@ -502,6 +524,7 @@ impl Source for ClickHouse {
             let [id, event, distinct_id, properties, ts, elements_chain] = row.each_ref().map(|c| text(c));
             let cursor = Cursor { timestamp: ts.to_string(), key: id.to_string() };
             let stream = self.open.as_mut().expect("a window is open");
+            self.tally.add(&self.windows[stream.window], 1);
             stream.last = Some(cursor.clone());
             last = Some(cursor);
             if uuid_bits(&id).is_some_and(|bits| !self.seen.insert(bits)) {
@@ -518,6 +541,18 @@ impl Source for ClickHouse {
 
     fn describe(&self) -> String {
         format!("ClickHouse at {} ({}.{}, team {})", self.url, self.database, self.table, self.team_id)
+    }
+
+    fn unread(&mut self) -> Result<Vec<Unread>, ReadError> {
+        let windows = self.windows.clone();
+        let tally = std::mem::take(&mut self.tally);
+        let unread = tally.unread(&windows, |w, after| self.count_rows(w.from, w.to, after));
+        self.tally = tally;
+        unread
+    }
+
+    fn count(&mut self, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Option<u64>, ReadError> {
+        self.count_rows(from, to, None).map(Some)
     }
 }
 

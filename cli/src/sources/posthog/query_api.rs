@@ -14,7 +14,7 @@ use crate::posthog_api::client::{QueryApiClient, Reply};
 use crate::shared::defaults::QUERY_API_MOST_ROWS as MOST_ROWS;
 use crate::shared::reporter::note;
 use crate::shared::retry::ReadError;
-use crate::sources::{windows, Bounds, Page, Source, Window};
+use crate::sources::{utc_day, windows, Bounds, Page, Source, Tally, Unread, Window};
 use crate::store::runs::Cursor;
 
 /// A window is not cut below this: a query that times out on so little halves its page.
@@ -30,6 +30,8 @@ pub struct QueryApiSource {
     limit_cap: Option<usize>,
     /// Said with the next page: windows cut after timeouts.
     pub notes: Vec<String>,
+    /// The rows read of each window since the range was selected.
+    tally: Tally,
 }
 
 fn cell(value: &Value) -> String {
@@ -63,7 +65,15 @@ impl DayCount {
 }
 impl QueryApiSource {
     pub fn new(client: QueryApiClient) -> QueryApiSource {
-        QueryApiSource { client, windows: Vec::new(), window: 0, position: None, limit_cap: None, notes: Vec::new() }
+        QueryApiSource {
+            client,
+            windows: Vec::new(),
+            window: 0,
+            position: None,
+            limit_cap: None,
+            notes: Vec::new(),
+            tally: Tally::default(),
+        }
     }
 
     fn range(from: Option<DateTime<Utc>>, to: Option<DateTime<Utc>>) -> String {
@@ -92,11 +102,34 @@ impl QueryApiSource {
     /// The events of each UTC day of the range, with the first and last timestamps.
     pub fn days_query(from: Option<DateTime<Utc>>, to: Option<DateTime<Utc>>) -> String {
         format!(
-            "SELECT toString(toDate(toTimeZone(timestamp, 'UTC'))) AS day, count() AS rows, \
-             toString(toTimeZone(min(timestamp), 'UTC')), toString(toTimeZone(max(timestamp), 'UTC')) FROM events \
-             WHERE {} GROUP BY day ORDER BY day LIMIT {MOST_ROWS}",
+            "SELECT {} AS day, count() AS rows, toString(toTimeZone(min(timestamp), 'UTC')), \
+             toString(toTimeZone(max(timestamp), 'UTC')) FROM events WHERE {} GROUP BY day ORDER BY day LIMIT \
+             {MOST_ROWS}",
+            utc_day("timestamp"),
             Self::range(from, to)
         )
+    }
+
+    /// The rows of `[from, to)` after `after`.
+    pub fn count_query(from: DateTime<Utc>, to: DateTime<Utc>, after: Option<&Cursor>) -> String {
+        format!("SELECT count() FROM events WHERE {}{}", Self::range(Some(from), Some(to)), after_clause(after))
+    }
+
+    fn count_rows(&mut self, from: DateTime<Utc>, to: DateTime<Utc>, after: Option<&Cursor>) -> Result<u64, ReadError> {
+        let text = match self.client.run(&Self::count_query(from, to, after))? {
+            Reply::Done(text) => text,
+            Reply::TooMuch(status, said) => {
+                return Err(ReadError::Transient {
+                    message: format!("the Query API gave up counting events (HTTP {status} {said})"),
+                    retry_after_seconds: None,
+                })
+            }
+        };
+        let rows = QueryApiClient::rows(&text)?;
+        rows.first()
+            .and_then(|row| row.first())
+            .and_then(json_count)
+            .ok_or_else(|| ReadError::Fatal(format!("the Query API answered a count with {rows:?}")))
     }
 
     /// The events of each day of `[from, to)`; a range the source gives up counting is
@@ -190,6 +223,7 @@ impl Source for QueryApiSource {
         }
         self.windows = windows(&days, from, to, MOST_ROWS as u64);
         (self.window, self.position, self.limit_cap) = (0, None, None);
+        self.tally.clear();
         Ok(Some(bounds))
     }
 
@@ -204,6 +238,7 @@ impl Source for QueryApiSource {
         while page.events.is_empty() && self.window < self.windows.len() {
             let want = self.limit_cap.map_or(limit, |cap| cap.min(limit)).clamp(1, MOST_ROWS);
             let query = Self::page_query(&self.windows[self.window], last.as_ref(), want);
+            self.tally.started(&self.windows[self.window], last.as_ref());
             let text = match self.client.run(&query)? {
                 Reply::Done(text) => text,
                 Reply::TooMuch(status, said) => {
@@ -214,6 +249,7 @@ impl Source for QueryApiSource {
             };
             let rows = QueryApiClient::rows(&text)?;
             let full = rows.len() >= want;
+            self.tally.add(&self.windows[self.window], rows.len() as u64);
             for row in rows {
                 let [uuid, event, distinct_id, properties, ts, elements_chain] = &row[..] else {
                     return Err(ReadError::Fatal(format!(
@@ -245,6 +281,18 @@ impl Source for QueryApiSource {
 
     fn describe(&self) -> String {
         self.client.describe()
+    }
+
+    fn unread(&mut self) -> Result<Vec<Unread>, ReadError> {
+        let windows = self.windows.clone();
+        let tally = std::mem::take(&mut self.tally);
+        let unread = tally.unread(&windows, |w, after| self.count_rows(w.from, w.to, after));
+        self.tally = tally;
+        unread
+    }
+
+    fn count(&mut self, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Option<u64>, ReadError> {
+        self.count_rows(from, to, None).map(Some)
     }
 }
 
