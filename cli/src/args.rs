@@ -122,7 +122,7 @@ pub struct AmplitudeArgs {
     #[arg(long)]
     pub group_identify: bool,
     /// Skips an export file that cannot be read (cut short, damaged) instead of stopping
-    /// at it; the summary names it.
+    /// at it; the summary names it, and the import ends not complete (exit code 6).
     #[arg(long)]
     pub skip_unreadable: bool,
     #[command(flatten)]

@@ -253,3 +253,135 @@ fn the_export_api_is_read_day_by_day_waiting_out_429_with_404_days_empty() {
     assert_eq!(refused.status.code(), Some(1));
     assert!(text(&refused).contains("Amplitude refused the keys (HTTP 401)"), "{}", text(&refused));
 }
+
+/// Runs an import of `source` (its --files) into `capture` with a state file in `dir`.
+fn import(capture: &Capture, dir: &Path, source: &Path, more: &str) -> std::process::Output {
+    let state = dir.join("s.sqlite");
+    let source = format!("--files {} {more}", source.display());
+    cli().args(destination(capture, state.to_str().unwrap(), &source)).output().unwrap()
+}
+
+#[test]
+fn an_export_with_nothing_to_import_is_named_by_its_flag_and_nothing_is_stored() {
+    let dir = TempDir::new("amplitude-nothing");
+    let folder = |name: &str, files: &[(&str, Vec<u8>)]| {
+        let path = dir.0.join(name);
+        std::fs::create_dir_all(&path).unwrap();
+        for (file, bytes) in files {
+            std::fs::write(path.join(file), bytes).unwrap();
+        }
+        path
+    };
+    let package = "{\n  \"name\": \"shop\",\n  \"version\": \"1.0.0\"\n}\n".as_bytes().to_vec();
+    let malformed: Vec<String> = (0..5).map(|n| format!("{{\"event_type\": \"cut off at {n}")).collect();
+    let arrays: Vec<String> =
+        (0..3).map(|n| json!([{"event_type": "viewed", "user_id": format!("u{n}")}]).to_string()).collect();
+    let cases = [
+        ("an empty folder", folder("empty", &[])),
+        (
+            "a folder that is not an export",
+            folder("photos", &[("a.png", vec![0x89, b'P', b'N', b'G']), ("notes.txt", b"hi".to_vec())]),
+        ),
+        ("a zip without export files", {
+            let path = dir.0.join("docs.zip");
+            std::fs::write(&path, zip(&[("README.md".to_string(), b"# docs".to_vec())])).unwrap();
+            path
+        }),
+        ("a folder of other JSON", folder("project", &[("package.json", package)])),
+        ("an export of malformed lines", folder("malformed", &[("1_2024-03-01_0#0.json.gz", gzip(&malformed))])),
+        ("an export of JSON arrays", folder("arrays", &[("1_2024-03-01_0#0.json.gz", gzip(&arrays))])),
+    ];
+    let capture = Capture::start();
+    for (what, path) in cases {
+        let run_dir = TempDir::new("amplitude-nothing-run");
+        let output = import(&capture, &run_dir.0, &path, "");
+        let said = text(&output);
+        assert_eq!(output.status.code(), Some(1), "{what}: {said}");
+        let first = said.lines().next().unwrap_or_default();
+        assert!(
+            first.starts_with("migrator3000: --files: ") && first.contains(&path.display().to_string()),
+            "{what}: {said}"
+        );
+        assert!(first.contains("holds no"), "{what}: {said}");
+        assert!(!said.contains("complete"), "{what}: {said}");
+        assert!(!run_dir.0.join("s.sqlite").exists(), "{what}: a state file was made");
+    }
+    assert_eq!(*capture.requests.lock().unwrap(), 0);
+}
+
+#[test]
+fn a_file_that_starts_with_a_byte_order_mark_is_read_from_its_first_line() {
+    let dir = TempDir::new("amplitude-bom");
+    let export = dir.0.join("export");
+    std::fs::create_dir_all(&export).unwrap();
+    let good: Vec<String> = (0..6).map(|n| line(n, Some("u1"), Some("d1"), "viewed", n)).collect();
+    let mut first = good[..4].to_vec();
+    first[0] = format!("\u{feff}{}", first[0]);
+    std::fs::write(export.join("7_2024-03-01_0#0.json.gz"), gzip(&first)).unwrap();
+    // A plain .json file given alone, as an editor on Windows saves it.
+    let plain = dir.0.join("7_2024-03-01_1#0.json");
+    std::fs::write(&plain, format!("\u{feff}{}", good[4..].join("\n"))).unwrap();
+    let capture = Capture::start();
+    let output = import(&capture, &dir.0, &export, "");
+    assert!(output.status.success(), "{}", text(&output));
+    assert!(text(&output).contains("0 rejected"), "{}", text(&output));
+    let plain_dir = TempDir::new("amplitude-bom-plain");
+    let output = import(&capture, &plain_dir.0, &plain, "");
+    assert!(output.status.success(), "{}", text(&output));
+    assert!(text(&output).contains("0 rejected"), "{}", text(&output));
+    let inserts: HashSet<String> = capture
+        .accepted
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["properties"]["$amplitude_insert_id"].as_str().map(str::to_string))
+        .collect();
+    let expected: HashSet<String> = good
+        .iter()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["$insert_id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(inserts, expected, "the first line of each file must arrive");
+}
+
+#[test]
+fn an_import_whose_lines_are_not_all_read_never_says_complete_and_a_rerun_reads_again() {
+    let dir = TempDir::new("amplitude-unaccounted");
+    let export = dir.0.join("export");
+    std::fs::create_dir_all(&export).unwrap();
+    let file = |hour: usize| -> Vec<String> {
+        (0..20)
+            .map(|i| line(hour * 100 + i, Some(&format!("u{i}")), Some(&format!("d{hour}-{i}")), "viewed", hour))
+            .collect()
+    };
+    std::fs::write(export.join("7_2024-03-01_0#0.json.gz"), gzip(&file(0))).unwrap();
+    let whole = gzip(&file(1));
+    // Cut short, as a download that stopped half way.
+    std::fs::write(export.join("7_2024-03-01_1#0.json.gz"), &whole[..whole.len() / 2]).unwrap();
+    std::fs::write(export.join("7_2024-03-01_2#0.json.gz"), gzip(&file(2))).unwrap();
+    let capture = Capture::start();
+    let output = import(&capture, &dir.0, &export, "--skip-unreadable");
+    let said = text(&output);
+    assert_eq!(output.status.code(), Some(6), "{said}");
+    assert!(!said.contains("The migration is complete"), "{said}");
+    assert!(said.contains("7_2024-03-01_1#0.json.gz") && said.contains("not complete"), "{said}");
+    assert!(said.contains("Of the 40 lines read from the export, 40 became events, 0 were rejected"), "{said}");
+    let state = dir.0.join("s.sqlite");
+    let status = text(&run(&["--state", state.to_str().unwrap(), "status"]));
+    assert!(status.contains("in progress"), "{status}");
+    let sent = capture.uuids().len();
+    assert_eq!(sent, 40 + 40, "two files' events and their aliases");
+    // The same command again reads again: the cut file still cannot be read, and what
+    // was imported is not sent again.
+    let again = import(&capture, &dir.0, &export, "--skip-unreadable");
+    assert_eq!(again.status.code(), Some(6), "{}", text(&again));
+    assert_eq!(capture.uuids().len(), sent, "{}", text(&again));
+    // Downloaded again: the rest arrives, and the import is complete.
+    std::fs::write(export.join("7_2024-03-01_1#0.json.gz"), &whole).unwrap();
+    let fixed = import(&capture, &dir.0, &export, "--skip-unreadable");
+    let said = text(&fixed);
+    assert!(fixed.status.success(), "{said}");
+    assert!(said.contains("The migration is complete"), "{said}");
+    let received = capture.uuids();
+    let distinct: HashSet<&String> = received.iter().collect();
+    assert_eq!((received.len(), distinct.len()), (120, 120), "every event and alias once");
+}

@@ -7,7 +7,7 @@ use chrono::Utc;
 use migrator3000::timestamp;
 
 use super::destination::{asked, settings, DestinationOptions};
-use super::exit::{CommandError, Exit, Outcome};
+use super::exit::{CommandError, Outcome};
 use super::summary;
 use crate::pipeline::dry_run::dry_run;
 use crate::pipeline::error::PipelineError;
@@ -40,6 +40,10 @@ pub fn run(state_path: &Path, args: &AmplitudeOptions) -> Outcome {
     let to = end.unwrap_or(now);
     if to <= from {
         return Err(CommandError::Usage(format!("--end ({}) must come after --start", timestamp::format(to))));
+    }
+    if let Some(path) = &args.files {
+        // An export with nothing to import is said before anything is stored.
+        LocalExport::open(path).map_err(CommandError::Failed)?.check().map_err(PipelineError::from)?;
     }
     let mut state = if args.to.dry_run { None } else { Some(StateFile::open(state_path)?) };
     // Links, group properties and files are kept for each destination apart.
@@ -84,8 +88,8 @@ pub fn run(state_path: &Path, args: &AmplitudeOptions) -> Outcome {
     let retry = RetryPolicy::new(args.to.retry_scale);
     let migration = Migration::new(&settings, &target, page_size, args.to.concurrency, retry, now).recording_days();
     let Some(state) = state.as_mut() else {
-        dry_run(source.as_mut(), &migration.options(String::new()))?;
-        return Ok(Exit::Done);
+        let ended = dry_run(source.as_mut(), &migration.options(String::new()))?;
+        return summary::after_dry_run(ended);
     };
     let finished = migration.run(state_path, state, source.as_mut(), range, None)?;
     summary::after_migration(state, finished, &target.url, &source.remarks())

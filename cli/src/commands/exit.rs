@@ -19,7 +19,8 @@ pub enum Exit {
     /// `verify`: events are missing or extra at the destination.
     Differences,
     /// Not complete: some of the source was not read (a migration handed over fewer
-    /// events than the source counted; the windows left are read by the next run).
+    /// events than the source counted, the windows left read by the next run; or an
+    /// import's file skipped as unreadable, or its lines not all accounted for).
     Incomplete,
 }
 

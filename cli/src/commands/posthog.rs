@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use migrator3000::timestamp;
 
 use super::destination::{asked, range_of, settings, DestinationOptions};
-use super::exit::{CommandError, Exit, Outcome};
+use super::exit::{CommandError, Outcome};
 use super::summary;
 use crate::pipeline::dry_run::dry_run;
 use crate::pipeline::error::PipelineError;
@@ -191,8 +191,8 @@ pub fn run(state_path: &Path, args: &PosthogOptions) -> Outcome {
     }
     let migration = Migration::new(&settings, &target, page_size, args.to.concurrency, retry, now);
     if args.to.dry_run {
-        dry_run(source.as_mut(), &migration.options(String::new()))?;
-        return Ok(Exit::Done);
+        let ended = dry_run(source.as_mut(), &migration.options(String::new()))?;
+        return summary::after_dry_run(ended);
     }
     let mut state = StateFile::open(state_path)?;
     let finished = migration.run(state_path, &mut state, source.as_mut(), Some((from, to)), Some(bounds.count))?;

@@ -55,7 +55,7 @@ fn resend_waiting(state: &mut StateFile, retry: RetryPolicy) -> Outcome {
         let ended = page_loop::resend_waiting(state, &options, &progress)?;
         progress.finish();
         match ended {
-            Ended::Complete | Ended::Short(_) => {}
+            Ended::Complete | Ended::Short(_) | Ended::Unaccounted(_) => {}
             Ended::Stopped(refusal) => {
                 state.park_waiting(&run.id)?;
                 note!("Stopped: {}", refusal_words(&refusal));

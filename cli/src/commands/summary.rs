@@ -38,6 +38,14 @@ pub fn stop_words(stop: &Stop) -> String {
     }
 }
 
+/// How a dry run ends: as a migration of what it read would.
+pub fn after_dry_run(ended: Ended) -> Outcome {
+    match ended {
+        Ended::Unaccounted(_) => Ok(Exit::Incomplete),
+        _ => Ok(Exit::Done),
+    }
+}
+
 /// What the runs of a migration did, and how the command ends.
 pub fn after_migration(state: &StateFile, finished: Finished, destination: &str, remarks: &[String]) -> Outcome {
     let Finished::Ran { runs, seconds, ended } = finished else { return Ok(Exit::Done) };
@@ -93,6 +101,10 @@ pub fn after_migration(state: &StateFile, finished: Finished, destination: &str,
                 short.missing(),
                 short.windows_in_words()
             );
+            Ok(Exit::Incomplete)
+        }
+        Ended::Unaccounted(why) => {
+            note!("The migration is not complete: {why}.");
             Ok(Exit::Incomplete)
         }
         Ended::Complete if parked > 0 => {

@@ -2,13 +2,15 @@
 
 use super::batches::batches_of;
 use super::error::PipelineError;
+use super::page_loop::Ended;
 use super::run_options::Options;
 use crate::shared::reporter::say;
 use crate::sources::Source;
 use crate::store::settle::Settled;
 
-/// Reads and transforms the whole range, sends and stores nothing.
-pub fn dry_run(source: &mut dyn Source, options: &Options) -> Result<(), PipelineError> {
+/// Reads and transforms the whole range, sends and stores nothing; incomplete when the
+/// source could not account for some of what it read.
+pub fn dry_run(source: &mut dyn Source, options: &Options) -> Result<Ended, PipelineError> {
     let mut cursor = None;
     let mut settled = Settled::default();
     let mut events = 0usize;
@@ -39,5 +41,9 @@ pub fn dry_run(source: &mut dyn Source, options: &Options) -> Result<(), Pipelin
     for remark in source.remarks() {
         say!("{remark}");
     }
-    Ok(())
+    if let Some(why) = source.unaccounted() {
+        say!("The migration would not be complete: {why}.");
+        return Ok(Ended::Unaccounted(why));
+    }
+    Ok(Ended::Complete)
 }

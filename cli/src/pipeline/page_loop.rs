@@ -40,6 +40,10 @@ pub enum Ended {
     /// Everything read was delivered, rejected or parked, but the source holds more rows
     /// than were read: those windows are left for the next run.
     Short(Shortfall),
+    /// Everything read was settled, but the source could not account for some of what
+    /// it read (what and why: an import's lines not read): the run stays open, and its
+    /// next run reads the source again from the start.
+    Unaccounted(String),
 }
 
 struct Job {
@@ -183,6 +187,10 @@ pub fn run_pages(
         Ended::Complete => {
             if let Some(short) = shortfall::check(state, source, &options.run, options.capture.retry)? {
                 return Ok(Ended::Short(short));
+            }
+            if let Some(why) = source.unaccounted() {
+                state.rewind(&options.run)?;
+                return Ok(Ended::Unaccounted(why));
             }
             state.finish(&options.run)?;
             Ok(Ended::Complete)

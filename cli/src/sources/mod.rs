@@ -182,6 +182,12 @@ pub trait Source {
     fn count(&mut self, _from: DateTime<Utc>, _to: DateTime<Utc>) -> Result<Option<u64>, ReadError> {
         Ok(None)
     }
+    /// What this run read of the source but could not account for (an import's lines
+    /// not read): when any, the run is not complete, and the next one reads again from
+    /// the start.
+    fn unaccounted(&self) -> Option<String> {
+        None
+    }
 }
 #[cfg(test)]
 mod tests {

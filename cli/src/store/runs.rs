@@ -101,6 +101,12 @@ impl StateFile {
         Ok(())
     }
 
+    /// The run is read again from the start by its next run (what it settled stays).
+    pub fn rewind(&self, run: &str) -> StoreResult<()> {
+        self.db.execute("UPDATE runs SET cursor = NULL WHERE id = ?1", params![run])?;
+        Ok(())
+    }
+
     pub fn finish(&self, run: &str) -> StoreResult<()> {
         self.db.execute("UPDATE runs SET done = 1 WHERE id = ?1", params![run])?;
         Ok(())

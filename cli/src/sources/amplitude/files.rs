@@ -8,6 +8,7 @@ use std::fs;
 use std::io::{BufReader, Read, Seek};
 use std::path::{Path, PathBuf};
 
+use super::convert::Converted;
 use super::{Archive, Bytes, Entry};
 use crate::shared::retry::ReadError;
 
@@ -81,7 +82,7 @@ impl LocalExport {
             match &head[..read] {
                 [b'P', b'K', ..] => Kind::Zip,
                 [0x1f, 0x8b, ..] => Kind::File,
-                [b'{', ..] if is_export_file(&name) => Kind::File,
+                [b'{', ..] | [0xef, 0xbb, 0xbf, ..] if is_export_file(&name) => Kind::File,
                 _ => {
                     return Err(format!(
                         "--files: {} is neither a zip nor a .json.gz of an Amplitude export; give the zip Amplitude's \
@@ -147,6 +148,60 @@ impl LocalExport {
         }
         let (_, archive) = self.open.as_mut().ok_or("no zip")?;
         zip_read(archive, inner)
+    }
+}
+
+impl LocalExport {
+    /// Whether the export holds anything to import, before its migration starts: its
+    /// files are read, in order, until a line is an event (or a group's properties). An
+    /// error naming --files when it holds no export file, or every file was read and no
+    /// line is one; a file that cannot be read is left to the import to name.
+    pub fn check(&mut self) -> Result<(), ReadError> {
+        let mut entries = self.entries("")?;
+        let what = "give the zip Amplitude's Export API returned (gzipped files of one JSON object a line), or the \
+                    folder it was unzipped to";
+        if entries.is_empty() {
+            return Err(ReadError::Fatal(format!(
+                "--files: {} holds no file of an Amplitude export (no .json.gz or .json file, loose or in a zip); \
+                 {what}",
+                self.path.display()
+            )));
+        }
+        entries.sort_by(|a, b| super::order::compare(&a.name, &b.name));
+        let (mut lines, mut first) = (0u64, None);
+        for entry in &entries {
+            let Ok(Ok(text)) = self.read("", entry).map(|bytes| bytes.and_then(|b| super::lines_of(&b))) else {
+                return Ok(());
+            };
+            for (n, line) in text.iter().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+                lines += 1;
+                match super::convert::convert(line) {
+                    Ok(Converted::Event(_) | Converted::Groups { .. }) => return Ok(()),
+                    Ok(Converted::Skipped) => {}
+                    Err(why) => {
+                        first.get_or_insert_with(|| format!("{} line {}: {why}", entry.name, n + 1));
+                    }
+                }
+            }
+        }
+        let files = if entries.len() == 1 { "its file".to_string() } else { format!("its {} files", entries.len()) };
+        Err(ReadError::Fatal(match first {
+            Some(first) => format!(
+                "--files: {} holds no Amplitude event: none of the {lines} lines of {files} is one (the first, {first}); \
+                 {what}",
+                self.path.display()
+            ),
+            None if lines == 0 => format!(
+                "--files: {} holds no Amplitude event: {files} {} empty; {what}",
+                self.path.display(),
+                if entries.len() == 1 { "is" } else { "are" }
+            ),
+            None => format!(
+                "--files: {} holds no Amplitude event: the {lines} lines of {files} are session_start markers, which \
+                 are not imported; {what}",
+                self.path.display()
+            ),
+        }))
     }
 }
 

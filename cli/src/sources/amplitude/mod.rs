@@ -98,7 +98,35 @@ pub fn lines_of(bytes: &[u8]) -> Result<Vec<String>, String> {
     } else {
         text = String::from_utf8_lossy(bytes).into_owned();
     }
+    // Editors on Windows start a UTF-8 file with a byte order mark.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
     Ok(text.lines().map(str::to_string).collect())
+}
+
+/// What the lines of export files became: every line read is one of these.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Tally {
+    /// Lines that became an event.
+    events: u64,
+    /// Amplitude's records of a Group Identify call.
+    groups: u64,
+    /// Lines that are not an event (reported and counted as rejected).
+    rejected: u64,
+    /// Blank lines and `session_start` markers: nothing to send.
+    skipped: u64,
+}
+
+impl Tally {
+    fn sum(&self) -> u64 {
+        self.events + self.groups + self.rejected + self.skipped
+    }
+
+    fn add(&mut self, other: &Tally) {
+        self.events += other.events;
+        self.groups += other.groups;
+        self.rejected += other.rejected;
+        self.skipped += other.skipped;
+    }
 }
 
 /// What the summary says of the run beyond its counts.
@@ -109,6 +137,10 @@ struct Counts {
     groups_not_sent: u64,
     unreadable: Vec<String>,
     known_files: u64,
+    /// The lines of the files read whole by this process.
+    lines: Tally,
+    /// Files whose lines are not all accounted for: each with how many are not.
+    unaccounted: Vec<String>,
 }
 
 pub struct Amplitude<A: Archive> {
@@ -123,6 +155,10 @@ pub struct Amplitude<A: Archive> {
     next_entry: usize,
     /// The file being read, by its index in `entries`.
     reading: Option<usize>,
+    /// Of the file being read: its lines handed over before this process (a resume), and
+    /// what the lines read since became.
+    file_before: u64,
+    file_tally: Tally,
     lines: VecDeque<String>,
     at: Option<Position>,
     /// Where the run was, until the source has reached it again.
@@ -151,6 +187,8 @@ impl<A: Archive> Amplitude<A> {
             entries: Vec::new(),
             next_entry: 0,
             reading: None,
+            file_before: 0,
+            file_tally: Tally::default(),
             lines: VecDeque::new(),
             at: None,
             resume: None,
@@ -256,6 +294,7 @@ impl<A: Archive> Amplitude<A> {
                     }
                 };
                 self.lines = lines.into_iter().skip(skip as usize).collect();
+                (self.file_before, self.file_tally) = (skip, Tally::default());
                 self.at = Some(Position { unit, file: entry.name, line: skip });
                 self.reading = Some(index);
                 return Ok(true);
@@ -277,6 +316,24 @@ impl<A: Archive> Amplitude<A> {
             self.entries = entries.into_iter().map(|e| (e, None)).collect();
             self.at = Some(Position { unit, file: String::new(), line: 0 });
         }
+    }
+
+    /// Whether every line of a file read to its end is accounted for (the lines before a
+    /// resume were, by the run before); a file whose lines are not is named.
+    fn accounted(&mut self, file: &Imported) -> bool {
+        let tally = std::mem::take(&mut self.file_tally);
+        self.counts.lines.add(&tally);
+        let accounted = self.file_before + tally.sum();
+        if accounted == file.lines {
+            return true;
+        }
+        self.counts.unaccounted.push(format!(
+            "{} ({} of its {} lines)",
+            file.name,
+            file.lines.abs_diff(accounted),
+            file.lines
+        ));
+        false
     }
 
     /// The `$groupidentify` events of the groups whose properties changed for this
@@ -322,8 +379,11 @@ impl<A: Archive> Source for Amplitude<A> {
                         content: entry.content.clone(),
                         lines: lines.unwrap_or(0),
                     };
-                    self.known.files.insert(imported.name.clone(), imported.content.clone());
-                    page.ledger.files.push(imported);
+                    // A file is imported whole only when each of its lines is accounted for.
+                    if self.accounted(&imported) {
+                        self.known.files.insert(imported.name.clone(), imported.content.clone());
+                        page.ledger.files.push(imported);
+                    }
                 }
                 match self.next_file() {
                     Ok(true) => continue,
@@ -336,18 +396,24 @@ impl<A: Archive> Source for Amplitude<A> {
             let at = self.at.as_mut().expect("a file is open");
             at.line += 1;
             if line.trim().is_empty() {
+                self.file_tally.skipped += 1;
                 continue;
             }
             handed += 1;
             let where_ = format!("{} line {}", at.file, at.line);
             match convert::convert(&line) {
-                Err(why) => page.skipped.push(format!("Amplitude export {where_}: {why}")),
-                Ok(Converted::Skipped) => {}
+                Err(why) => {
+                    self.file_tally.rejected += 1;
+                    page.skipped.push(format!("Amplitude export {where_}: {why}"))
+                }
+                Ok(Converted::Skipped) => self.file_tally.skipped += 1,
                 Ok(Converted::Groups { groups, distinct_id, timestamp }) => {
+                    self.file_tally.groups += 1;
                     self.group_events(&groups, distinct_id.as_deref(), &timestamp, &mut page);
                     self.last_time = timestamp;
                 }
                 Ok(Converted::Event(event)) => {
+                    self.file_tally.events += 1;
                     match event.timed_by {
                         Time::Event => {}
                         Time::Client => self.counts.client_timed += 1,
@@ -427,7 +493,45 @@ impl<A: Archive> Source for Amplitude<A> {
             ));
         }
         out.extend(c.unreadable.iter().cloned());
+        let l = &c.lines;
+        if l.sum() > 0 {
+            let mut parts = vec![plural(l.events, "became an event", "became events")];
+            if l.groups > 0 {
+                parts.push(format!("{} set a group's properties", l.groups));
+            }
+            parts.push(format!("{} rejected", plural(l.rejected, "was", "were")));
+            if l.skipped > 0 {
+                parts.push(format!("{} blank or a session_start marker", plural(l.skipped, "was", "were")));
+            }
+            out.push(format!(
+                "Of the {} read from the export, {}.",
+                plural(l.sum(), "line", "lines"),
+                parts.join(", ")
+            ));
+        }
         out
+    }
+
+    fn unaccounted(&self) -> Option<String> {
+        let c = &self.counts;
+        let mut parts = Vec::new();
+        if !c.unreadable.is_empty() {
+            parts.push(format!(
+                "{} could not be read (named above): {} lines were not imported. Download the export again and run \
+                 the same command: what was imported is not sent again",
+                plural(c.unreadable.len() as u64, "file", "files"),
+                if c.unreadable.len() == 1 { "its" } else { "their" }
+            ));
+        }
+        if !c.unaccounted.is_empty() {
+            parts.push(format!(
+                "lines of {} were read but not accounted for: {}. Run the same command to read {} again",
+                plural(c.unaccounted.len() as u64, "file", "files"),
+                c.unaccounted.join(", "),
+                if c.unaccounted.len() == 1 { "it" } else { "them" }
+            ));
+        }
+        (!parts.is_empty()).then(|| parts.join("; "))
     }
 }
 
