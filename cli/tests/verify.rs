@@ -504,3 +504,44 @@ fn a_source_read_through_its_query_api_is_verified_and_mended_through_it() {
     assert_eq!(output.status.code(), Some(0), "{said}");
     assert!(said.contains("Sent again: 5 of the 5 missing events found at the source, 5 delivered"), "{said}");
 }
+
+#[test]
+fn a_database_and_table_named_with_hyphens_are_read_and_verified() {
+    let engine = source(&[("2021-06-10", 30), ("2021-06-11", 20)]);
+    engine.query("CREATE DATABASE `posthog-prod`");
+    engine.query("CREATE TABLE `posthog-prod`.`my-events` AS default.sharded_events");
+    engine.query("INSERT INTO `posthog-prod`.`my-events` SELECT * FROM default.sharded_events");
+    let destination = PostHog::start();
+    let dir = TempDir::new("verify");
+    let state = dir.0.join("s.sqlite");
+    let table = ["--clickhouse-database", "posthog-prod", "--clickhouse-table", "my-events"];
+    let migrated = cli()
+        .args(words(&format!(
+            "--state {} posthog --from clickhouse --clickhouse-url {} --clickhouse-user {USER} --clickhouse-password \
+             {PASSWORD} --team-id 2 --host {} --project-api-key phc_destination --retry-scale 0.001",
+            state.display(),
+            engine.url,
+            destination.server.url
+        )))
+        .args(table)
+        .output()
+        .unwrap();
+    let said = text(&migrated);
+    assert!(migrated.status.success(), "{said}");
+    assert!(said.contains("50 events from"), "{said}");
+    assert_eq!(destination.uuids_of("2021-06-10").len() + destination.uuids_of("2021-06-11").len(), 50);
+    let verify_line = format!(
+        "--state {} verify --from clickhouse --clickhouse-url {} --clickhouse-user {USER} --clickhouse-password \
+         {PASSWORD} --team-id 2 --destination-query-api-host {} --destination-project-id {PROJECT} \
+         --destination-personal-api-key {PERSONAL_KEY} --retry-scale 0.01 --settle-minutes 0",
+        state.display(),
+        engine.url,
+        destination.server.url
+    );
+    let output = cli().args(words(&verify_line)).args(table).output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    assert_eq!(
+        last_line(&output),
+        "Everything arrived: the 50 events of 2 days at the source are all at the destination."
+    );
+}

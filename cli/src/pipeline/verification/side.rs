@@ -157,9 +157,8 @@ impl ClickHouseSide {
 
     fn scope(&self, window: Window) -> String {
         format!(
-            "{}.{} WHERE team_id = {} AND {}",
-            self.clickhouse.database,
-            self.clickhouse.table,
+            "{} WHERE team_id = {} AND {}",
+            self.clickhouse.table_sql(),
             self.clickhouse.team_id,
             window.condition()
         )

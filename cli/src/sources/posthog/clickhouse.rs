@@ -93,6 +93,11 @@ pub fn quoted(text: &str) -> String {
     format!("'{}'", text.replace('\\', "\\\\").replace('\'', "\\'"))
 }
 
+/// An identifier (a database's or a table's name) for ClickHouse SQL: `my-events`.
+pub fn identifier(name: &str) -> String {
+    format!("`{}`", name.replace('\\', "\\\\").replace('`', "\\`"))
+}
+
 /// A time as ClickHouse writes a DateTime64(6) in UTC: `2021-06-01 00:00:00.000000`.
 pub fn clickhouse_time(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%d %H:%M:%S%.6f").to_string()
@@ -118,6 +123,11 @@ fn uuid_bits(text: &str) -> Option<u128> {
 }
 
 impl ClickHouse {
+    /// The events table as SQL names it: `database`.`table`.
+    pub fn table_sql(&self) -> String {
+        format!("{}.{}", identifier(&self.database), identifier(&self.table))
+    }
+
     pub fn new(url: &str, user: &str, password: &str, database: &str, table: &str, team_id: u64) -> ClickHouse {
         ClickHouse {
             url: url.trim_end_matches('/').to_string(),
@@ -163,9 +173,8 @@ impl ClickHouse {
             // Aliases other than the columns' names: ClickHouse lets an alias stand for the
             // column in WHERE and ORDER BY, which would compare and order uuids as text.
             "SELECT toString(uuid) AS id, event, distinct_id, properties, toString(timestamp) AS ts, elements_chain \
-             FROM {}.{} WHERE {}{} ORDER BY timestamp, uuid FORMAT RowBinary",
-            self.database,
-            self.table,
+             FROM {} WHERE {}{} ORDER BY timestamp, uuid FORMAT RowBinary",
+            self.table_sql(),
             self.range(Some(window.from), Some(window.to)),
             after_clause(after)
         )
@@ -175,10 +184,9 @@ impl ClickHouse {
     pub fn days_query(&self, from: Option<DateTime<Utc>>, to: Option<DateTime<Utc>>) -> String {
         format!(
             "SELECT {} AS day, count() AS rows, toString(min(timestamp)) AS first, toString(max(timestamp)) AS last \
-             FROM {}.{} WHERE {} GROUP BY day ORDER BY day FORMAT JSONEachRow",
+             FROM {} WHERE {} GROUP BY day ORDER BY day FORMAT JSONEachRow",
             utc_day("timestamp"),
-            self.database,
-            self.table,
+            self.table_sql(),
             self.range(from, to)
         )
     }
@@ -186,9 +194,8 @@ impl ClickHouse {
     /// The rows of `[from, to)` after `after`.
     pub fn count_query(&self, from: DateTime<Utc>, to: DateTime<Utc>, after: Option<&Cursor>) -> String {
         format!(
-            "SELECT count() FROM {}.{} WHERE {}{} FORMAT TSV",
-            self.database,
-            self.table,
+            "SELECT count() FROM {} WHERE {}{} FORMAT TSV",
+            self.table_sql(),
             self.range(Some(from), Some(to)),
             after_clause(after)
         )
@@ -202,8 +209,8 @@ impl ClickHouse {
     /// The teams that have events, the largest first (to name them when a team has none).
     pub fn teams(&mut self) -> Result<Vec<(i64, u64)>, ReadError> {
         let text = self.query(&format!(
-            "SELECT team_id, count() FROM {}.{} GROUP BY team_id ORDER BY count() DESC LIMIT 10 FORMAT TSV",
-            self.database, self.table
+            "SELECT team_id, count() FROM {} GROUP BY team_id ORDER BY count() DESC LIMIT 10 FORMAT TSV",
+            self.table_sql()
         ))?;
         Ok(text
             .lines()
@@ -572,7 +579,7 @@ mod tests {
         let first = ch.window_query(&window, None);
         assert!(
             first.contains(
-                "FROM default.events WHERE team_id = 2 AND timestamp >= toDateTime64('2021-06-01 00:00:00.000000', \
+                "FROM `default`.`events` WHERE team_id = 2 AND timestamp >= toDateTime64('2021-06-01 00:00:00.000000', \
                  6, 'UTC') AND timestamp < toDateTime64('2021-06-02 00:00:00.000000', 6, 'UTC')"
             ),
             "{first}"
