@@ -11,6 +11,7 @@ use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use support::*;
@@ -316,4 +317,46 @@ fn a_refused_personal_key_is_a_clear_error_and_nothing_is_sent() {
     assert!(said.contains("refused the personal API key (HTTP 401") && said.contains("Query Read"), "{said}");
     assert!(capture.uuids().is_empty());
     assert!(!state.exists(), "nothing was read, nothing is stored");
+}
+
+#[test]
+fn a_source_query_api_never_in_contact_is_named_by_its_flag_in_seconds() {
+    // A port nothing listens on: every connection is refused.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let host = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let capture = Capture::start();
+    let dir = TempDir::new("state");
+    let state = dir.0.join("s.sqlite");
+    let line = format!(
+        "--state {} posthog --from query-api --query-api-host {host} --project-id 7 --personal-api-key phx_k --host \
+         {} --project-api-key phc_destination",
+        state.display(),
+        capture.server.url
+    );
+    let verify_line = format!(
+        "--state {} verify --from query-api --query-api-host {host} --project-id 7 --personal-api-key phx_k \
+         --destination-query-api-host {} --destination-project-id 1 --destination-personal-api-key phx_d",
+        state.display(),
+        capture.server.url
+    );
+    for (what, line) in [("posthog", line), ("verify", verify_line)] {
+        let started = Instant::now();
+        let mut child = cli().args(words(&line)).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        // With the default waits: named within seconds, not asked again for minutes.
+        while child.try_wait().unwrap().is_none() && started.elapsed() < Duration::from_secs(20) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let output = child.wait_with_output().unwrap();
+        let said = text(&output);
+        assert!(started.elapsed() < Duration::from_secs(15), "{what}: still asking after 15 s: {said}");
+        assert_eq!(output.status.code(), Some(1), "{what}: {said}");
+        let first = said.lines().next().unwrap_or_default();
+        assert!(
+            first.contains(&format!("the Query API at {host} cannot be reached")) && first.contains("--query-api-host"),
+            "{what}: {said}"
+        );
+    }
+    assert_eq!(*capture.requests.lock().unwrap(), 0);
 }

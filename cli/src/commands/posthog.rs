@@ -122,6 +122,7 @@ pub fn run(state_path: &Path, args: &PosthogOptions) -> Outcome {
         ReadFrom::QueryApi => {
             let mut client = args.source.query_api()?;
             client.per_hour = args.to.queries_per_hour;
+            client.retry = RetryPolicy::new(args.to.retry_scale);
             Box::new(QueryApiSource::new(client))
         }
     };

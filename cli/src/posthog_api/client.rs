@@ -16,9 +16,9 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
-use crate::shared::defaults::QUERIES_PER_HOUR;
+use crate::shared::defaults::{FIRST_CONTACT_TRIES, QUERIES_PER_HOUR};
 use crate::shared::reporter::note;
-use crate::shared::retry::ReadError;
+use crate::shared::retry::{ReadError, RetryPolicy};
 
 /// Polls of a query still running, a second apart at first.
 const POLL_FOR: Duration = Duration::from_secs(1800);
@@ -50,6 +50,11 @@ pub struct QueryApiClient {
     sent: VecDeque<Instant>,
     /// Queries sent (each counts against the hourly budget).
     pub queries: u64,
+    /// Whether the API ever answered (any status): until it has, a request without an
+    /// answer is a wrong address more likely than an API down a while.
+    answered: bool,
+    /// Scales the waits between the first tries (tests make them short).
+    pub retry: RetryPolicy,
 }
 
 #[derive(Deserialize)]
@@ -77,6 +82,8 @@ impl QueryApiClient {
             per_hour: QUERIES_PER_HOUR,
             sent: VecDeque::new(),
             queries: 0,
+            answered: false,
+            retry: RetryPolicy::default(),
         }
     }
 
@@ -153,19 +160,48 @@ impl QueryApiClient {
         Ok((status, retry_after, text))
     }
 
+    /// Sends a request (`send`) and reads its answer; while the API never answered, one
+    /// without an answer is tried again a few times, a second more apart each, then named
+    /// as out of reach by its flag, as the destination is.
+    fn first_contact(
+        &mut self,
+        send: impl Fn(&ureq::Agent) -> Result<ureq::Response, Box<ureq::Error>>,
+    ) -> Result<(u16, Option<u64>, String), ReadError> {
+        let unanswered = |answer: &Result<ureq::Response, Box<ureq::Error>>| matches!(answer, Err(error) if matches!(**error, ureq::Error::Transport(_)));
+        let mut answer = send(&self.agent);
+        let mut tries = 1;
+        while !self.answered && tries < FIRST_CONTACT_TRIES && unanswered(&answer) {
+            thread::sleep(Duration::from_secs_f64(tries as f64 * self.retry.scale.clamp(0.0, 1.0)));
+            answer = send(&self.agent);
+            tries += 1;
+        }
+        if unanswered(&answer) && !self.answered {
+            let cause = answer.err().map_or(String::new(), |e| e.to_string());
+            return Err(ReadError::Fatal(format!(
+                "the Query API at {} cannot be reached ({cause}); check {} (the PostHog's address, e.g. \
+                 https://posthog.example.com) and that this machine reaches it",
+                self.host, self.flags.host
+            )));
+        }
+        self.answered |= !unanswered(&answer);
+        self.read(answer.map_err(|e| *e))
+    }
+
     /// Runs one HogQL query, following a 202 to its end.
     pub fn run(&mut self, hogql: &str) -> Result<Reply, ReadError> {
         self.budget();
         self.queries += 1;
-        let body = json!({"query": {"kind": "HogQLQuery", "query": hogql}});
+        let body = json!({"query": {"kind": "HogQLQuery", "query": hogql}}).to_string();
         let url = format!("{}/api/projects/{}/query/", self.host, self.project_id);
-        let answer = self
-            .agent
-            .post(&url)
-            .set("Authorization", &format!("Bearer {}", self.key))
-            .set("Content-Type", "application/json")
-            .send_string(&body.to_string());
-        let (mut status, mut retry_after, mut text) = self.read(answer)?;
+        let authorization = format!("Bearer {}", self.key);
+        let (mut status, mut retry_after, mut text) = self.first_contact(|agent| {
+            agent
+                .post(&url)
+                .set("Authorization", &authorization)
+                .set("Content-Type", "application/json")
+                .send_string(&body)
+                .map_err(Box::new)
+        })?;
         let started = Instant::now();
         let mut wait = Duration::from_secs(1);
         while status == 202 {

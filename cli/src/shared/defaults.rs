@@ -19,6 +19,10 @@ pub const QUERIES_PER_HOUR: usize = 120;
 /// A failing read of a source or of the Query API is tried this often before giving up
 /// (a rerun resumes).
 pub const READ_TRIES: u32 = 8;
+/// Tries of a request without any answer, a second more apart each, while no request
+/// ever got one, before the destination (or a Query API) is taken to be out of reach (a
+/// wrong host, DNS, a firewall) rather than down a while.
+pub const FIRST_CONTACT_TRIES: u32 = 3;
 /// Multiplies every wait before a try again (tests make them short).
 pub const RETRY_SCALE: f64 = 1.0;
 /// Events younger than this many hours go without `historical_migration`, as PostHog asks.

@@ -14,13 +14,9 @@ use migrator3000::dispatch::{Dispatch, KeepState, Stop, Summary};
 use migrator3000::pace::{self, Bucket};
 
 use super::capture;
+use crate::shared::defaults::FIRST_CONTACT_TRIES;
 use crate::shared::reporter::note;
 use crate::shared::retry::RetryPolicy;
-
-/// Tries of a request without any answer, a second more apart each, while no request
-/// ever got one, before the destination is taken to be out of reach (a wrong host, DNS,
-/// a firewall) rather than down a while.
-const FIRST_CONTACT_TRIES: u32 = 3;
 
 /// Where and how batches are sent.
 #[derive(Clone)]

@@ -30,7 +30,8 @@ pub struct HogQl {
 }
 
 impl HogQl {
-    pub fn new(client: QueryApiClient, retry: RetryPolicy) -> HogQl {
+    pub fn new(mut client: QueryApiClient, retry: RetryPolicy) -> HogQl {
+        client.retry = retry;
         HogQl { client, retry }
     }
 
