@@ -444,6 +444,29 @@ fn an_amplitude_import_is_verified_from_what_it_recorded_and_mended_from_its_exp
     assert!(missing.len() == 8 && missing.iter().all(|u| u.starts_with("5a3c0002") && u.ends_with('7')), "{missing:?}");
 
     destination.set_drop(|_| false);
+    // Another export given by mistake (the same file names, other events): said at once,
+    // and nothing is sent.
+    let other = dir.0.join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    for day in 1..=2 {
+        let lines =
+            [json!({"event_type": "x", "user_id": "u", "event_time": format!("2024-03-0{day} 00:00:00")}).to_string()];
+        std::fs::write(other.join(format!("421337_2024-03-0{day}_0#0.json.gz")), gzip_lines(&lines)).unwrap();
+    }
+    let mistaken = format!(
+        "{verify_line} --resend --files {} --host {} --project-api-key phc_destination",
+        other.display(),
+        destination.server.url
+    );
+    let output = cli().args(words(&mistaken)).output().unwrap();
+    let said = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{said}");
+    let first = said.lines().next().unwrap_or_default();
+    assert!(
+        first.starts_with(&format!("migrator3000: --files: {} is not the export the import read", other.display())),
+        "{said}"
+    );
+    assert_eq!(destination.uuids_of("2024-03-02").len(), 112, "nothing may be sent from another export");
     let resend = format!(
         "{verify_line} --resend --files {} --host {} --project-api-key phc_destination",
         export.display(),

@@ -28,7 +28,7 @@ use crate::shared::reporter::{note, say};
 use crate::shared::retry::RetryPolicy;
 use crate::shared::words::{n_days, thousands};
 use crate::sources::amplitude::files::LocalExport;
-use crate::sources::amplitude::{Amplitude, Options as ImportOptions};
+use crate::sources::amplitude::{fingerprint_of, Amplitude, Options as ImportOptions};
 use crate::sources::posthog::query_api::QueryApiSource;
 use crate::sources::Source;
 use crate::store::state_file::StateFile;
@@ -293,6 +293,28 @@ fn wait_for(
     }
 }
 
+/// With --resend --from amplitude: that --files is an export an import in the state file
+/// read, by the fingerprint of its files and their content taken when it was imported
+/// (imports of the Export API have none: nothing to compare).
+fn same_export(state: &Path, files: &Path) -> Result<(), CommandError> {
+    let imports = StateFile::open(state)?.imports()?;
+    let imported: Vec<&str> = imports.iter().filter_map(|run| fingerprint_of(run)).collect();
+    if imported.is_empty() {
+        return Ok(());
+    }
+    let export = LocalExport::open(files).map_err(CommandError::Failed)?;
+    let mut export = Amplitude::new(export, ImportOptions::default(), Default::default());
+    export.take_stock().map_err(PipelineError::from)?;
+    if export.fingerprint().is_some_and(|given| imported.contains(&given)) {
+        return Ok(());
+    }
+    Err(CommandError::Failed(format!(
+        "--files: {} is not the export the import read (its files, or their sizes and times, differ from those \
+         imported); give --files the zip or folder that `migrator3000 amplitude --files` imported",
+        files.display()
+    )))
+}
+
 fn resend_missing(
     args: &VerifyOptions,
     days: &[Day],
@@ -390,6 +412,9 @@ pub fn run(state: &Path, args: &VerifyOptions) -> Outcome {
     destination_api.flags = &DESTINATION_FLAGS;
     let mut destination = QueryApiSide { api: HogQl::new(destination_api, RetryPolicy::new(args.retry_scale)) };
     let mut source = source_side(args, state)?;
+    if let (VerifyFrom::Amplitude, true, Some(files)) = (args.from, args.resend, &args.files) {
+        same_export(state, files)?;
+    }
     let (source_name, destination_name) = (source.describe(), destination.describe());
     let settle_seconds = (args.settle_minutes * 60.0).round() as i64;
     let mut verifier = Verifier::new(

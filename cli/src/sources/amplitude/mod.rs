@@ -56,6 +56,13 @@ pub trait Archive {
     }
 }
 
+/// The fingerprint of an export's files in a migration's identity (`take_stock`), e.g.
+/// in the runs an import recorded for `verify`; none for the Export API.
+pub fn fingerprint_of(identity: &str) -> Option<&str> {
+    let at = identity.find("(content ")? + "(content ".len();
+    identity.get(at..at + 8)
+}
+
 /// How the import goes, from the command's flags.
 #[derive(Debug, Clone, Default)]
 pub struct Options {
@@ -211,6 +218,12 @@ impl<A: Archive> Amplitude<A> {
         self.content = Some(event_id::derive(&json!(["amplitude export", pairs]))[..8].to_string());
         self.differences = self.differences(&listing);
         Ok(())
+    }
+
+    /// The digest of a local export's files and their content, once `take_stock` read
+    /// them (none for the Export API).
+    pub fn fingerprint(&self) -> Option<&str> {
+        self.content.as_deref()
     }
 
     /// How the export differs from what this destination imported of it before (`None`
