@@ -1,9 +1,11 @@
 //! The demo's destination: a server on loopback that takes `/batch/` requests as
 //! PostHog's capture does (the project key, a name, a distinct_id and a uuid for every
 //! event, gzip or not), answers one request in nine with a 503 and an empty body, and
-//! while "over quota" answers one request with a 200 and drops its events, as PostHog
-//! does. It keeps every event it accepted by uuid, and answers the two HogQL queries
-//! `verify` asks (per-day counts, and a day's uuids in pages) from them.
+//! while "over quota" answers one request of events it does not hold yet with a 200 and
+//! drops them, as PostHog does. Once it has accepted `hold_at` events it answers no
+//! request until that is lifted (the demo kills the command meanwhile). It keeps every
+//! event it accepted by uuid, and answers the two HogQL queries `verify` asks (per-day
+//! counts, and a day's uuids in pages) from them.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -33,8 +35,15 @@ pub struct Destination {
     pub refused: Arc<AtomicUsize>,
     /// Events answered with a 200 and dropped.
     pub dropped: Arc<AtomicUsize>,
-    /// While set, the third request capture accepts is dropped.
+    /// While set, the next request capture accepts whose events it holds none of is
+    /// dropped (and the quota is back).
     pub over_quota: Arc<AtomicBool>,
+    /// Once this many events are accepted, requests are held unanswered until it is
+    /// raised (none is taken meanwhile, and each is then answered 503).
+    pub hold_at: Arc<AtomicUsize>,
+    /// The run of the command (one more after each kill): a request of a command killed
+    /// since it came (or from its connections) is answered 503 and not taken.
+    run: Arc<AtomicUsize>,
 }
 
 /// Each accepted request takes this long, as a distant destination does: long enough
@@ -51,22 +60,38 @@ impl Destination {
             accepted: Arc::default(),
             refused: Arc::default(),
             dropped: Arc::default(),
-            over_quota: Arc::new(AtomicBool::new(true)),
+            over_quota: Arc::new(AtomicBool::new(false)),
+            hold_at: Arc::new(AtomicUsize::new(usize::MAX)),
+            run: Arc::default(),
         };
+        let peers: Arc<Mutex<HashMap<std::net::SocketAddr, usize>>> = Arc::default();
         let requests = Arc::new(AtomicUsize::new(0));
-        let accepted_requests = Arc::new(AtomicUsize::new(0));
         for _ in 0..4 {
             let (server, requests, key) = (server.clone(), requests.clone(), api_key.to_string());
-            let (received, accepted, refused, dropped, over_quota, accepted_requests) = (
+            let (run, peers) = (destination.run.clone(), peers.clone());
+            let (received, accepted, refused, dropped, over_quota, hold_at) = (
                 destination.received.clone(),
                 destination.accepted.clone(),
                 destination.refused.clone(),
                 destination.dropped.clone(),
                 destination.over_quota.clone(),
-                accepted_requests.clone(),
+                destination.hold_at.clone(),
             );
+            let held = move || {
+                let holding = accepted.load(Ordering::SeqCst) >= hold_at.load(Ordering::SeqCst);
+                while accepted.load(Ordering::SeqCst) >= hold_at.load(Ordering::SeqCst) {
+                    thread::sleep(Duration::from_millis(5));
+                }
+                holding
+            };
+            let accepted = destination.accepted.clone();
             thread::spawn(move || {
                 while let Ok(mut request) = server.recv() {
+                    let generation = run.load(Ordering::SeqCst);
+                    let peer = request.remote_addr().copied();
+                    let first_seen = peer.map_or(generation, |p| {
+                        *peers.lock().unwrap_or_else(|e| e.into_inner()).entry(p).or_insert(generation)
+                    });
                     let mut body = Vec::new();
                     let read = request.as_reader().read_to_end(&mut body);
                     let authorization = request
@@ -80,20 +105,29 @@ impl Destination {
                         query_api(&body, authorization.as_deref(), &received)
                     } else if !request.url().starts_with("/batch") {
                         (404, "{\"detail\":\"Not found\"}".to_string())
+                    } else if first_seen < generation {
+                        (503, String::new())
                     } else if requests.fetch_add(1, Ordering::SeqCst) % 9 == 4 {
                         refused.fetch_add(1, Ordering::SeqCst);
                         (503, String::new())
                     } else {
                         thread::sleep(LATENCY);
-                        let over = over_quota.load(Ordering::SeqCst);
-                        let drop = |n: usize| {
-                            let third = accepted_requests.fetch_add(1, Ordering::SeqCst) == 2 && over;
-                            if third {
-                                dropped.fetch_add(n, Ordering::SeqCst);
-                            }
-                            third
-                        };
-                        capture(&body, &key, &received, &accepted, drop)
+                        if held() || run.load(Ordering::SeqCst) != generation {
+                            (503, String::new())
+                        } else {
+                            let drop = |n: usize, fresh: bool| {
+                                let now = run.load(Ordering::SeqCst) == generation;
+                                let drop = fresh && now && over_quota.swap(false, Ordering::SeqCst);
+                                if drop {
+                                    dropped.fetch_add(n, Ordering::SeqCst);
+                                }
+                                drop
+                            };
+                            let answer = capture(&body, &key, &received, &accepted, drop);
+                            // The request that reaches the hold is held too: its page stays unsettled.
+                            held();
+                            answer
+                        }
                     };
                     let _ = request.respond(Response::from_string(text).with_status_code(status));
                 }
@@ -103,14 +137,23 @@ impl Destination {
     }
 }
 
+impl Destination {
+    /// The command was killed: what it sent is not taken any more, and nothing is held.
+    pub fn killed(&self) {
+        self.run.fetch_add(1, Ordering::SeqCst);
+        self.hold_at.store(usize::MAX, Ordering::SeqCst);
+    }
+}
+
 /// Capture's checks: the whole request is refused for one bad event. `drop` says, given
-/// the request's events, whether to answer 200 and keep none of them.
+/// the request's events and whether none of them is held yet, whether to answer 200 and
+/// keep none of them.
 fn capture(
     body: &[u8],
     key: &str,
     received: &Mutex<HashMap<String, Received>>,
     accepted: &AtomicUsize,
-    drop: impl FnOnce(usize) -> bool,
+    drop: impl FnOnce(usize, bool) -> bool,
 ) -> (u16, String) {
     let plain =
         if body.starts_with(&[0x1f, 0x8b]) { migrator3000::gzip::decompress(body).ok() } else { Some(body.to_vec()) };
@@ -128,11 +171,12 @@ fn capture(
     if batch.is_empty() || !batch.iter().all(valid) {
         return (400, "{\"type\":\"validation_error\",\"detail\":\"Invalid event\"}".into());
     }
+    let mut received = received.lock().unwrap_or_else(|e| e.into_inner());
     accepted.fetch_add(batch.len(), Ordering::SeqCst);
-    if drop(batch.len()) {
+    let fresh = batch.iter().all(|e| !received.contains_key(e["uuid"].as_str().unwrap_or_default()));
+    if drop(batch.len(), fresh) {
         return (200, "{\"status\":\"Ok\"}".into());
     }
-    let mut received = received.lock().unwrap_or_else(|e| e.into_inner());
     for event in &batch {
         let day = event["timestamp"].as_str().unwrap_or_default().chars().take(10).collect();
         let entry = received.entry(event["uuid"].as_str().unwrap_or_default().to_string()).or_insert(Received {

@@ -2,9 +2,12 @@
 //! A generated Amplitude export, a destination on loopback that answers as capture does
 //! (one request in nine refused with a 503, one answered 200 with its events dropped, as
 //! over quota) and as the Query API does, and a state file in a temporary folder; the
-//! command itself runs as a child process, is killed (SIGKILL) part way, is run again
-//! with the same arguments, `verify` finds the dropped events and `verify --resend`
-//! sends them again, and the destination is then checked to hold every event.
+//! command itself runs as a child process, is killed (SIGKILL) part way (the destination
+//! answers nothing more from then until the kill, so that the kill always finds pages
+//! unsettled), is run again with the same arguments (during which the destination drops
+//! the events of one request it had none of), `verify` finds the dropped events and
+//! `verify --resend` sends them again, and the destination is then checked to hold
+//! every event.
 
 mod destination;
 mod export;
@@ -49,7 +52,18 @@ fn migrator3000(state: &Path) -> Result<Command, String> {
     Ok(command)
 }
 
-fn import(state: &Path, export: &Path, destination: &Destination) -> Result<Command, String> {
+/// Events a request carries, and a page: about forty requests and ten pages for a small
+/// export, so that the kill finds pages settled to resume after, and the drop a request
+/// of events not sent before.
+fn sizes(events: usize) -> (usize, usize) {
+    ((events / 40).clamp(5, 50), (events / 10).clamp(10, 500))
+}
+
+/// The most events the demo generates: more is a bench, not a demo.
+const MOST_EVENTS: usize = 1_000_000;
+
+fn import(state: &Path, export: &Path, destination: &Destination, events: usize) -> Result<Command, String> {
+    let (batch, page) = sizes(events);
     let mut command = migrator3000(state)?;
     command.arg("amplitude").arg("--files").arg(export);
     command.args([
@@ -58,9 +72,9 @@ fn import(state: &Path, export: &Path, destination: &Destination) -> Result<Comm
         "--project-api-key",
         API_KEY,
         "--batch-size",
-        "50",
+        &batch.to_string(),
         "--page-size",
-        "500",
+        &page.to_string(),
     ]);
     // The waits before a resend, a fiftieth of the real ones: the demo lasts seconds.
     command.args(["--retry-scale", "0.02"]);
@@ -74,6 +88,12 @@ pub fn run(events: usize, keep: bool) -> Outcome {
 fn demo(events: usize, keep: bool) -> Result<Exit, String> {
     if events < 100 {
         return Err("--events: give at least 100, so that there is a middle to kill the run in".into());
+    }
+    if events > MOST_EVENTS {
+        return Err(format!(
+            "--events: give at most {}: the demo runs on this machine, against a destination of its own",
+            thousands(MOST_EVENTS)
+        ));
     }
     let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
     let folder =
@@ -106,8 +126,10 @@ fn demo(events: usize, keep: bool) -> Result<Exit, String> {
         destination.url,
         thousands(kill_at)
     );
-    let mut child =
-        import(&state_path, &export_dir, &destination)?.spawn().map_err(|e| format!("cannot run the command: {e}"))?;
+    destination.hold_at.store(kill_at, Ordering::SeqCst);
+    let mut child = import(&state_path, &export_dir, &destination, events)?
+        .spawn()
+        .map_err(|e| format!("cannot run the command: {e}"))?;
     let started = Instant::now();
     let killed = loop {
         if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
@@ -124,6 +146,7 @@ fn demo(events: usize, keep: bool) -> Result<Exit, String> {
         }
         thread::sleep(Duration::from_millis(2));
     };
+    destination.killed();
     match killed {
         Ok(arrived) => say!("\n   Killed with {} events at the destination.", thousands(arrived)),
         Err(status) => {
@@ -132,7 +155,8 @@ fn demo(events: usize, keep: bool) -> Result<Exit, String> {
     }
 
     say!("\n4. The same command again: it resumes from the state file.\n");
-    let status = import(&state_path, &export_dir, &destination)?.status().map_err(|e| e.to_string())?;
+    destination.over_quota.store(true, Ordering::SeqCst);
+    let status = import(&state_path, &export_dir, &destination, events)?.status().map_err(|e| e.to_string())?;
     say!("\n   Exit code: {}", status.code().map_or("none".into(), |c| c.to_string()));
 
     say!("\n5. migrator3000 status\n");
@@ -140,8 +164,8 @@ fn demo(events: usize, keep: bool) -> Result<Exit, String> {
 
     let dropped = destination.dropped.load(Ordering::SeqCst);
     say!(
-        "\n6. The destination was over its quota for a moment: it answered one request with a 200 and dropped its {} \
-         events, as PostHog does. migrator3000 verify, against the destination's Query API:\n",
+        "\n6. The destination was over its quota for a moment during the rerun: it answered one request with a 200 \
+         and dropped its {} events, as PostHog does. migrator3000 verify, against the destination's Query API:\n",
         thousands(dropped)
     );
     let report = folder.path.join("verify.html");
