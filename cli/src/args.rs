@@ -7,7 +7,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::commands::amplitude::AmplitudeOptions;
 use crate::commands::destination::DestinationOptions;
-use crate::commands::posthog::{PosthogOptions, PosthogSourceOptions, ReadFrom as Reader};
+use crate::commands::posthog::{PersonsMode, PosthogOptions, PosthogSourceOptions, ReadFrom as Reader};
 use crate::commands::verify::{VerifyFrom, VerifyOptions};
 use crate::shared::defaults;
 
@@ -63,10 +63,21 @@ pub struct PosthogArgs {
     /// ClickHouse port is reachable).
     #[arg(long, value_enum)]
     pub from: ReadFrom,
+    /// The persons (every person not deleted, its distinct ids and current properties):
+    /// after the events (default), skip them, or only them.
+    #[arg(long, value_enum, default_value = "after")]
+    pub persons: PersonsArg,
     #[command(flatten)]
     pub source: PosthogSourceArgs,
     #[command(flatten)]
     pub to: DestinationArgs,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum PersonsArg {
+    After,
+    Skip,
+    Only,
 }
 
 /// Where a PostHog's events are read: the flags of `posthog` and of `verify`.
@@ -286,7 +297,12 @@ impl From<&PosthogArgs> for PosthogOptions {
             ReadFrom::Clickhouse => Reader::Clickhouse,
             ReadFrom::QueryApi => Reader::QueryApi,
         };
-        PosthogOptions { from, source: (&a.source).into(), to: (&a.to).into() }
+        let persons = match a.persons {
+            PersonsArg::After => PersonsMode::After,
+            PersonsArg::Skip => PersonsMode::Skip,
+            PersonsArg::Only => PersonsMode::Only,
+        };
+        PosthogOptions { from, persons, source: (&a.source).into(), to: (&a.to).into() }
     }
 }
 

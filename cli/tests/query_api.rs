@@ -166,10 +166,12 @@ fn query_api(data: Vec<Row>, api: Arc<Mutex<Api>>) -> Server {
     }))
 }
 
+/// The events alone: this fake Query API answers events queries only (the persons step
+/// is tested in persons.rs against HogQL answered by a real engine).
 fn command(api: &Server, capture: &Capture, state: &str, key: &str, more: &str) -> Vec<String> {
     words(&format!(
-        "--state {state} posthog --from query-api --query-api-host {} --project-id 7 --personal-api-key {key} \
-         --host {} --project-api-key phc_destination --retry-scale 0.001 {more}",
+        "--state {state} posthog --from query-api --persons skip --query-api-host {} --project-id 7 \
+         --personal-api-key {key} --host {} --project-api-key phc_destination --retry-scale 0.001 {more}",
         api.url, capture.server.url
     ))
 }

@@ -4,19 +4,22 @@
 use std::path::Path;
 
 use chrono::{DateTime, Utc};
+use migrator3000::settings::Settings;
 use migrator3000::timestamp;
 
 use super::destination::{asked, range_of, settings, DestinationOptions};
-use super::exit::{CommandError, Outcome};
+use super::exit::{CommandError, Exit, Outcome};
 use super::summary;
 use crate::pipeline::dry_run::dry_run;
 use crate::pipeline::error::PipelineError;
 use crate::pipeline::migration::{Migration, Target};
+use crate::pipeline::persons::{copy_persons, PERSONS_PAGE};
 use crate::posthog_api::client::QueryApiClient;
 use crate::shared::defaults;
 use crate::shared::reporter::note;
 use crate::shared::retry::RetryPolicy;
 use crate::sources::posthog::clickhouse::ClickHouse;
+use crate::sources::posthog::persons::{ClickHousePersons, PersonSource, QueryApiPersons};
 use crate::sources::posthog::query_api::QueryApiSource;
 use crate::sources::{Bounds, Source};
 use crate::store::state_file::StateFile;
@@ -27,8 +30,20 @@ pub enum ReadFrom {
     QueryApi,
 }
 
+/// Whether a migration copies the persons, after its events (`--persons`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PersonsMode {
+    /// The events, then the persons (the default).
+    After,
+    /// The events alone.
+    Skip,
+    /// The persons alone (the events were copied by the app or another tool).
+    Only,
+}
+
 pub struct PosthogOptions {
     pub from: ReadFrom,
+    pub persons: PersonsMode,
     pub source: PosthogSourceOptions,
     pub to: DestinationOptions,
 }
@@ -112,7 +127,46 @@ fn empty_range(
 pub fn run(state_path: &Path, args: &PosthogOptions) -> Outcome {
     let now = Utc::now();
     let settings = settings(&args.to, now)?;
-    let (start, end) = asked(&args.to, &settings)?;
+    let events = match args.persons {
+        PersonsMode::Only => Exit::Done,
+        PersonsMode::After | PersonsMode::Skip => events(state_path, args, &settings, now)?,
+    };
+    if args.persons == PersonsMode::Skip || args.to.dry_run || !matches!(events, Exit::Done | Exit::Parked) {
+        return Ok(events);
+    }
+    let persons = persons(state_path, args, &settings, now)?;
+    Ok(match (events, persons) {
+        (_, Exit::Done) => events,
+        (Exit::Done, worse) => worse,
+        (Exit::Parked, Exit::Parked) => Exit::Parked,
+        (_, worse) => worse,
+    })
+}
+
+/// The persons step: every person of the source not deleted, sent after the events.
+fn persons(state_path: &Path, args: &PosthogOptions, settings: &Settings, now: DateTime<Utc>) -> Outcome {
+    let mut source: Box<dyn PersonSource> = match args.from {
+        ReadFrom::Clickhouse => Box::new(ClickHousePersons { clickhouse: args.source.clickhouse() }),
+        ReadFrom::QueryApi => {
+            let mut client = args.source.query_api()?;
+            client.per_hour = args.to.queries_per_hour;
+            Box::new(QueryApiPersons { client })
+        }
+    };
+    let target = Target::of(settings);
+    let retry = RetryPolicy::new(args.to.retry_scale);
+    let migration = Migration::new(settings, &target, PERSONS_PAGE, args.to.concurrency, retry, now);
+    let name = format!("persons of {} into {target}", source.describe());
+    note!("Copying the persons of {} into {target}.", source.describe());
+    let mut state = StateFile::open(state_path)?;
+    let page = args.to.page_size.unwrap_or(PERSONS_PAGE).min(PERSONS_PAGE);
+    let copied = copy_persons(&mut state, source.as_mut(), &name, &migration.options(name.clone()), page, now)?;
+    summary::after_persons(&copied, &target.url)
+}
+
+/// The events step: the source's events of the range.
+fn events(state_path: &Path, args: &PosthogOptions, settings: &Settings, now: DateTime<Utc>) -> Outcome {
+    let (start, end) = asked(&args.to, settings)?;
     let mut source: Box<dyn Source> = match args.from {
         ReadFrom::Clickhouse => {
             let mut source = args.source.clickhouse();
@@ -171,7 +225,7 @@ pub fn run(state_path: &Path, args: &PosthogOptions) -> Outcome {
             }
         }));
     };
-    let target = Target::of(&settings);
+    let target = Target::of(settings);
     note!(
         "Migrating {} into {target}: {} events from {} to {} ({said}).",
         source.describe(),
@@ -190,7 +244,7 @@ pub fn run(state_path: &Path, args: &PosthogOptions) -> Outcome {
             );
         }
     }
-    let migration = Migration::new(&settings, &target, page_size, args.to.concurrency, retry, now);
+    let migration = Migration::new(settings, &target, page_size, args.to.concurrency, retry, now);
     if args.to.dry_run {
         let ended = dry_run(source.as_mut(), &migration.options(String::new()))?;
         return summary::after_dry_run(ended);

@@ -6,6 +6,7 @@ use migrator3000::dispatch::{KeepState, Stop};
 use super::exit::{CommandError, Exit, Outcome};
 use crate::pipeline::migration::Finished;
 use crate::pipeline::page_loop::Ended;
+use crate::pipeline::persons::PersonsCopied;
 use crate::shared::reporter::{note, say};
 use crate::store::settle::Settled;
 use crate::store::state_file::StateFile;
@@ -129,4 +130,40 @@ pub fn after_migration(state: &StateFile, finished: Finished, destination: &str,
              it. Nothing past the last acknowledged page moved: run the same command again once it answers."
         ))),
     }
+}
+
+/// What the persons step did, and how the command ends.
+pub fn after_persons(copied: &PersonsCopied, destination: &str) -> Outcome {
+    say!(
+        "{} persons read, {} sent ({} further distinct ids linked), {} unchanged since an earlier run, {} refused, in \
+         {:.1} s.",
+        copied.read,
+        copied.sent,
+        copied.links,
+        copied.unchanged,
+        copied.rejected.len(),
+        copied.seconds
+    );
+    if copied.without_ids > 0 {
+        say!(
+            "{} persons have no distinct id at the source: nothing can name them, they are not sent.",
+            copied.without_ids
+        );
+    }
+    for (person, why) in copied.rejected.iter().take(10) {
+        say!("  person {person} refused: {why}");
+    }
+    if let Some(stop) = &copied.stopped {
+        note!("Stopped: {}\nThe persons not yet taken are sent by the same command again.", stop_words(stop));
+        return Ok(Exit::Refused);
+    }
+    if copied.undelivered > 0 {
+        return Err(CommandError::Failed(format!(
+            "the destination {destination} did not take {} events of persons after all their attempts; run the same \
+             command again to send the persons not yet taken",
+            copied.undelivered
+        )));
+    }
+    say!("The persons are copied.");
+    Ok(Exit::Done)
 }

@@ -222,6 +222,7 @@ impl ClickHouse {
         let url = line.trim().strip_prefix("READY ").unwrap_or_else(|| panic!("the engine said {line:?}")).to_string();
         let engine = ClickHouse { url, child, _data: data };
         engine.query(EVENTS_TABLE);
+        engine.query(PERSON_TABLES);
         engine
     }
 
@@ -253,6 +254,10 @@ impl Drop for ClickHouse {
 /// PostHog's events tables as on a cluster (posthog/models/event/sql.py): the
 /// ReplacingMergeTree `sharded_events` and the Distributed `events` over it.
 pub const EVENTS_TABLE: &str = include_str!("../clickhouse/schema.sql");
+
+/// PostHog's person tables (posthog/models/person/sql.py): `person` and
+/// `person_distinct_id2`, ReplacingMergeTrees on `version`.
+pub const PERSON_TABLES: &str = include_str!("../clickhouse/persons.sql");
 
 /// Inserts `count` realistic events for `team` (row numbers `first..first+count`, about
 /// 1.8 KB of properties each), their timestamps spread over `distinct_times` values from
@@ -339,4 +344,5 @@ pub fn words(line: &str) -> Vec<String> {
 }
 
 pub mod browser;
+pub mod persons;
 pub mod posthog;

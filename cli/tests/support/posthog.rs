@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use super::persons::{hogql_tables, Persons};
 use super::{body_json, capture_checks, ClickHouse, Reply, Request, Server, PASSWORD, USER};
 
 pub const PROJECT: u64 = 1;
@@ -43,6 +44,8 @@ pub struct PostHog {
     pub accepted: Arc<AtomicUsize>,
     /// Every query answers 202 (still running) and is polled for its rows.
     pub slow: Arc<AtomicBool>,
+    /// The persons ingestion made of the stored events, by PostHog's rules, in order.
+    pub persons: Arc<Mutex<Persons>>,
 }
 
 /// A query for the engine at `url`; its error as text instead of a panic.
@@ -86,6 +89,19 @@ fn store(engine: &str, events: &[Value]) {
         sql.push('\n');
     }
     engine_query(engine, &sql).unwrap_or_else(|e| panic!("the destination could not store events: {e}"));
+}
+
+/// Ingests events as PostHog does: stored, then their persons applied in order (the
+/// person rows written to the engine's person tables).
+fn ingest(engine: &str, persons: &Mutex<Persons>, events: &[Value]) {
+    let mut persons = persons.lock().unwrap();
+    store(engine, events);
+    for event in events {
+        persons.apply(event);
+    }
+    for sql in persons.rows(PROJECT) {
+        engine_query(engine, &sql).unwrap_or_else(|e| panic!("the destination could not store persons: {e}"));
+    }
 }
 
 /// The engine's JSONCompact answer as the Query API's `{"results", "columns"}`, numbers
@@ -140,6 +156,8 @@ impl PostHog {
         let slow_queries = Arc::new(AtomicBool::new(false));
         let running: Arc<Mutex<HashMap<String, (usize, Value)>>> = Arc::default();
         let (slow, r) = (slow_queries.clone(), running.clone());
+        let persons: Arc<Mutex<Persons>> = Arc::default();
+        let p = persons.clone();
         let (e, h, d, l, q, c, a) = (
             engine.url.clone(),
             hogql.clone(),
@@ -171,12 +189,12 @@ impl PostHog {
                         None => now.push(event),
                     }
                 }
-                store(&e, &now);
+                ingest(&e, &p, &now);
                 if !later.is_empty() {
-                    let engine = e.clone();
+                    let (engine, persons) = (e.clone(), p.clone());
                     thread::spawn(move || {
                         thread::sleep(wait);
-                        store(&engine, &later);
+                        ingest(&engine, &persons, &later);
                     });
                 }
                 return Reply::new(200, "{\"status\":1}");
@@ -217,7 +235,7 @@ impl PostHog {
             if let Some(reply) = (q.lock().unwrap())(&query) {
                 return reply;
             }
-            let sql = query.replace(" FROM events ", &format!(" FROM {TABLE} "));
+            let sql = hogql_tables(&query.replace(" FROM events ", &format!(" FROM {TABLE} ")), PROJECT);
             match engine_query(&e, &format!("{sql} FORMAT JSONCompact")) {
                 Ok(text) if slow.load(Ordering::SeqCst) => {
                     let mut running = r.lock().unwrap();
@@ -229,7 +247,7 @@ impl PostHog {
                 Err(error) => Reply::new(400, &json!({"type": "validation_error", "detail": error}).to_string()),
             }
         }));
-        PostHog { server, engine, hogql, drop, lag, query_fault, rows_cap, accepted, slow: slow_queries }
+        PostHog { server, engine, hogql, drop, lag, query_fault, rows_cap, accepted, slow: slow_queries, persons }
     }
 
     pub fn set_drop(&self, rule: impl FnMut(&Value) -> bool + Send + 'static) {
