@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::commands::amplitude::AmplitudeOptions;
 use crate::commands::destination::DestinationOptions;
+use crate::commands::mixpanel::MixpanelOptions;
 use crate::commands::posthog::{PersonsMode, PosthogOptions, PosthogSourceOptions, ReadFrom as Reader};
 use crate::commands::verify::{VerifyFrom, VerifyOptions};
 use crate::shared::defaults;
@@ -28,6 +29,9 @@ pub enum Command {
     /// Copies an Amplitude project's events (a local export, or its Export API), each
     /// device linked once to its user.
     Amplitude(Box<AmplitudeArgs>),
+    /// Copies a Mixpanel project's events (raw export files, or its export API) and, with
+    /// --profiles, its people, each device linked once to its user.
+    Mixpanel(Box<MixpanelArgs>),
     /// Progress of every migration in the state file.
     Status,
     /// Checks at the destination, UTC day by UTC day, that every event of the source
@@ -141,6 +145,38 @@ pub struct AmplitudeArgs {
 }
 
 #[derive(clap::Args)]
+pub struct MixpanelArgs {
+    /// Raw export files (JSON lines, plain or gzip) or folders of them; all of them are
+    /// imported (--start and --end choose the export API's days only).
+    #[arg(long, num_args = 1.., conflicts_with = "project_id")]
+    pub files: Vec<PathBuf>,
+    /// Engage (people) exports: JSON lines of `$distinct_id` and `$properties`; each
+    /// profile becomes its person at the destination, with or without events.
+    #[arg(long, num_args = 1..)]
+    pub profiles: Vec<PathBuf>,
+    /// The Mixpanel project, to read its export API directly.
+    #[arg(long)]
+    pub project_id: Option<u64>,
+    /// The service account's user name, with --project-id.
+    #[arg(long, env = "MIXPANEL_SERVICE_ACCOUNT_USER", hide_env_values = true)]
+    pub service_account_user: Option<String>,
+    /// The service account's secret, with --project-id.
+    #[arg(long, env = "MIXPANEL_SERVICE_ACCOUNT_SECRET", hide_env_values = true)]
+    pub service_account_secret: Option<String>,
+    /// Mixpanel's data residency: us, eu or in.
+    #[arg(long, default_value = "us")]
+    pub region: String,
+    /// Mixpanel's export API at another address (tests).
+    #[arg(long, hide = true)]
+    pub mixpanel_url: Option<String>,
+    /// Export API queries an hour at most (Mixpanel allows 60).
+    #[arg(long, default_value_t = 60, hide = true)]
+    pub mixpanel_queries_per_hour: usize,
+    #[command(flatten)]
+    pub to: DestinationArgs,
+}
+
+#[derive(clap::Args)]
 pub struct DestinationArgs {
     /// First day to copy (YYYY-MM-DD or a timestamp); default: the source's first event
     /// (Amplitude's Export API: 2020-01-01).
@@ -197,6 +233,8 @@ pub enum VerifyFromArg {
     QueryApi,
     /// What the Amplitude imports recorded in the state file handed over.
     Amplitude,
+    /// What the Mixpanel imports recorded in the state file handed over.
+    Mixpanel,
 }
 
 #[derive(clap::Args)]
@@ -207,9 +245,13 @@ pub struct VerifyArgs {
     pub from: VerifyFromArg,
     #[command(flatten)]
     pub source: PosthogSourceArgs,
-    /// With --resend and --from amplitude: the export the import read (zip or folder).
-    #[arg(long)]
-    pub files: Option<PathBuf>,
+    /// With --resend and --from amplitude or mixpanel: the export the import read (zip,
+    /// folder or files).
+    #[arg(long, num_args = 1..)]
+    pub files: Vec<PathBuf>,
+    /// With --resend and --from mixpanel: the Engage exports the import read.
+    #[arg(long, num_args = 1..)]
+    pub profiles: Vec<PathBuf>,
     /// The destination PostHog's app (not its capture host), e.g. https://us.posthog.com.
     #[arg(long)]
     pub destination_query_api_host: String,
@@ -321,17 +363,35 @@ impl From<&AmplitudeArgs> for AmplitudeOptions {
     }
 }
 
+impl From<&MixpanelArgs> for MixpanelOptions {
+    fn from(a: &MixpanelArgs) -> MixpanelOptions {
+        MixpanelOptions {
+            files: a.files.clone(),
+            profiles: a.profiles.clone(),
+            project_id: a.project_id,
+            user: a.service_account_user.clone(),
+            secret: a.service_account_secret.clone(),
+            region: a.region.clone(),
+            mixpanel_url: a.mixpanel_url.clone(),
+            queries_per_hour: a.mixpanel_queries_per_hour,
+            to: (&a.to).into(),
+        }
+    }
+}
+
 impl From<&VerifyArgs> for VerifyOptions {
     fn from(a: &VerifyArgs) -> VerifyOptions {
         let from = match a.from {
             VerifyFromArg::Clickhouse => VerifyFrom::Clickhouse,
             VerifyFromArg::QueryApi => VerifyFrom::QueryApi,
             VerifyFromArg::Amplitude => VerifyFrom::Amplitude,
+            VerifyFromArg::Mixpanel => VerifyFrom::Mixpanel,
         };
         VerifyOptions {
             from,
             source: (&a.source).into(),
             files: a.files.clone(),
+            profiles: a.profiles.clone(),
             destination_query_api_host: a.destination_query_api_host.clone(),
             destination_project_id: a.destination_project_id,
             destination_personal_api_key: a.destination_personal_api_key.clone(),

@@ -22,13 +22,14 @@ use clap::Parser;
 
 use crate::args::{Cli, Command};
 use crate::commands::exit::{exit_code, Outcome};
-use crate::commands::{amplitude, demo, posthog, resend_parked, status, verify};
+use crate::commands::{amplitude, demo, mixpanel, posthog, resend_parked, status, verify};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome: Outcome = match &cli.command {
         Command::Posthog(args) => posthog::run(&cli.state, &args.as_ref().into()),
         Command::Amplitude(args) => amplitude::run(&cli.state, &args.as_ref().into()),
+        Command::Mixpanel(args) => mixpanel::run(&cli.state, &args.as_ref().into()),
         Command::Status => status::run(&cli.state),
         Command::Verify(args) => verify::run(&cli.state, &args.as_ref().into()),
         Command::Demo { events, keep } => demo::run(*events, *keep),

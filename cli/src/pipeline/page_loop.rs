@@ -155,6 +155,7 @@ pub fn run_pages(
             track.settled.read += page.skipped.len() as u64;
             track.settled.rejected.extend(page.skipped.into_iter().map(|why| (None, None, why)));
             track.settled.ledger = page.ledger;
+            track.settled.mixpanel = page.mixpanel;
             let batches = batches_of(&page.events, options, &mut track.settled);
             track.left = batches.len();
             cursor = page.next;

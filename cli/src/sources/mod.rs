@@ -2,6 +2,8 @@
 //! order, each page resumable from the cursor of the last event of the page before.
 
 pub mod amplitude;
+pub mod lines;
+pub mod mixpanel;
 pub mod posthog;
 
 use std::collections::BTreeMap;
@@ -10,6 +12,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::shared::retry::ReadError;
 use crate::store::amplitude::Ledger;
+use crate::store::mixpanel::Ledger as MixpanelLedger;
 use crate::store::runs::Cursor;
 
 /// One page: events as JSON object texts shaped like a captured PostHog event
@@ -26,6 +29,8 @@ pub struct Page {
     /// What an Amplitude import's page gave its destination (links, group properties,
     /// whole files): stored with the page, so that no rerun sends them again.
     pub ledger: Ledger,
+    /// What a Mixpanel import's page gave its destination (links, whole files).
+    pub mixpanel: MixpanelLedger,
     /// Rows left out because they repeat an event already handed over (the same uuid:
     /// rows a ReplacingMergeTree has not merged yet).
     pub duplicates: u64,

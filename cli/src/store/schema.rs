@@ -10,7 +10,7 @@
 use rusqlite::Connection;
 
 /// The version this build writes.
-pub const LATEST: i64 = 2;
+pub const LATEST: i64 = 3;
 
 /// Brings the file to `LATEST`; `Err(found)` when a newer build wrote it.
 pub fn upgrade(db: &Connection) -> rusqlite::Result<Result<(), i64>> {
@@ -34,7 +34,7 @@ pub fn upgrade(db: &Connection) -> rusqlite::Result<Result<(), i64>> {
 type Step = fn(&Connection) -> rusqlite::Result<()>;
 
 /// Step `i` takes a file from version `i` to `i + 1`.
-const STEPS: [Step; 2] = [version_1, version_2];
+const STEPS: [Step; 3] = [version_1, version_2, version_3];
 
 /// Version 1: the schema as it stood when versions began. A file of an earlier build
 /// may hold any part of it: what is missing is added, what is there is kept.
@@ -68,6 +68,26 @@ fn version_2(db: &Connection) -> rusqlite::Result<()> {
             digest TEXT NOT NULL,
             PRIMARY KEY (migration, person_id)
         ) WITHOUT ROWID;",
+    )
+}
+
+/// Version 3: a Mixpanel import's record per destination: its devices linked to a user,
+/// and its files wholly imported, known by their content's fingerprint.
+fn version_3(db: &Connection) -> rusqlite::Result<()> {
+    db.execute_batch(
+        "CREATE TABLE mixpanel_links (
+            destination TEXT NOT NULL,
+            device_id TEXT NOT NULL,
+            user_id TEXT NOT NULL,
+            PRIMARY KEY (destination, device_id)
+        );
+        CREATE TABLE mixpanel_files (
+            destination TEXT NOT NULL,
+            fingerprint TEXT NOT NULL,
+            name TEXT NOT NULL,
+            lines INTEGER NOT NULL,
+            PRIMARY KEY (destination, fingerprint)
+        );",
     )
 }
 

@@ -3,6 +3,7 @@
 
 use super::amplitude::{self, Ledger};
 use super::error::StoreResult;
+use super::mixpanel;
 use super::rejected::{self, Refused};
 use super::requests::{self, Kept, ToKeep};
 use super::runs::{self, Cursor};
@@ -17,6 +18,8 @@ pub struct Settled {
     pub keep: Vec<ToKeep>,
     /// What an Amplitude page gave its destination.
     pub ledger: Ledger,
+    /// What a Mixpanel page gave its destination.
+    pub mixpanel: mixpanel::Ledger,
     /// (UTC day, uuid) of each event an import handed over, for `verify`.
     pub converted: Vec<(String, String)>,
     pub live: u64,
@@ -31,6 +34,7 @@ impl StateFile {
             requests::insert(&tx, run, keep)?;
         }
         amplitude::write_ledger(&tx, &settled.ledger)?;
+        mixpanel::write_ledger(&tx, &settled.mixpanel)?;
         for refused in &settled.rejected {
             rejected::insert(&tx, run, refused)?;
         }
@@ -97,6 +101,7 @@ mod tests {
                 groups: vec![("org".into(), "o1".into(), "digest".into())],
                 files: vec![Imported { name: "f.json.gz".into(), content: "crc32 1".into(), lines: 3 }],
             },
+            mixpanel: Default::default(),
             converted: vec![],
             live: 1,
             duplicates: 3,

@@ -28,6 +28,9 @@ pub struct DayRecord<'a> {
     pub extra: &'a [String],
 }
 
+/// The imports whose run's source is like `?1`.
+const OF_SOURCE: &str = "run IN (SELECT id FROM runs WHERE source LIKE ?1)";
+
 /// The (UTC day, uuid) of every event a page of an import handed over, in the page's
 /// own transaction.
 pub(super) fn record_imported(tx: &Connection, run: &str, converted: &[(String, String)]) -> rusqlite::Result<()> {
@@ -45,33 +48,42 @@ pub(super) fn record_imported(tx: &Connection, run: &str, converted: &[(String, 
 }
 
 impl StateFile {
-    /// The imports that recorded what they handed over.
-    pub fn imports(&self) -> StoreResult<Vec<String>> {
-        let mut statement = self.db.prepare("SELECT run FROM verify_imports ORDER BY id")?;
-        let rows = statement.query_map([], |r| r.get(0))?;
+    /// The imports that recorded what they handed over, of the runs whose source is like
+    /// `like` (SQL LIKE: `%Mixpanel%`).
+    pub fn imports(&self, like: &str) -> StoreResult<Vec<String>> {
+        let mut statement =
+            self.db.prepare(&format!("SELECT run FROM verify_imports WHERE {OF_SOURCE} ORDER BY id"))?;
+        let rows = statement.query_map(params![like], |r| r.get(0))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// The days from `from` to `to` (exclusive, YYYY-MM-DD) the imports handed events
     /// of, each with its distinct uuids.
-    pub fn imported_days(&self, from: &str, to: &str) -> StoreResult<Vec<(String, u64)>> {
-        let mut statement = self.db.prepare(
-            "SELECT day, COUNT(DISTINCT uuid) FROM verify_imported WHERE day >= ?1 AND day < ?2 GROUP BY day \
-             ORDER BY day",
-        )?;
-        let rows =
-            statement.query_map(params![from, to], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64)))?;
+    pub fn imported_days(&self, like: &str, from: &str, to: &str) -> StoreResult<Vec<(String, u64)>> {
+        let mut statement = self.db.prepare(&format!(
+            "SELECT day, COUNT(DISTINCT uuid) FROM verify_imported WHERE day >= ?2 AND day < ?3 AND import IN \
+             (SELECT id FROM verify_imports WHERE {OF_SOURCE}) GROUP BY day ORDER BY day"
+        ))?;
+        let rows = statement
+            .query_map(params![like, from, to], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64)))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// Up to `limit` distinct uuids the imports handed over from `from` to `to`, after
     /// `after`, in text order.
-    pub fn imported_uuids(&self, from: &str, to: &str, after: &str, limit: usize) -> StoreResult<Vec<String>> {
-        let mut statement = self.db.prepare(
-            "SELECT DISTINCT uuid FROM verify_imported WHERE day >= ?1 AND day < ?2 AND uuid > ?3 ORDER BY uuid \
-             LIMIT ?4",
-        )?;
-        let rows = statement.query_map(params![from, to, after, limit as i64], |r| r.get::<_, String>(0))?;
+    pub fn imported_uuids(
+        &self,
+        like: &str,
+        from: &str,
+        to: &str,
+        after: &str,
+        limit: usize,
+    ) -> StoreResult<Vec<String>> {
+        let mut statement = self.db.prepare(&format!(
+            "SELECT DISTINCT uuid FROM verify_imported WHERE day >= ?2 AND day < ?3 AND uuid > ?4 AND import IN \
+             (SELECT id FROM verify_imports WHERE {OF_SOURCE}) ORDER BY uuid LIMIT ?5"
+        ))?;
+        let rows = statement.query_map(params![like, from, to, after, limit as i64], |r| r.get::<_, String>(0))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
@@ -130,11 +142,21 @@ mod tests {
         let path = std::env::temp_dir().join(format!("m3k-verify-store-{}", std::process::id()));
         let _ = std::fs::remove_file(&path);
         let mut state = StateFile::open(&path).unwrap();
+        state
+            .db
+            .execute_batch(
+                "INSERT INTO runs (id, source, destination, api_key, gzip, range_from, range_to) \
+                 VALUES ('import a', 'the Amplitude export e.zip', 'http://d', 'phc', 1, '', '')",
+            )
+            .unwrap();
         let tx = state.db.transaction().unwrap();
         let converted = vec![("2024-03-01".to_string(), "u1".to_string()), ("2024-03-01".into(), "u1".into())];
         record_imported(&tx, "import a", &converted).unwrap();
         tx.commit().unwrap();
-        assert_eq!(state.imports().unwrap(), ["import a"]);
+        assert_eq!(state.imports("%Amplitude%").unwrap(), ["import a"]);
+        assert!(state.imports("%Mixpanel%").unwrap().is_empty(), "imports are told apart by their source");
+        assert_eq!(state.imported_days("%Amplitude%", "2024-03-01", "2024-03-02").unwrap(), [("2024-03-01".into(), 1)]);
+        assert!(state.imported_days("%Mixpanel%", "2024-03-01", "2024-03-02").unwrap().is_empty());
         let count: i64 = state.db.query_row("SELECT COUNT(*) FROM verify_imported", [], |r| r.get(0)).unwrap();
         assert_eq!(count, 1);
         let missing = vec!["u2".to_string()];

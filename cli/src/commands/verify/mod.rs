@@ -14,6 +14,7 @@ use chrono::{NaiveDate, Utc};
 
 use super::destination::{settings, time_flag, DestinationOptions};
 use super::exit::{CommandError, Exit, Outcome};
+use super::mixpanel::SOURCE_LIKE as MIXPANEL_RUNS;
 use super::posthog::PosthogSourceOptions;
 use super::summary::stop_words;
 use crate::pipeline::error::PipelineError;
@@ -29,23 +30,30 @@ use crate::shared::retry::RetryPolicy;
 use crate::shared::words::{n_days, thousands};
 use crate::sources::amplitude::files::LocalExport;
 use crate::sources::amplitude::{fingerprint_of, Amplitude, Options as ImportOptions};
+use crate::sources::mixpanel::files::LocalFiles;
+use crate::sources::mixpanel::{Mixpanel, Options as MixpanelImport};
 use crate::sources::posthog::query_api::QueryApiSource;
 use crate::sources::Source;
 use crate::store::state_file::StateFile;
 use crate::store::verify::{CheckRecord, DayRecord};
+
+/// The runs of Amplitude imports, by their source's name.
+const AMPLITUDE_RUNS: &str = "%Amplitude%";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum VerifyFrom {
     Clickhouse,
     QueryApi,
     Amplitude,
+    Mixpanel,
 }
 
 /// The flags of `verify`.
 pub struct VerifyOptions {
     pub from: VerifyFrom,
     pub source: PosthogSourceOptions,
-    pub files: Option<PathBuf>,
+    pub files: Vec<PathBuf>,
+    pub profiles: Vec<PathBuf>,
     pub destination_query_api_host: String,
     pub destination_project_id: u64,
     pub destination_personal_api_key: String,
@@ -124,7 +132,7 @@ fn nothing_to_compare(args: &VerifyOptions, from: Option<NaiveDate>, to: Option<
             match args.from {
                 VerifyFrom::Clickhouse => "--clickhouse-url, --clickhouse-table and --team-id",
                 VerifyFrom::QueryApi => "--query-api-host and --project-id",
-                VerifyFrom::Amplitude => "--state (the state file of the import)",
+                VerifyFrom::Amplitude | VerifyFrom::Mixpanel => "--state (the state file of the import)",
             }
         )),
         (from, to) => {
@@ -156,17 +164,21 @@ fn source_side(args: &VerifyOptions, state: &Path) -> Result<Box<dyn Side>, Comm
             client.host = host(&client.host);
             Box::new(QueryApiSide { api: HogQl::new(client, retry) })
         }
-        VerifyFrom::Amplitude => {
+        VerifyFrom::Amplitude | VerifyFrom::Mixpanel => {
+            let (flag, name, like) = match args.from {
+                VerifyFrom::Mixpanel => ("mixpanel", "Mixpanel", MIXPANEL_RUNS),
+                _ => ("amplitude", "Amplitude", AMPLITUDE_RUNS),
+            };
             let state_file = StateFile::open(state)?;
-            let imports = state_file.imports()?;
+            let imports = state_file.imports(like)?;
             if imports.is_empty() {
                 return Err(CommandError::Failed(format!(
-                    "--from amplitude: the state file {} records no Amplitude import (imports record what they hand \
+                    "--from {flag}: the state file {} records no {name} import (imports record what they hand \
                      over since this version; give --state the file of the import, or import again)",
                     state.display()
                 )));
             }
-            Box::new(ImportSide { state: state_file, imports })
+            Box::new(ImportSide { state: state_file, imports, kind: name, like })
         }
     })
 }
@@ -297,7 +309,7 @@ fn wait_for(
 /// read, by the fingerprint of its files and their content taken when it was imported
 /// (imports of the Export API have none: nothing to compare).
 fn same_export(state: &Path, files: &Path) -> Result<(), CommandError> {
-    let imports = StateFile::open(state)?.imports()?;
+    let imports = StateFile::open(state)?.imports(AMPLITUDE_RUNS)?;
     let imported: Vec<&str> = imports.iter().filter_map(|run| fingerprint_of(run)).collect();
     if imported.is_empty() {
         return Ok(());
@@ -343,7 +355,7 @@ fn resend_missing(
         .options(format!("verify --resend into {target}"));
     let reread = match args.from {
         VerifyFrom::Amplitude => {
-            let files = args.files.as_deref().ok_or_else(|| {
+            let files = args.files.first().ok_or_else(|| {
                 CommandError::Failed(
                     "--resend with --from amplitude needs --files: the export the import read (the Export API is not \
                      read again by verify; run `migrator3000 amplitude` again instead)"
@@ -359,6 +371,24 @@ fn resend_missing(
             };
             let export = LocalExport::open(files).map_err(CommandError::Failed)?;
             resend::Reread::Amplitude(Box::new(Amplitude::new(export, import, Default::default())))
+        }
+        VerifyFrom::Mixpanel => {
+            if args.files.is_empty() && args.profiles.is_empty() {
+                return Err(CommandError::Failed(
+                    "--resend with --from mixpanel needs --files (and --profiles if the import read them): the \
+                     export the import read (the export API is not read again by verify; run `migrator3000 \
+                     mixpanel` again instead)"
+                        .into(),
+                ));
+            }
+            // Nothing known of this destination: every line is read again (only the
+            // missing ones are sent).
+            let import = MixpanelImport {
+                destination: format!("{} {}", settings.destination.base_url, settings.project_api_key),
+                now: migrator3000::timestamp::format(Utc::now()),
+            };
+            let files = LocalFiles::open(&args.files, &args.profiles).map_err(CommandError::Failed)?;
+            resend::Reread::Amplitude(Box::new(Mixpanel::new(files, import, Default::default(), Default::default())))
         }
         read => {
             let source = &args.source;
@@ -412,7 +442,7 @@ pub fn run(state: &Path, args: &VerifyOptions) -> Outcome {
     destination_api.flags = &DESTINATION_FLAGS;
     let mut destination = QueryApiSide { api: HogQl::new(destination_api, RetryPolicy::new(args.retry_scale)) };
     let mut source = source_side(args, state)?;
-    if let (VerifyFrom::Amplitude, true, Some(files)) = (args.from, args.resend, &args.files) {
+    if let (VerifyFrom::Amplitude, true, Some(files)) = (args.from, args.resend, args.files.first()) {
         same_export(state, files)?;
     }
     let (source_name, destination_name) = (source.describe(), destination.describe());

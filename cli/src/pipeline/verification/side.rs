@@ -209,11 +209,15 @@ impl Side for ClickHouseSide {
     }
 }
 
-/// What an Amplitude import converted and handed to the destination, per day, as the
-/// import recorded it in the state file.
+/// What an import (Amplitude's or Mixpanel's) converted and handed to the destination,
+/// per day, as the import recorded it in the state file.
 pub struct ImportSide {
     pub state: StateFile,
     pub imports: Vec<String>,
+    /// Whose imports: "Amplitude", "Mixpanel".
+    pub kind: &'static str,
+    /// Their runs' sources, as SQL LIKE.
+    pub like: &'static str,
 }
 
 fn db_failure(e: StoreError) -> SideError {
@@ -226,13 +230,16 @@ fn db_failure(e: StoreError) -> SideError {
 impl Side for ImportSide {
     fn describe(&self) -> String {
         match self.imports.as_slice() {
-            [one] => format!("the Amplitude import recorded in the state file ({one})"),
-            many => format!("the {} Amplitude imports recorded in the state file", many.len()),
+            [one] => format!("the {} import recorded in the state file ({one})", self.kind),
+            many => format!("the {} {} imports recorded in the state file", many.len(), self.kind),
         }
     }
 
     fn days(&mut self, window: Window) -> Result<Vec<(NaiveDate, DayCount)>, SideError> {
-        let days = self.state.imported_days(&window.from.to_string(), &window.to.to_string()).map_err(db_failure)?;
+        let days = self
+            .state
+            .imported_days(self.like, &window.from.to_string(), &window.to.to_string())
+            .map_err(db_failure)?;
         days.into_iter()
             .map(|(day, events)| {
                 Ok((day_of(&day)?, DayCount { rows: events, events, checksum: None, quiet_seconds: None }))
@@ -242,6 +249,6 @@ impl Side for ImportSide {
 
     fn uuids(&mut self, window: Window, after: Option<&str>, limit: usize) -> Result<Vec<String>, SideError> {
         let (from, to) = (window.from.to_string(), window.to.to_string());
-        self.state.imported_uuids(&from, &to, after.unwrap_or(""), limit).map_err(db_failure)
+        self.state.imported_uuids(self.like, &from, &to, after.unwrap_or(""), limit).map_err(db_failure)
     }
 }

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use super::clickhouse::{json_count, quoted, ClickHouse};
+use super::clickhouse::{identifier, json_count, quoted, ClickHouse};
 use crate::posthog_api::client::{QueryApiClient, Reply};
 use crate::shared::retry::ReadError;
 
@@ -140,7 +140,7 @@ impl ClickHousePersons {
             "SELECT toString(id) AS pid, argMax(properties, version) AS props, max(version) AS v, \
              argMax(is_identified, version) AS identified FROM {}.person WHERE team_id = {}{} GROUP BY id \
              HAVING argMax(is_deleted, version) = 0 ORDER BY id LIMIT {limit} FORMAT JSONEachRow",
-            c.database,
+            identifier(&c.database),
             c.team_id,
             after.map_or(String::new(), |a| format!(" AND id > toUUID({})", quoted(a)))
         )
@@ -156,7 +156,7 @@ impl ClickHousePersons {
              WHERE team_id = {team} AND distinct_id IN (SELECT distinct_id FROM {db}.person_distinct_id2 WHERE \
              team_id = {team} AND person_id >= toUUID({first}) AND person_id <= toUUID({last})) GROUP BY distinct_id \
              HAVING argMax(is_deleted, version) = 0 FORMAT JSONEachRow",
-            db = c.database,
+            db = identifier(&c.database),
             team = c.team_id,
             first = quoted(first),
             last = quoted(last)

@@ -1,0 +1,103 @@
+//! `migrator3000 mixpanel`: a Mixpanel project's events (local raw export files, or its
+//! export API a day at a time) and optionally its people (an Engage export) migrated to
+//! the destination, each device linked once to its user, each line sent once.
+
+use std::path::{Path, PathBuf};
+
+use chrono::Utc;
+use migrator3000::timestamp;
+
+use super::destination::{asked, settings, DestinationOptions};
+use super::exit::{CommandError, Exit, Outcome};
+use super::summary;
+use crate::pipeline::dry_run::dry_run;
+use crate::pipeline::error::PipelineError;
+use crate::pipeline::migration::{Migration, Target};
+use crate::shared::defaults;
+use crate::shared::reporter::note;
+use crate::shared::retry::RetryPolicy;
+use crate::sources::mixpanel::export_api::{self, ExportApi, Limits};
+use crate::sources::mixpanel::files::LocalFiles;
+use crate::sources::mixpanel::{Mixpanel, Options as ImportOptions};
+use crate::sources::Source;
+use crate::store::state_file::StateFile;
+
+/// The runs of Mixpanel imports, by their source's name.
+pub const SOURCE_LIKE: &str = "%Mixpanel%";
+
+pub struct MixpanelOptions {
+    pub files: Vec<PathBuf>,
+    pub profiles: Vec<PathBuf>,
+    pub project_id: Option<u64>,
+    pub user: Option<String>,
+    pub secret: Option<String>,
+    pub region: String,
+    pub mixpanel_url: Option<String>,
+    pub queries_per_hour: usize,
+    pub to: DestinationOptions,
+}
+
+pub fn run(state_path: &Path, args: &MixpanelOptions) -> Outcome {
+    let now = Utc::now();
+    let settings = settings(&args.to, now)?;
+    let (start, end) = asked(&args.to, &settings)?;
+    let mut state = if args.to.dry_run { None } else { Some(StateFile::open(state_path)?) };
+    let destination = format!("{} {}", settings.destination.base_url, settings.project_api_key);
+    let (known, handed) = match &state {
+        Some(state) => (
+            state.mixpanel_known(&destination)?,
+            state.handed_over(SOURCE_LIKE, &settings.destination.base_url, &settings.project_api_key)?,
+        ),
+        None => Default::default(),
+    };
+    let import = ImportOptions { destination, now: timestamp::format(now) };
+    let api = (args.project_id, &args.user, &args.secret);
+    let mut range = None;
+    let mut source: Box<dyn Source> =
+        if !args.files.is_empty() || (!args.profiles.is_empty() && args.project_id.is_none()) {
+            let files = LocalFiles::open(&args.files, &args.profiles).map_err(CommandError::Failed)?;
+            let mut local = Mixpanel::new(files, import, known, handed);
+            local.take_stock().map_err(PipelineError::from)?;
+            Box::new(local)
+        } else if let (Some(project), Some(user), Some(secret)) = api {
+            let Some(start) = start else {
+                return Err(CommandError::Usage("the export API needs --start (its first day)".into()));
+            };
+            let end = end.unwrap_or(now);
+            if end <= start {
+                return Err(CommandError::Usage("--end must come after --start".into()));
+            }
+            let base = match &args.mixpanel_url {
+                Some(url) => url.clone(),
+                None => export_api::host(&args.region)
+                    .ok_or_else(|| CommandError::Usage(format!("--region {}: give us, eu or in", args.region)))?
+                    .to_string(),
+            };
+            let (from, to) = (
+                start.date_naive(),
+                end.date_naive() + chrono::Duration::days(i64::from(end.time() != chrono::NaiveTime::MIN)),
+            );
+            range = Some((start, end));
+            let limits = Limits { per_hour: args.queries_per_hour.max(1), per_second: export_api::LIMITS.per_second };
+            let feed = ExportApi::new(&base, project, user, secret, from, to).with_limits(limits);
+            Box::new(Mixpanel::new(feed, import, known, handed))
+        } else {
+            return Err(CommandError::Usage(
+                "give --files (a raw export: files or folders) or --project-id with MIXPANEL_SERVICE_ACCOUNT_USER and \
+             MIXPANEL_SERVICE_ACCOUNT_SECRET (the export API)"
+                    .into(),
+            ));
+        };
+    let target = Target::of(&settings);
+    note!("Migrating {} into {target}.", source.describe());
+    let page_size = args.to.page_size.unwrap_or(defaults::PAGE_SIZE);
+    let retry = RetryPolicy::new(args.to.retry_scale);
+    // What the import hands over is recorded per day, for `verify --from mixpanel`.
+    let migration = Migration::new(&settings, &target, page_size, args.to.concurrency, retry, now).recording_days();
+    let Some(state) = state.as_mut() else {
+        dry_run(source.as_mut(), &migration.options(String::new()))?;
+        return Ok(Exit::Done);
+    };
+    let finished = migration.run(state_path, state, source.as_mut(), range, None)?;
+    summary::after_migration(state, finished, &target.url, &source.remarks())
+}
