@@ -375,7 +375,7 @@ fn resend_missing(
         line.push_str(&format!(", {undelivered} not delivered after every attempt ({})", sent.undelivered[0].1));
     }
     say!("{line}.");
-    Ok(sent.stopped.as_ref().map(stop_words))
+    Ok(sent.stopped.as_ref().map(|stop| stop_words(stop, &settings.destination.base_url)))
 }
 
 pub fn run(state: &Path, args: &VerifyOptions) -> Outcome {
