@@ -24,8 +24,12 @@ const LONGEST_RETRY_AFTER_SECONDS: u64 = 6 * 3600;
 /// The status codes as capture uses them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Answer {
-    /// 2xx: the events are in (over-quota drops also answer 200; nothing tells them apart).
+    /// 2xx with capture's answer: the events are in (over-quota drops also answer 200;
+    /// nothing tells them apart).
     Delivered,
+    /// 2xx with a body that is not capture's answer (a web app or proxy that serves its
+    /// page for every path): nothing says the events arrived anywhere.
+    NotCaptureAnswer,
     /// 400: at least one event of the request is malformed; the whole request is refused.
     Invalid,
     /// 413: the request is too large for this destination.
@@ -34,6 +38,10 @@ pub enum Answer {
     Unauthorized,
     /// Other 4xx (404, 405, ...): this is not a capture endpoint; the host is wrong.
     WrongDestination,
+    /// 3xx: the host redirects (a POST followed through a redirect becomes a GET).
+    Redirect,
+    /// No answer because TLS was spoken to a server that speaks plain http.
+    PlainHttp,
     /// 408, 429, 5xx, and no answer at all: the same request may succeed later.
     Retry,
 }
@@ -46,10 +54,55 @@ pub fn classify(status: u16) -> Answer {
         401 | 403 => Answer::Unauthorized,
         408 | 429 => Answer::Retry,
         402 | 404..=407 | 409..=412 | 414..=428 | 430..=499 => Answer::WrongDestination,
-        // 1xx/3xx are not answers capture gives: treat them like a failing server.
+        300..=399 => Answer::Redirect,
+        // 1xx are not answers capture gives: treat them like a failing server.
         _ => Answer::Retry,
     }
 }
+
+/// `classify`, with what came back: a 2xx counts only with capture's answer, and a
+/// connection that failed because the server speaks plain http says so. `text` is the
+/// answer's body (for a 3xx, where it redirects to, if known); `error`, why no answer
+/// came.
+pub fn classify_reply(status: u16, text: &str, error: Option<&str>) -> Answer {
+    match status {
+        0 if error.is_some() && speaks_plain_http(text) => Answer::PlainHttp,
+        200..=299 if !is_capture_answer(text) => Answer::NotCaptureAnswer,
+        _ => classify(status),
+    }
+}
+
+/// Capture's answer to a request it took: `{"status": 1}` (Django capture),
+/// `{"status": "Ok"}` (the Rust capture, with `quota_limited` at times), or nothing at
+/// all (a 204 of the Rust capture, and some proxies).
+pub fn is_capture_answer(text: &str) -> bool {
+    let text = text.trim();
+    if text.is_empty() {
+        return true;
+    }
+    let Ok(serde_json::Value::Object(answer)) = serde_json::from_str::<serde_json::Value>(text) else {
+        return false;
+    };
+    match answer.get("status") {
+        Some(serde_json::Value::Number(n)) => n.as_u64() == Some(1),
+        Some(serde_json::Value::String(s)) => s.eq_ignore_ascii_case("ok"),
+        _ => false,
+    }
+}
+
+/// What TLS clients say when the server answers a TLS handshake in plain http: OpenSSL
+/// (Node's `EPROTO`) and rustls.
+fn speaks_plain_http(error_text: &str) -> bool {
+    let text = error_text.to_ascii_lowercase();
+    ["wrong version number", "invalidcontenttype", "packet length too long", "http_request"]
+        .iter()
+        .any(|sign| text.contains(sign))
+}
+
+/// A request of one event this much smaller than capture's limit for one event (about
+/// 1 MB) and refused as too large (413) meets a limit of the endpoint (a proxy in front
+/// of capture), not capture's: capture refuses a large event with 400.
+pub const ENDPOINT_LIMIT_BELOW_BYTES: usize = 512 * 1024;
 
 /// A `Retry-After` header: seconds, or an HTTP date.
 pub fn retry_after_seconds(header: &str, now: DateTime<Utc>) -> Option<u64> {
@@ -100,6 +153,15 @@ pub enum Refusal {
     /// Every event refused alone with the answer the whole request got: the answer is
     /// about the endpoint (a redirect from http:// to https:// turns POST into GET).
     Endpoint { status: u16, said: String },
+    /// A 2xx whose body is not capture's answer: something else answers at this host.
+    NotCaptureAnswer { status: u16, said: String },
+    /// One event far under capture's limits refused as too large: the endpoint's limit
+    /// (a proxy's body size limit) is below what capture takes.
+    EndpointLimit { status: u16, bytes: usize },
+    /// A redirect, to `to` (empty when not known).
+    Redirect { status: u16, to: String },
+    /// TLS (https) was spoken to a server that speaks plain http.
+    PlainHttp { said: String },
 }
 
 impl Refusal {
@@ -118,6 +180,27 @@ impl Refusal {
                 "The destination refuses every event alone with the answer it gave the whole request (HTTP {status} \
                  {said}): that is about where the events go, not the events. Check the setting \"Destination host\" \
                  (a redirect, e.g. from http:// to https://, turns POST into GET); saving it resends what waits."
+            ),
+            Refusal::NotCaptureAnswer { status, said } => format!(
+                "The destination answered HTTP {status} with something that is not PostHog capture's answer ({said}): \
+                 a web app or proxy answers there, and nothing says the events arrived. Check the setting \
+                 \"Destination host\" (PostHog's capture, e.g. us.i.posthog.com); saving it resends what waits."
+            ),
+            Refusal::EndpointLimit { status, bytes } => format!(
+                "The destination refuses a request of a single event ({bytes} bytes) as too large (HTTP {status}): \
+                 capture takes 20 MB a request (2 MB on older builds), so the limit is that of a proxy in front of it \
+                 (nginx's client_max_body_size is 1 MB by default). Raise that limit to 20 MB for the path /batch/ of \
+                 the host in the setting \"Destination host\"; saving the settings then resends what waits."
+            ),
+            Refusal::Redirect { status, to } => format!(
+                "The destination redirects (HTTP {status}){}: events are not sent through a redirect (a POST \
+                 becomes a GET). Set \"Destination host\" to {}; saving it resends what waits.",
+                if to.is_empty() { String::new() } else { format!(" to {to}") },
+                crate::host::of_location(to).map_or("where it redirects to".into(), |host| format!("\"{host}\""))
+            ),
+            Refusal::PlainHttp { said } => format!(
+                "The destination speaks plain http, not https ({said}). Write the setting \"Destination host\" \
+                 with http:// (e.g. http://posthog.example.com:8000); saving it resends what waits."
             ),
         }
     }
@@ -180,7 +263,7 @@ pub fn decide(
 ) -> Result<Decision, UnreadableRequest> {
     let json = body_json(sent)?;
     let envelope = envelope(&json)?;
-    let answer = classify(status);
+    let answer = classify_reply(status, response, None);
     if answer == Answer::Delivered {
         return Ok(Decision::Delivered { count: envelope.batch.len() });
     }
@@ -252,9 +335,24 @@ fn decide_read(envelope: &Envelope<'_>, attempt: u32, reply: Reply<'_>, limits: 
     match answer {
         Answer::Delivered => Decision::Delivered { count: envelope.batch.len() },
         Answer::Invalid => split_or_reject(false),
-        Answer::TooLarge => split_or_reject(true),
+        Answer::TooLarge => match envelope.batch.as_slice() {
+            [event] if event.get().len() < ENDPOINT_LIMIT_BELOW_BYTES => {
+                Decision::Stop(Refusal::EndpointLimit { status, bytes: event.get().len() })
+            }
+            _ => split_or_reject(true),
+        },
         Answer::Unauthorized => Decision::Stop(Refusal::Key { status }),
         Answer::WrongDestination => Decision::Stop(Refusal::NotCapture { status }),
+        Answer::NotCaptureAnswer => {
+            let said: String = said(response).chars().take(120).collect();
+            Decision::Stop(Refusal::NotCaptureAnswer { status, said })
+        }
+        Answer::Redirect => {
+            let to = said(response);
+            let url = to.starts_with("http://") || to.starts_with("https://") || to.starts_with('/');
+            Decision::Stop(Refusal::Redirect { status, to: if url { to } else { String::new() } })
+        }
+        Answer::PlainHttp => Decision::Stop(Refusal::PlainHttp { said: said(response) }),
         Answer::Retry if attempt >= MAX_ATTEMPTS => Decision::Park,
         Answer::Retry => {
             Decision::Retry { delay_seconds: backoff_seconds(attempt - 1, retry_after), attempt: attempt + 1 }
@@ -267,6 +365,21 @@ fn decide_read(envelope: &Envelope<'_>, attempt: u32, reply: Reply<'_>, limits: 
 pub fn said(response: &str) -> String {
     let one_line: String = response.trim().chars().take(200).map(|c| if c.is_control() { ' ' } else { c }).collect();
     one_line.trim().to_string()
+}
+
+/// A request's events re-batched within `limits` (a request made before the
+/// destination showed a lower limit).
+pub fn rebatch(batch: &Batch, limits: BatchLimits, gzip: bool) -> Result<Vec<Batch>, UnreadableRequest> {
+    let json = batch_json(batch)?;
+    let envelope = envelope(&json)?;
+    let mut batcher = Batcher::new(&envelope.api_key, envelope.historical_migration, limits, gzip);
+    let mut out = Vec::new();
+    for raw in &envelope.batch {
+        let uuid = serde_json::from_str::<Identity>(raw.get()).ok().and_then(|i| i.uuid).unwrap_or_default();
+        out.extend(batcher.push_json(&uuid, raw.get()));
+    }
+    out.extend(batcher.flush());
+    Ok(out)
 }
 
 /// The two halves of a refused request, each re-batched within the limits.

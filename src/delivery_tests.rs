@@ -23,8 +23,28 @@ fn encoded(batch: &Batch) -> (String, &'static str) {
 }
 
 fn decide_for(batch: &Batch, status: u16, attempt: u32, retry_after: Option<u64>) -> Decision {
+    let said = if (200..300).contains(&status) { "{\"status\":1}" } else { "{\"error\":\"bad\"}" };
+    decide_said(batch, status, attempt, retry_after, said)
+}
+
+fn decide_said(batch: &Batch, status: u16, attempt: u32, retry_after: Option<u64>, said: &str) -> Decision {
     let (body, encoding) = encoded(batch);
-    decide(Sent { body: &body, encoding, attempt }, status, retry_after, "{\"error\":\"bad\"}", LIMITS, true).unwrap()
+    decide(Sent { body: &body, encoding, attempt }, status, retry_after, said, LIMITS, true).unwrap()
+}
+
+/// A batch of one event with `padding` bytes of properties.
+fn one_event(padding: usize) -> Batch {
+    let mut batcher = Batcher::new("phc_key", true, BatchLimits { max_events: 1, max_bytes: 2_000_000 }, true);
+    let uuid = "00000000-0000-4000-8000-000000000000".to_string();
+    let json = json!({"event": "e0", "uuid": uuid, "distinct_id": "d", "properties": {"pad": "x".repeat(padding)}});
+    batcher.push(&Prepared {
+        uuid,
+        json: json.to_string(),
+        at: DateTime::UNIX_EPOCH,
+        used_current_time: false,
+        derived_uuid: false,
+    });
+    batcher.flush().unwrap()
 }
 
 #[test]
@@ -42,7 +62,10 @@ fn every_status_has_a_meaning() {
         (429, Answer::Retry),
         (500, Answer::Retry),
         (503, Answer::Retry),
-        (302, Answer::Retry),
+        (301, Answer::Redirect),
+        (302, Answer::Redirect),
+        (308, Answer::Redirect),
+        (101, Answer::Retry),
         (0, Answer::Retry),
     ];
     for (status, answer) in cases {
@@ -86,8 +109,80 @@ fn a_refused_single_event_is_rejected_with_what_the_destination_said() {
     assert_eq!(rejected.event_name.as_deref(), Some("e0"));
     assert_eq!(rejected.reason.code(), "refused_by_destination");
     assert_eq!(rejected.reason.to_string(), "the destination refused it (HTTP 400) {\"error\":\"bad\"}");
-    let Decision::Rejected(rejected) = decide_for(&batch(1, true), 413, 1, None) else { panic!() };
+    // An event near capture's own limit for one event, refused alone as too large.
+    let large = one_event(600 * 1024);
+    let Decision::Rejected(rejected) = decide_for(&large, 413, 1, None) else { panic!() };
     assert!(rejected.reason.to_string().starts_with("the destination finds it too large (HTTP 413)"));
+}
+
+#[test]
+fn a_small_event_refused_alone_as_too_large_meets_the_endpoints_limit_and_is_kept() {
+    for padding in [0, 100_000, ENDPOINT_LIMIT_BELOW_BYTES - 1000] {
+        let alone = one_event(padding);
+        let json = batch_json(&alone).unwrap();
+        let Decision::Stop(Refusal::EndpointLimit { status: 413, bytes }) = decide_for(&alone, 413, 1, None) else {
+            panic!("{padding}: not held as the endpoint's limit")
+        };
+        assert!(bytes > padding && bytes < json.len(), "{bytes} of {}", json.len());
+        let words = Refusal::EndpointLimit { status: 413, bytes }.app_words();
+        assert!(words.contains("client_max_body_size") && words.contains("Destination host"), "{words}");
+    }
+}
+
+#[test]
+fn a_2xx_counts_as_delivered_only_with_captures_answer() {
+    // Django capture, the Rust capture (with quota_limited at times), a 204 or a proxy's
+    // empty 200.
+    for said in [
+        "{\"status\":1}",
+        "{\"status\": 1}\n",
+        "{\"status\":\"Ok\"}",
+        "{\"status\":\"Ok\",\"quota_limited\":[\"events\"]}",
+        "",
+        " \r\n",
+    ] {
+        for status in [200, 204] {
+            assert_eq!(
+                decide_said(&batch(3, true), status, 1, None, said),
+                Decision::Delivered { count: 3 },
+                "{said:?}"
+            );
+        }
+    }
+    let page = "<!DOCTYPE html><html><head><title>Acme</title></head><body><div id=\"root\"></div></body></html>";
+    for said in [page, "OK", "{}", "{\"status\":0}", "{\"status\":\"error\"}", "[1]", "{\"ok\":true}"] {
+        let Decision::Stop(refusal) = decide_said(&batch(3, true), 200, 1, None, said) else {
+            panic!("{said:?} counted as capture's answer")
+        };
+        let Refusal::NotCaptureAnswer { status: 200, said: shown } = &refusal else { panic!("{refusal:?}") };
+        assert!(shown.len() <= 120 && said.starts_with(shown.as_str()), "{shown:?}");
+        let words = refusal.app_words();
+        assert!(words.contains("HTTP 200") && words.contains("\"Destination host\""), "{words}");
+    }
+}
+
+#[test]
+fn a_redirect_or_tls_to_plain_http_is_about_the_host() {
+    let Decision::Stop(refusal) = decide_said(&batch(2, true), 301, 1, None, "https://ph.example.com/batch/") else {
+        panic!()
+    };
+    assert_eq!(refusal, Refusal::Redirect { status: 301, to: "https://ph.example.com/batch/".into() });
+    assert!(refusal.app_words().contains("\"https://ph.example.com\""), "{}", refusal.app_words());
+    let Decision::Stop(Refusal::Redirect { to, .. }) = decide_said(&batch(2, true), 302, 1, None, "<html>moved</html>")
+    else {
+        panic!()
+    };
+    assert_eq!(to, "");
+    let plain = [
+        ("tls connection init failed: received corrupt message of type InvalidContentType", "EPROTO"),
+        ("request to https://127.0.0.1:8000/batch/ failed, reason: write EPROTO 1408F10B:SSL routines:ssl3_get_record:wrong version number", "EPROTO"),
+    ];
+    for (text, code) in plain {
+        assert_eq!(classify_reply(0, text, Some(code)), Answer::PlainHttp, "{text}");
+    }
+    for (text, code) in [("connect ECONNREFUSED 127.0.0.1:9", "ECONNREFUSED"), ("timed out", "ETIMEDOUT")] {
+        assert_eq!(classify_reply(0, text, Some(code)), Answer::Retry, "{text}");
+    }
 }
 
 #[test]

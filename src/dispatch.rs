@@ -72,6 +72,19 @@ pub struct Summary {
     pub stop: Option<Stop>,
     pub warn: Vec<String>,
     pub error: Vec<String>,
+    /// The destination found requests too large (413) that capture would take: what it
+    /// refused, and the smaller limit the dispatch sent under from then on.
+    pub too_large: Option<TooLarge>,
+}
+
+/// Requests refused as too large, and the limit learned from them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TooLarge {
+    /// The smallest request refused: its JSON, and its body as sent (gzip or not).
+    pub json_bytes: usize,
+    pub sent_bytes: usize,
+    /// The limit on a request's JSON the dispatch lowered to.
+    pub max_bytes: usize,
 }
 
 /// Single events refused alone, each with the very answer their whole request got and
@@ -140,12 +153,48 @@ impl Dispatch {
         dispatch
     }
 
-    /// The next request to send, if any.
+    /// The next request to send, if any: one made larger than what the destination
+    /// showed it takes goes in smaller requests.
     pub fn next_request(&mut self) -> Option<&Batch> {
-        if self.current.is_none() {
-            self.current = self.queue.pop_front();
+        while self.current.is_none() {
+            let item = self.queue.pop_front()?;
+            if item.batch.json_bytes <= self.limits.max_bytes || item.batch.uuids.len() < 2 {
+                self.current = Some(item);
+                break;
+            }
+            match delivery::rebatch(&item.batch, self.limits, self.gzip) {
+                Ok(parts) => {
+                    for part in parts.into_iter().rev() {
+                        self.queue.push_front(Item { batch: part, attempt: item.attempt, root: item.root });
+                    }
+                }
+                Err(_) => self.current = Some(item),
+            }
         }
         self.current.as_ref().map(|item| &item.batch)
+    }
+
+    /// What the destination refused as too large so far, and the limit learned from it.
+    pub fn too_large(&self) -> Option<TooLarge> {
+        self.summary.too_large
+    }
+
+    /// Makes the requests not sent yet under `max_bytes` of JSON (a limit another
+    /// dispatch learned of the same destination).
+    pub fn lower_max_bytes(&mut self, max_bytes: usize) {
+        self.limits.max_bytes = self.limits.max_bytes.min(max_bytes.max(1));
+    }
+
+    /// A request of more than one event was refused as too large: send the rest under
+    /// half its size.
+    fn learn_too_large(&mut self, batch: &Batch) {
+        let max_bytes = (batch.json_bytes / 2).max(1).min(self.limits.max_bytes);
+        self.limits.max_bytes = max_bytes;
+        let (json_bytes, sent_bytes) = (batch.json_bytes, batch.body.bytes().len());
+        let smaller = self.summary.too_large.is_none_or(|seen| json_bytes < seen.json_bytes);
+        if smaller {
+            self.summary.too_large = Some(TooLarge { json_bytes, sent_bytes, max_bytes });
+        }
     }
 
     /// The answer to the request `next` gave: `status` 0 when none came (`error` then
@@ -155,7 +204,7 @@ impl Dispatch {
         let cut_while_large = status == 0
             && error.is_some_and(|code| matches!(code, "EPIPE" | "ECONNRESET"))
             && item.batch.body.bytes().len() >= CUT_WHILE_LARGE_BYTES;
-        let answer = if cut_while_large { Answer::TooLarge } else { delivery::classify(status) };
+        let answer = if cut_while_large { Answer::TooLarge } else { delivery::classify_reply(status, text, error) };
         let reply = delivery::Reply { answer, status, retry_after, text };
         let decision = delivery::decide_batch(&item.batch, item.attempt, reply, self.limits, self.gzip);
         let what = match (status, error) {
@@ -176,6 +225,9 @@ impl Dispatch {
                 self.roots[item.root].delivered += count;
             }
             Ok(Decision::Split(halves)) => {
+                if answer == Answer::TooLarge {
+                    self.learn_too_large(&item.batch);
+                }
                 let root = &mut self.roots[item.root];
                 if answer == Answer::Invalid && root.refusal.is_none() {
                     root.refusal = Some(text.to_string());
@@ -277,6 +329,17 @@ impl Dispatch {
         if let Some(item) = self.current.take() {
             // Taken by `next` but never answered: keep it for a later attempt.
             self.keep(item, KeepState::Waiting, 0, "not sent".into());
+        }
+        if let Some(seen) = self.summary.too_large {
+            self.summary.warn.push(format!(
+                "The destination refused a request of {} KB ({} KB as sent) as too large (HTTP 413): the {} events \
+                 after it went in requests under {} KB. Set \"Largest request, in kilobytes\" below that, or raise \
+                 the destination's limit (a proxy's body size limit, e.g. nginx's client_max_body_size).",
+                seen.json_bytes / 1024,
+                seen.sent_bytes / 1024,
+                self.path,
+                seen.max_bytes / 1024
+            ));
         }
         self.summary
     }

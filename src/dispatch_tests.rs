@@ -55,7 +55,8 @@ fn dispatch(batches: Vec<Batch>, attempt: u32) -> Dispatch {
 
 #[test]
 fn delivered_requests_count_their_events() {
-    let (summary, sent) = run(dispatch(vec![batch_of(0..5, 0), batch_of(5..7, 0)], 1), |_, _| (200, "{}", None));
+    let (summary, sent) =
+        run(dispatch(vec![batch_of(0..5, 0), batch_of(5..7, 0)], 1), |_, _| (200, "{\"status\":1}", None));
     assert_eq!(summary.delivered, 7);
     assert_eq!(sent.len(), 2);
     assert!(summary.keep.is_empty() && summary.rejected.is_empty() && summary.stop.is_none());
@@ -68,7 +69,7 @@ fn events_refused_for_themselves_are_isolated_and_rejected_alone() {
         if uuids.iter().any(|u| bad.contains(u)) {
             (400, "{\"type\":\"validation_error\"}", None)
         } else {
-            (200, "{}", None)
+            (200, "{\"status\":1}", None)
         }
     });
     assert_eq!(summary.delivered, 6);
@@ -165,7 +166,7 @@ fn a_large_request_cut_off_while_uploading_is_split_until_it_fits() {
             (0, "write EPIPE", Some("EPIPE"))
         } else {
             assert!(!uuids.is_empty());
-            (200, "{}", None)
+            (200, "{\"status\":1}", None)
         }
     });
     assert_eq!(summary.delivered, 8);
@@ -173,4 +174,61 @@ fn a_large_request_cut_off_while_uploading_is_split_until_it_fits() {
     // A small request cut off is a plain failure: sent again later.
     let (summary, _) = run(dispatch(vec![batch_of(0..2, 0)], 1), |_, _| (0, "socket hang up", Some("ECONNRESET")));
     assert_eq!(summary.keep[0].state, KeepState::Waiting);
+}
+
+#[test]
+fn a_destination_that_takes_smaller_requests_than_asked_is_learned_and_sent_under() {
+    // A proxy refuses bodies over 10 KB (413); 64 events of about 1 KB are asked in one.
+    let limit = 10_000;
+    let plain = Dispatch::new(vec![batch_with(0..64, 1000, false)], 1, true, LIMITS, false, None);
+    let refused = std::cell::Cell::new(0);
+    let (summary, sent) = run(plain, |_, bytes| {
+        if bytes > limit {
+            refused.set(refused.get() + 1);
+            (413, "<html>413</html>", None)
+        } else {
+            (200, "", None)
+        }
+    });
+    assert_eq!(summary.delivered, 64);
+    let mut delivered: Vec<String> = sent.iter().flatten().cloned().collect();
+    delivered.sort();
+    delivered.dedup();
+    assert_eq!(delivered.len(), 64);
+    assert!(summary.rejected.is_empty() && summary.keep.is_empty() && summary.stop.is_none());
+    // Halving each refused request alone refuses 1 + 2 + 4 of them; learning the size
+    // that passes, a request at each size at most.
+    assert!(refused.get() <= 3, "{} requests refused as too large", refused.get());
+    let learned = summary.too_large.expect("what the destination takes is learned");
+    assert!(learned.max_bytes <= limit && learned.json_bytes > limit, "{learned:?}");
+    assert!(summary.warn.iter().any(|w| w.contains("HTTP 413") && w.contains("Largest request")), "{:?}", summary.warn);
+}
+
+#[test]
+fn every_request_refused_as_too_large_is_the_endpoints_limit_and_all_are_held() {
+    let (summary, sent) = run(dispatch(vec![batch_of(0..20, 0), batch_of(20..30, 0)], 1), |_, _| {
+        (413, "<html><head><title>413 Request Entity Too Large</title></head></html>", None)
+    });
+    assert!(summary.rejected.is_empty(), "{:?}", summary.rejected);
+    assert_eq!(summary.delivered, 0);
+    let mut kept: Vec<String> = summary.keep.iter().flat_map(|k| uuids_of(&k.batch)).collect();
+    kept.sort();
+    assert_eq!(kept, (0..30).map(uuid).collect::<Vec<_>>(), "every event is kept, once");
+    assert!(summary.keep.iter().all(|k| k.state == KeepState::Held));
+    assert!(matches!(summary.stop, Some(Stop::Refused(Refusal::EndpointLimit { status: 413, .. }))));
+    assert!(sent.len() <= 8, "{} requests before it knew", sent.len());
+}
+
+#[test]
+fn a_page_answered_200_is_not_capture_and_nothing_counts_delivered() {
+    let page = "<!doctype html><html><body>Welcome to Acme</body></html>";
+    let (summary, sent) = run(dispatch(vec![batch_of(0..5, 0), batch_of(5..9, 0)], 1), |_, _| (200, page, None));
+    assert_eq!(summary.delivered, 0);
+    assert_eq!(sent.len(), 1, "it went on sending to a web page");
+    assert_eq!(summary.keep.iter().map(|k| k.batch.uuids.len()).sum::<usize>(), 9);
+    assert!(summary.keep.iter().all(|k| k.state == KeepState::Held));
+    let Some(Stop::Refused(Refusal::NotCaptureAnswer { status: 200, said })) = &summary.stop else {
+        panic!("{:?}", summary.stop)
+    };
+    assert!(said.starts_with("<!doctype html>"), "{said}");
 }

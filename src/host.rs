@@ -37,8 +37,14 @@ fn problem(text: &str) -> HostProblem {
     HostProblem(text.to_string())
 }
 
+/// Capture's endpoints, as a user may copy them from PostHog's docs with the host
+/// (`https://us.i.posthog.com/batch/`): the host is what comes before.
+const CAPTURE_PATHS: [&str; 5] = ["/i/v0/e", "/batch", "/capture", "/track", "/e"];
+
 /// Accepts `posthog.example.com`, `https://posthog.example.com/`, `http://localhost:8000`,
-/// `https://example.com/posthog`. Plain http only when written explicitly.
+/// `https://example.com/posthog`, and any of these followed by a capture endpoint
+/// (`/batch/`, `/e/`, ...), which is where events go anyway. Plain http only when
+/// written explicitly.
 pub fn parse(input: &str) -> Result<Destination, HostProblem> {
     let text = input.trim();
     if text.is_empty() {
@@ -60,10 +66,13 @@ pub fn parse(input: &str) -> Result<Destination, HostProblem> {
     if rest.contains(['?', '#']) {
         return Err(problem("it has a query or fragment (? or #); give only the address of the PostHog instance"));
     }
-    let (authority, path) = match rest.find('/') {
+    let (authority, mut path) = match rest.find('/') {
         Some(at) => (&rest[..at], rest[at..].trim_end_matches('/')),
         None => (rest, ""),
     };
+    if let Some(endpoint) = CAPTURE_PATHS.iter().find(|p| path.to_ascii_lowercase().ends_with(*p)) {
+        path = &path[..path.len() - endpoint.len()];
+    }
     if authority.contains('@') {
         return Err(problem("it contains a user name or password (@); give only the address"));
     }
@@ -77,6 +86,13 @@ pub fn parse(input: &str) -> Result<Destination, HostProblem> {
         None => String::new(),
     };
     Ok(Destination { base_url: format!("{scheme}://{}{port}{path}", host.to_ascii_lowercase()) })
+}
+
+/// The host to write for a redirect's `Location` (a URL, or a path on the same host):
+/// its scheme, host and port, and its path before capture's endpoint.
+pub fn of_location(location: &str) -> Option<String> {
+    let location = location.split(['?', '#']).next().unwrap_or_default();
+    parse(location).ok().map(|d| d.base_url)
 }
 
 fn split_port(authority: &str) -> Result<(&str, Option<&str>), HostProblem> {
@@ -148,6 +164,12 @@ mod tests {
             ("http://[::1]:8000/", "http://[::1]:8000"),
             ("https://example.com/posthog/", "https://example.com/posthog"),
             ("posthog_web:8000", "https://posthog_web:8000"),
+            // Capture's endpoint copied with the host: the host is what comes before.
+            ("http://127.0.0.1:8000/batch", "http://127.0.0.1:8000"),
+            ("https://us.i.posthog.com/batch/", "https://us.i.posthog.com"),
+            ("https://example.com/posthog/e/", "https://example.com/posthog"),
+            ("https://example.com/posthog/I/V0/E", "https://example.com/posthog"),
+            ("https://example.com/batches", "https://example.com/batches"),
         ];
         for (input, expected) in cases {
             assert_eq!(parse(input).map(|d| d.base_url), Ok(expected.to_string()), "{input}");
@@ -182,6 +204,20 @@ mod tests {
             let err = parse(input).expect_err(input).0;
             assert!(err.contains(needle), "{input:?}: {err:?} lacks {needle:?}");
         }
+    }
+
+    #[test]
+    fn a_redirect_names_the_host_to_write() {
+        assert_eq!(
+            of_location("https://posthog.example.com/batch/?compression=gzip-js").as_deref(),
+            Some("https://posthog.example.com")
+        );
+        assert_eq!(
+            of_location("https://127.0.0.1:8443/ingest/batch/").as_deref(),
+            Some("https://127.0.0.1:8443/ingest")
+        );
+        assert_eq!(of_location("/login?next=/batch/"), None);
+        assert_eq!(of_location(""), None);
     }
 
     #[test]

@@ -211,3 +211,60 @@ test("the plugin server's own $$plugin_metrics stay at the source unless the set
     assert.deepEqual(host.hostErrors, []);
   }
 });
+
+test('a 200 that is not capture\'s answer (a web app\'s page for every path) delivers nothing: held until the host is fixed, then every event once', async (t) => {
+  const { destination, host, sourceEvents } = await migration({ config: { batchSize: '10' } });
+  t.after(() => destination.close());
+  const page = '<!DOCTYPE html><html><head><title>Acme</title></head><body><div id="root"></div></body></html>';
+  let webApp = true;
+  destination.inject((record) => {
+    if (!webApp) return undefined;
+    record.page = true;
+    return { status: 200, raw: page, headers: { 'Content-Type': 'text/html' } };
+  });
+  await host.load();
+  for (let minute = 0; minute < 30; minute++) {
+    await host.runEveryMinute();
+    await host.advance(60_000);
+  }
+  const log = messages(host);
+  assert.match(log, /error: The destination answered HTTP 200 with something that is not PostHog capture's answer \(<!DOCTYPE html>/);
+  assert.match(log, /Check the setting "Destination host"/);
+  assert.doesNotMatch(log, /The history is complete/);
+  const firstEvent = Math.min(...sourceEvents.map((e) => Date.parse(e.timestamp)));
+  assert.ok(Date.parse(host.exportState().position) <= firstEvent, 'the position advanced past events a web page took');
+  const attempts = destination.requests.length;
+  await host.advance(3_600_000);
+  assert.equal(destination.requests.length, attempts, 'it went on sending to a web page');
+
+  webApp = false;
+  await host.reload({ ...host.config });
+  await host.runUntilExported();
+  const uuids = destination.events().filter(({ request }) => !request.page).map(({ event }) => event.uuid);
+  assert.deepEqual(new Set(uuids), new Set(sourceEvents.map((e) => e.uuid)), messages(host));
+  assert.equal(uuids.length, sourceEvents.length, 'an event arrived twice');
+});
+
+test('a proxy refusing every request as too large (413) rejects nothing: held, the limit to raise is said, and saving the settings sends every event once', async (t) => {
+  const { destination, host, sourceEvents } = await migration({ config: { batchSize: '10' } });
+  t.after(() => destination.close());
+  const nginx = '<html>\r\n<head><title>413 Request Entity Too Large</title></head>\r\n<body>\r\n<center><h1>413 Request Entity Too Large</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n';
+  let limited = true;
+  destination.inject(() => (limited ? { status: 413, raw: nginx, headers: { 'Content-Type': 'text/html' } } : undefined));
+  await host.load();
+  for (let minute = 0; minute < 30; minute++) {
+    await host.runEveryMinute();
+    await host.advance(60_000);
+  }
+  const log = messages(host);
+  assert.match(log, /error: The destination refuses a request of a single event \(\d+ bytes\) as too large \(HTTP 413\)/);
+  assert.match(log, /client_max_body_size/);
+  assert.doesNotMatch(log, /Skipped a historical event/);
+  assert.equal(destination.events().length, 0);
+  const firstEvent = Math.min(...sourceEvents.map((e) => Date.parse(e.timestamp)));
+  assert.ok(Date.parse(host.exportState().position) <= firstEvent, 'the position advanced past refused events');
+
+  limited = false;
+  await host.reload({ ...host.config });
+  await everyEventOnce(t, host, destination, sourceEvents);
+});

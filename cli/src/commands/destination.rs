@@ -97,6 +97,16 @@ pub fn time_flag(flag: &str, text: &str) -> Result<DateTime<Utc>, CommandError> 
         })
 }
 
+/// A count flag from 1 to `most` (`usual`: its default).
+fn within(flag: &str, value: usize, most: usize, usual: usize, what: &str) -> Result<(), CommandError> {
+    if (1..=most).contains(&value) {
+        return Ok(());
+    }
+    Err(CommandError::Usage(format!(
+        "{flag}: \"{value}\" is not accepted: it is the {what}, from 1 to {most}; leave it out for {usual}."
+    )))
+}
+
 /// Either end of a range: `None`, as far as the source goes.
 pub type Ends = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
 
@@ -112,8 +122,14 @@ pub fn asked(args: &DestinationOptions, settings: &Settings) -> Result<Ends, Com
             )));
         }
     }
-    if args.concurrency == 0 || args.page_size == Some(0) || args.queries_per_hour == 0 {
-        return Err(CommandError::Usage("--concurrency and --page-size must be at least 1".into()));
+    let what = "number of requests in flight at once";
+    within("--concurrency", args.concurrency, defaults::MOST_CONCURRENCY, defaults::CONCURRENCY, what)?;
+    if let Some(page_size) = args.page_size {
+        let what = "number of events handed to the senders at a time";
+        within("--page-size", page_size, defaults::MOST_PAGE_SIZE, defaults::PAGE_SIZE, what)?;
+    }
+    if args.queries_per_hour == 0 {
+        return Err(CommandError::Usage("--queries-per-hour must be at least 1".into()));
     }
     Ok((settings.start, end))
 }

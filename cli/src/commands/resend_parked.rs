@@ -58,7 +58,7 @@ fn resend_waiting(state: &mut StateFile, retry: RetryPolicy) -> Outcome {
             Ended::Complete | Ended::Short(_) | Ended::Unaccounted(_) => {}
             Ended::Stopped(refusal) => {
                 state.park_waiting(&run.id)?;
-                note!("Stopped: {}", refusal_words(&refusal));
+                note!("Stopped: {}", refusal_words(&refusal, &run.destination));
                 return Ok(Exit::Refused);
             }
             Ended::Unreachable(cause) => {

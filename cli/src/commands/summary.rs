@@ -12,8 +12,9 @@ use crate::store::settle::Settled;
 use crate::store::state_file::StateFile;
 
 /// The destination's refusal in the command's words (its flags; never the app's
-/// settings form).
-pub fn refusal_words(refusal: &Refusal) -> String {
+/// settings form); `destination`, where it went (the base URL, or a request's).
+pub fn refusal_words(refusal: &Refusal, destination: &str) -> String {
+    let base = migrator3000::host::parse(destination).map_or(destination.to_string(), |d| d.base_url);
     match refusal {
         Refusal::Key { status } => format!(
             "the destination refused the project API key (HTTP {status}). Check --project-api-key (the destination \
@@ -28,13 +29,36 @@ pub fn refusal_words(refusal: &Refusal) -> String {
              {said}): that is about where the events go (a redirect, e.g. from http:// to https://, turns POST into \
              GET). Check --host."
         ),
+        Refusal::NotCaptureAnswer { status, said } => format!(
+            "--host {base} answered HTTP {status} with something that is not PostHog capture's answer ({said}): a web \
+             app or proxy answers there, and nothing says the events arrived, so none is counted delivered. Check \
+             --host: PostHog's capture (e.g. us.i.posthog.com, or your instance's address)."
+        ),
+        Refusal::EndpointLimit { status, bytes } => format!(
+            "the destination {base} refuses a request of one event ({} KB) as too large (HTTP {status}), though \
+             capture takes 20 MB a request (2 MB on older builds): the limit is that of a proxy in front of capture \
+             (nginx's client_max_body_size is 1 MB by default). Raise it to 20 MB for {base}/batch/; no event was \
+             rejected for it.",
+            bytes.div_ceil(1024)
+        ),
+        Refusal::Redirect { status, to } => format!(
+            "--host {base} redirects (HTTP {status}){}: events are not sent through a redirect (a POST becomes a \
+             GET). Write {}.",
+            if to.is_empty() { String::new() } else { format!(" to {to}") },
+            migrator3000::host::of_location(to)
+                .map_or("--host as where it redirects to".into(), |host| format!("--host {host}"))
+        ),
+        Refusal::PlainHttp { said } => format!(
+            "--host {base} speaks plain http, not https ({said}). Write --host {}.",
+            base.replacen("https://", "http://", 1)
+        ),
     }
 }
 
-/// Why a dispatch stopped, in the command's words.
-pub fn stop_words(stop: &Stop) -> String {
+/// Why a dispatch to `destination` stopped, in the command's words.
+pub fn stop_words(stop: &Stop, destination: &str) -> String {
     match stop {
-        Stop::Refused(refusal) => refusal_words(refusal),
+        Stop::Refused(refusal) => refusal_words(refusal, destination),
         Stop::Held(message) => message.clone(),
     }
 }
@@ -121,7 +145,7 @@ pub fn after_migration(state: &StateFile, finished: Finished, destination: &str,
         Ended::Stopped(refusal) => {
             note!(
                 "Stopped: {}\nNothing past the last acknowledged page moved; fix it and run the command again.",
-                refusal_words(&refusal)
+                refusal_words(&refusal, destination)
             );
             Ok(Exit::Refused)
         }
@@ -154,7 +178,7 @@ pub fn after_persons(copied: &PersonsCopied, destination: &str) -> Outcome {
         say!("  person {person} refused: {why}");
     }
     if let Some(stop) = &copied.stopped {
-        note!("Stopped: {}\nThe persons not yet taken are sent by the same command again.", stop_words(stop));
+        note!("Stopped: {}\nThe persons not yet taken are sent by the same command again.", stop_words(stop, destination));
         return Ok(Exit::Refused);
     }
     if copied.undelivered > 0 {

@@ -3,7 +3,7 @@
 //! `historical_migration`; what is rejected, ignored or young is counted.
 
 use chrono::Utc;
-use migrator3000::batch::{Batch, Batcher};
+use migrator3000::batch::{Batch, BatchLimits, Batcher};
 use migrator3000::scan;
 use migrator3000::transform::{self, SourceEvent};
 
@@ -14,9 +14,15 @@ use crate::store::settle::Settled;
 /// of their own, without `historical_migration`); rejections, ignored and young events
 /// are counted.
 pub fn batches_of(events: &[String], options: &Options, settled: &mut Settled) -> Vec<Batch> {
+    batches_under(events, options, options.capture.limits, settled)
+}
+
+/// `batches_of`, the batches within `limits` (lower than the options' once the
+/// destination showed it takes less).
+pub fn batches_under(events: &[String], options: &Options, limits: BatchLimits, settled: &mut Settled) -> Vec<Batch> {
     let now = Utc::now();
-    let mut batcher = Batcher::new(&options.api_key, true, options.capture.limits, options.capture.gzip);
-    let mut young = Batcher::new(&options.api_key, false, options.capture.limits, options.capture.gzip);
+    let mut batcher = Batcher::new(&options.api_key, true, limits, options.capture.gzip);
+    let mut young = Batcher::new(&options.api_key, false, limits, options.capture.gzip);
     let mut batches = Vec::new();
     for text in events {
         settled.read += 1;

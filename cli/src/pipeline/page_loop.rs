@@ -13,7 +13,7 @@ use migrator3000::batch::Batch;
 use migrator3000::delivery::Refusal;
 use migrator3000::dispatch::{KeepState, Stop, Summary};
 
-use super::batches::batches_of;
+use super::batches::batches_under;
 use super::error::PipelineError;
 use super::progress::Progress;
 use super::run_options::Options;
@@ -87,17 +87,17 @@ pub fn run_pages(
     let (jobs_tx, jobs_rx) = mpsc::sync_channel::<Job>(options.concurrency * 2);
     let jobs_rx = Arc::new(Mutex::new(jobs_rx));
     let (done_tx, done_rx) = mpsc::channel::<Done>();
-    let mut heard = Heard::default();
+    let mut heard = Heard::new(&options.capture);
     let workers: Vec<_> = (0..options.concurrency.max(1))
         .map(|_| {
             let (jobs, done, options, bucket) = (jobs_rx.clone(), done_tx.clone(), options.clone(), bucket.clone());
-            let answered = heard.answered.clone();
+            let shared = heard.shared.clone();
             thread::spawn(move || {
                 let agent = delivery::agent();
                 loop {
                     let job = jobs.lock().unwrap_or_else(|e| e.into_inner()).recv();
                     let Ok(Job { page, batch }) = job else { break };
-                    let (summary, contact) = delivery::deliver(&options.capture, &agent, &bucket, &answered, batch, 1);
+                    let (summary, contact) = delivery::deliver(&options.capture, &agent, &bucket, &shared, batch, 1);
                     if done.send(Done { page, summary, contact }).is_err() {
                         break;
                     }
@@ -156,7 +156,9 @@ pub fn run_pages(
             track.settled.rejected.extend(page.skipped.into_iter().map(|why| (None, None, why)));
             track.settled.ledger = page.ledger;
             track.settled.mixpanel = page.mixpanel;
-            let batches = batches_of(&page.events, options, &mut track.settled);
+            // Made under the size the destination showed it takes.
+            let limits = heard.shared.limits(&options.capture);
+            let batches = batches_under(&page.events, options, limits, &mut track.settled);
             track.left = batches.len();
             cursor = page.next;
             pending.insert(next_page, track);
@@ -223,7 +225,7 @@ fn took(
 pub fn resend_waiting(state: &mut StateFile, options: &Options, progress: &Progress) -> Result<Ended, PipelineError> {
     let agent = delivery::agent();
     let bucket = Mutex::new(None);
-    let mut heard = Heard::default();
+    let mut heard = Heard::new(&options.capture);
     loop {
         let waiting: Vec<Kept> = state.kept(Some(&options.run), KeepState::Waiting.name())?;
         let Some(kept) = waiting.into_iter().next() else { return Ok(Ended::Complete) };
@@ -233,7 +235,7 @@ pub fn resend_waiting(state: &mut StateFile, options: &Options, progress: &Progr
             thread::sleep(Duration::from_millis(wait_ms as u64));
         }
         let (summary, contact) =
-            delivery::deliver(&options.capture, &agent, &bucket, &heard.answered, kept.batch.clone(), kept.attempt);
+            delivery::deliver(&options.capture, &agent, &bucket, &heard.shared, kept.batch.clone(), kept.attempt);
         if let Some(cause) = heard.took(&contact, &summary) {
             return Ok(Ended::Unreachable(cause));
         }

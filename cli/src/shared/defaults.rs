@@ -9,8 +9,14 @@ pub const BATCH_MAX_KILOBYTES: &str = "1800";
 pub const GZIP: &str = "on";
 /// Requests in flight at once.
 pub const CONCURRENCY: usize = 4;
+/// Requests in flight at most: each is a thread with its connection, and a destination
+/// gains nothing from more (pace a migration with --events-per-minute).
+pub const MOST_CONCURRENCY: usize = 64;
 /// Events handed from a source to the senders at a time.
 pub const PAGE_SIZE: usize = 10_000;
+/// Events of a page at most: a page is held in memory with its requests (PostHog's
+/// Query API gives 50,000 rows a query at most).
+pub const MOST_PAGE_SIZE: usize = 100_000;
 /// PostHog's cap on rows a Query API query returns: the page size on that source, and
 /// the rows a page of uuids asks for in `verify`.
 pub const QUERY_API_MOST_ROWS: usize = 50_000;
@@ -33,5 +39,7 @@ pub const YOUNG_HOURS: i64 = 48;
 pub const SETTLE_MINUTES: f64 = 10.0;
 pub const WAIT_MINUTES: &str = "30";
 pub const RESEND_WAIT_MINUTES: f64 = 10.0;
+/// `verify`: --wait and --settle-minutes at most, a day.
+pub const MOST_MINUTES: f64 = 24.0 * 60.0;
 /// `demo`: events in the generated export.
 pub const DEMO_EVENTS: usize = 5000;

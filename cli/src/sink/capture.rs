@@ -1,5 +1,6 @@
 //! One request to the destination's capture, and what came back: nothing is decided
-//! here (the core's dispatch does that).
+//! here (the core's dispatch does that). A redirect's answer is where it leads (its
+//! `Location`); it is not followed.
 
 use migrator3000::batch::Batch;
 
@@ -21,6 +22,10 @@ pub fn post(agent: &ureq::Agent, url: &str, batch: &Batch) -> Reply {
         let retry_after = response
             .header("retry-after")
             .and_then(|h| migrator3000::delivery::retry_after_seconds(h, chrono::Utc::now()));
+        if let Some(location) = response.header("location").filter(|_| (300..400).contains(&response.status())) {
+            // A redirect is not followed: where it goes is what the answer says.
+            return (retry_after, location.to_string());
+        }
         let mut text = String::new();
         let _ = std::io::Read::read_to_string(
             &mut std::io::Read::take(response.into_reader(), ANSWER_TEXT_BYTES),
@@ -51,6 +56,9 @@ pub fn post(agent: &ureq::Agent, url: &str, batch: &Batch) -> Reply {
                 "ETIMEDOUT"
             } else if lower.contains("dns") || lower.contains("resolve") {
                 "ENOTFOUND"
+            } else if lower.contains("tls") {
+                // TLS spoken to a plain-http server fails here; the core tells it apart.
+                "EPROTO"
             } else {
                 "transport"
             };

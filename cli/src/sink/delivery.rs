@@ -1,15 +1,18 @@
 //! A batch delivered to capture: every answer followed by the core's dispatch, the
 //! destination's first silence told from a wrong host, the pace of `--events-per-minute`
-//! shared by every sender. Nothing is decided here that the core decides.
+//! shared by every sender, and so is what the destination showed: the largest request
+//! it takes (a proxy's 413), and a refusal that halts every sender. Nothing is decided
+//! here that the core decides.
 
 use std::collections::{BTreeSet, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
 use chrono::Utc;
 use migrator3000::batch::{Batch, BatchLimits};
+use migrator3000::delivery::{self, Answer, Refusal};
 use migrator3000::dispatch::{Dispatch, KeepState, Stop, Summary};
 use migrator3000::pace::{self, Bucket};
 
@@ -38,20 +41,70 @@ pub struct Contact {
     pub cause: Option<String>,
 }
 
-/// What the destination's answers show so far: whether it answered ever (shared by the
-/// senders), and the reasons already said.
-#[derive(Default)]
+/// What the senders of a run learn of the destination, shared between them.
+pub struct Shared {
+    /// It answered a request, ever.
+    answered: AtomicBool,
+    /// The largest request's JSON it takes.
+    fit: AtomicUsize,
+    /// It refused what was sent until the user fixes something (why): send nothing more.
+    halted: Mutex<Option<Refusal>>,
+}
+
+impl Shared {
+    pub fn new(capture_to: &Capture) -> Shared {
+        Shared {
+            answered: AtomicBool::new(false),
+            fit: AtomicUsize::new(capture_to.limits.max_bytes),
+            halted: Mutex::new(None),
+        }
+    }
+
+    /// The limits requests are made under: `capture_to`'s, lowered to what the
+    /// destination showed it takes.
+    pub fn limits(&self, capture_to: &Capture) -> BatchLimits {
+        BatchLimits { max_bytes: capture_to.limits.max_bytes.min(self.fit.load(Ordering::SeqCst)), ..capture_to.limits }
+    }
+}
+
+/// What the destination's answers show so far (shared by the senders), and what was
+/// already said.
 pub struct Heard {
-    pub answered: Arc<AtomicBool>,
+    pub shared: Arc<Shared>,
     said: BTreeSet<String>,
+    /// The limit last said to be the destination's.
+    said_fit: Option<usize>,
 }
 
 impl Heard {
+    pub fn new(capture_to: &Capture) -> Heard {
+        Heard { shared: Arc::new(Shared::new(capture_to)), said: BTreeSet::new(), said_fit: None }
+    }
+
     /// Takes a dispatch's contact and what it kept; says each new reason for keeping
-    /// at once; the cause when the destination is out of reach.
+    /// at once, and a lower limit of the destination; the cause when the destination is
+    /// out of reach.
     pub fn took(&mut self, contact: &Contact, summary: &Summary) -> Option<String> {
-        if !contact.answered && !self.answered.load(Ordering::SeqCst) {
+        if !contact.answered && !self.shared.answered.load(Ordering::SeqCst) && summary.stop.is_none() {
             return Some(contact.cause.clone().unwrap_or_default());
+        }
+        // A limit is learned only while requests get through (not when a lone event was
+        // refused: that stops the run).
+        let learned = summary.too_large.filter(|_| summary.stop.is_none());
+        if let Some(seen) = learned.filter(|seen| self.said_fit.is_none_or(|said| seen.max_bytes / 1024 < said / 1024))
+        {
+            let (json, sent, under) = (seen.json_bytes / 1024, seen.sent_bytes / 1024, seen.max_bytes / 1024);
+            if self.said_fit.is_none() {
+                note!(
+                    "The destination refuses requests of {json} KB ({sent} KB as sent) as too large (HTTP 413), though \
+                     capture takes 20 MB a request: a proxy in front of it has a lower limit (nginx's \
+                     client_max_body_size is 1 MB by default). Raise that limit, or lower --batch-max-kilobytes; \
+                     meanwhile requests go under {under} KB."
+                );
+            } else {
+                note!("Requests of {json} KB are refused as too large too (HTTP 413): requests go under {under} KB.");
+            }
+            self.said_fit = Some(seen.max_bytes);
         }
         for keep in summary.keep.iter().filter(|k| k.state == KeepState::Waiting) {
             if self.said.insert(keep.reason.clone()) {
@@ -69,19 +122,23 @@ impl Heard {
 /// The pace every sender of a run shares.
 pub type Pace = Mutex<Option<Bucket>>;
 
+/// Redirects are not followed: a POST followed through one becomes a GET (its events
+/// lost), and the core says where it leads.
 pub fn agent() -> ureq::Agent {
-    ureq::AgentBuilder::new().timeout(Duration::from_secs(120)).build()
+    ureq::AgentBuilder::new().timeout(Duration::from_secs(120)).redirects(0).build()
 }
 
-/// Sends one batch (a resend's `attempt`), following every answer to its end.
+/// Sends one batch (a resend's `attempt`), following every answer to its end; what
+/// `shared` knows of the destination holds, and what this batch shows of it is added.
 pub fn deliver(
     capture_to: &Capture,
     agent: &ureq::Agent,
     pace: &Pace,
-    answered: &AtomicBool,
+    shared: &Shared,
     batch: Batch,
     attempt: u32,
 ) -> (Summary, Contact) {
+    let Shared { answered, fit, halted } = shared;
     if let Some(rate) = capture_to.events_per_minute {
         let count = batch.uuids.len() as u64;
         loop {
@@ -97,13 +154,29 @@ pub fn deliver(
             thread::sleep(Duration::from_secs(taken.wait_seconds.max(1)));
         }
     }
-    let mut dispatch = Dispatch::new(vec![batch], attempt, true, capture_to.limits, capture_to.gzip, None);
+    // Once the destination refused what was sent, the rest is kept unsent, for the same
+    // reason (its page does not settle either).
+    let refused = halted.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    if let Some(refusal) = refused {
+        let held = Dispatch::new(vec![batch], attempt, true, capture_to.limits, capture_to.gzip, Some(String::new()));
+        let summary = Summary { stop: Some(Stop::Refused(refusal)), ..held.finish(Utc::now()) };
+        return (summary, Contact::default());
+    }
+    let limits = shared.limits(capture_to);
+    let mut dispatch = Dispatch::new(vec![batch], attempt, true, limits, capture_to.gzip, None);
     let mut contact = Contact::default();
-    while let Some(request) = dispatch.next_request() {
+    loop {
+        // What another sender learned of the destination's limit holds here too.
+        dispatch.lower_max_bytes(fit.load(Ordering::SeqCst));
+        let Some(request) = dispatch.next_request() else { break };
         let url = if request.body.is_gzip() { &capture_to.gzip_url } else { &capture_to.json_url };
         let mut reply = capture::post(agent, url, request);
         let mut tries = 1;
-        while reply.status == 0 && tries < FIRST_CONTACT_TRIES && !answered.load(Ordering::SeqCst) {
+        // An answer that will not change (TLS to plain http) is not asked again.
+        let lasting = |reply: &capture::Reply| {
+            delivery::classify_reply(reply.status, &reply.text, reply.error.as_deref()) != Answer::Retry
+        };
+        while reply.status == 0 && tries < FIRST_CONTACT_TRIES && !answered.load(Ordering::SeqCst) && !lasting(&reply) {
             // Not in contact yet: tried again at once, to tell a blip from a wrong host.
             thread::sleep(Duration::from_secs_f64(tries as f64 * capture_to.retry.scale.min(1.0)));
             reply = capture::post(agent, url, request);
@@ -116,8 +189,15 @@ pub fn deliver(
             answered.store(true, Ordering::SeqCst);
         }
         dispatch.answer(reply.status, reply.retry_after, &reply.text, reply.error.as_deref());
+        if let Some(seen) = dispatch.too_large() {
+            fit.fetch_min(seen.max_bytes, Ordering::SeqCst);
+        }
     }
-    (dispatch.finish(Utc::now()), contact)
+    let summary = dispatch.finish(Utc::now());
+    if let Some(Stop::Refused(refusal)) = &summary.stop {
+        halted.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert_with(|| refusal.clone());
+    }
+    (summary, contact)
 }
 
 /// What sending outside a run came to (`verify --resend`).
@@ -139,7 +219,7 @@ pub struct SentNow {
 pub fn send_now(capture_to: &Capture, batches: Vec<Batch>) -> SentNow {
     let agent = agent();
     let pace = Mutex::new(None);
-    let answered = AtomicBool::new(false);
+    let shared = Shared::new(capture_to);
     let mut sent = SentNow::default();
     let mut queue: VecDeque<(Batch, u32, u64)> = batches.into_iter().map(|b| (b, 1, 0)).collect();
     while let Some((batch, attempt, delay_seconds)) = queue.pop_front() {
@@ -147,7 +227,7 @@ pub fn send_now(capture_to: &Capture, batches: Vec<Batch>) -> SentNow {
             break;
         }
         thread::sleep(capture_to.retry.wait(delay_seconds as f64));
-        let (summary, _) = deliver(capture_to, &agent, &pace, &answered, batch, attempt);
+        let (summary, _) = deliver(capture_to, &agent, &pace, &shared, batch, attempt);
         sent.delivered += summary.delivered as u64;
         sent.rejected.extend(summary.rejected.into_iter().map(|r| (r.uuid.unwrap_or_default(), r.reason.to_string())));
         sent.stopped = summary.stop;

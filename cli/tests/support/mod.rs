@@ -62,6 +62,12 @@ impl Server {
 fn serve(stream: TcpStream, handler: Handler) {
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     let mut writer = stream;
+    // A TLS handshake (its first byte 0x16) sent to this plain-http server: answered as
+    // plain-http servers do, with a 400 in plain text.
+    if reader.fill_buf().is_ok_and(|bytes| bytes.first() == Some(&0x16)) {
+        let _ = writer.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        return;
+    }
     loop {
         let mut line = String::new();
         if reader.read_line(&mut line).unwrap_or(0) == 0 {

@@ -427,12 +427,21 @@ fn resend_missing(
         line.push_str(&format!(", {undelivered} not delivered after every attempt ({})", sent.undelivered[0].1));
     }
     say!("{line}.");
-    Ok(sent.stopped.as_ref().map(stop_words))
+    Ok(sent.stopped.as_ref().map(|stop| stop_words(stop, &settings.destination.base_url)))
 }
 
 pub fn run(state: &Path, args: &VerifyOptions) -> Outcome {
-    if args.page_rows == 0 || args.settle_minutes < 0.0 || args.wait.is_some_and(|w| w < 0.0) {
-        return Err(CommandError::Usage("--settle-minutes and --wait must not be negative".into()));
+    for (flag, minutes) in [("--wait", args.wait), ("--settle-minutes", Some(args.settle_minutes))] {
+        // NaN is outside every range too.
+        if let Some(m) = minutes.filter(|m| !(0.0..=defaults::MOST_MINUTES).contains(m)) {
+            return Err(CommandError::Usage(format!(
+                "{flag}: \"{m}\" is not accepted: it is a number of minutes, from 0 to {} (a day).",
+                defaults::MOST_MINUTES
+            )));
+        }
+    }
+    if args.page_rows == 0 {
+        return Err(CommandError::Usage("--page-rows must be at least 1".into()));
     }
     let mut destination_api = QueryApiClient::new(
         &host(&args.destination_query_api_host),
