@@ -164,6 +164,14 @@ pub fn after_persons(copied: &PersonsCopied, destination: &str) -> Outcome {
             copied.undelivered
         )));
     }
+    if copied.links > 0 {
+        // The persons step cannot tell this itself: capture answers 200 either way, and
+        // PostHog records the refusal as an ingestion warning only.
+        say!(
+            "A distinct id the destination already held for another identified person stays with it (never merged); \
+             `migrator3000 verify --persons` names any."
+        );
+    }
     say!("The persons are copied.");
     Ok(Exit::Done)
 }

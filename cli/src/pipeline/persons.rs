@@ -5,19 +5,27 @@
 //!
 //! For each person, with its distinct ids sorted and the first as its name at the
 //! destination:
-//! - one `$identify` per further distinct id, sent by the first with
+//! - one `$set` event from the name with the person's current properties in `$set`
+//!   (unicode, nested values and nulls as they are), after every event of the run, so
+//!   the destination ends with the source's values and not the history's. Sent first,
+//!   it makes the person at the destination (when no person holds the name yet)
+//!   before any link: so the links below always join two known persons or add an id no
+//!   one holds, and never hand the name over to a person the destination already holds
+//!   for one of the further ids (an `$identify` whose sender is unknown adds the sender
+//!   to the `$anon_distinct_id`'s person, identified or not).
+//! - then one `$identify` per further distinct id, sent by the name with
 //!   `$anon_distinct_id` set to the further one. PostHog's ingestion links a distinct id
-//!   no person holds to the sender's person, creates one person for both when neither is
-//!   known, and merges two existing persons only when the one being merged in (the
-//!   `$anon_distinct_id`'s) is not identified: a distinct id that the destination
-//!   already holds for an identified person is left there (an ingestion warning,
-//!   `cannot_merge_already_identified`), so two persons the source keeps apart are never
-//!   merged by it. `$create_alias` is not used: PostHog releases before 2023 merged
-//!   identified persons on it without that check (`$merge_dangerously` still does),
-//!   and a merge cannot be undone.
-//! - then one `$set` event with the person's current properties in `$set` (unicode,
-//!   nested values and nulls as they are), after every event of the run, so the
-//!   destination ends with the source's values and not the history's.
+//!   no person holds to the sender's person, and merges two existing persons only when
+//!   the one being merged in (the `$anon_distinct_id`'s) is not identified: a distinct
+//!   id that the destination already holds for an identified person is left there (an
+//!   ingestion warning, `cannot_merge_already_identified`), so two persons the source
+//!   keeps apart are never merged by it. A merge keeps the sender's properties over
+//!   the merged person's, so the source's values stay. `$create_alias` is not used:
+//!   PostHog releases before 2023 merged identified persons on it without that check
+//!   (`$merge_dangerously` still does), and a merge cannot be undone. Capture's answer
+//!   does not say whether a link was refused: `verify --persons` finds the distinct ids
+//!   the destination holds for another person. Every event of a person has the same
+//!   `distinct_id`, so PostHog ingests them in this order (it partitions by it).
 //!
 //! Every event carries a uuid derived from the person's uuid and content, so a resend
 //! after a kill is the same event; `$geoip_disable` (set by the core's transform) keeps
@@ -68,7 +76,7 @@ pub struct PersonsCopied {
     pub seconds: f64,
 }
 
-/// The events that make `person` at the destination: its links, then its properties.
+/// The events that make `person` at the destination: its properties, then its links.
 /// `salt` is empty for the persons step (so a resend after a kill is the same event);
 /// `verify --resend` gives one of its own, so that its events are new ones and not
 /// taken for those of the persons step.
@@ -84,29 +92,24 @@ pub fn person_events(person: &Person, salt: &str, at: DateTime<Utc>) -> Vec<Stri
         };
         migrator3000::event_id::derive(&fingerprint)
     };
-    let mut events: Vec<String> = person.distinct_ids[1..]
-        .iter()
-        .map(|other| {
-            json!({
-                "event": "$identify",
-                "distinct_id": name,
-                "uuid": id("person link", other),
-                "timestamp": when,
-                "properties": {"$anon_distinct_id": other, "$lib": "migrator3000"},
-            })
-            .to_string()
-        })
-        .collect();
-    events.push(
+    let mut events = vec![json!({
+        "event": "$set",
+        "distinct_id": name,
+        "uuid": id("person set", ""),
+        "timestamp": when,
+        "properties": {"$set": Value::Object(person.properties.clone()), "$lib": "migrator3000"},
+    })
+    .to_string()];
+    events.extend(person.distinct_ids[1..].iter().map(|other| {
         json!({
-            "event": "$set",
+            "event": "$identify",
             "distinct_id": name,
-            "uuid": id("person set", ""),
+            "uuid": id("person link", other),
             "timestamp": when,
-            "properties": {"$set": Value::Object(person.properties.clone()), "$lib": "migrator3000"},
+            "properties": {"$anon_distinct_id": other, "$lib": "migrator3000"},
         })
-        .to_string(),
-    );
+        .to_string()
+    }));
     events
 }
 

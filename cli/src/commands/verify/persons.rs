@@ -74,6 +74,13 @@ pub fn ending(c: &Comparison) -> Ending {
             n(c.held_elsewhere(), "distinct id", "distinct ids")
         ));
     }
+    let other = c.with_other_ids().count() as u64;
+    if other > 0 {
+        parts.push(format!(
+            "{} matched to a destination person that holds distinct ids the source's does not",
+            n(other, "person", "persons")
+        ));
+    }
     if !c.merged.is_empty() {
         parts.push(format!("{} merged into one there", n(c.merged.len() as u64, "person", "persons")));
     }
@@ -81,7 +88,7 @@ pub fn ending(c: &Comparison) -> Ending {
     if c.differing.iter().any(PersonDiff::mendable) {
         line.push_str(" Run again with --resend to set the source's values and link the missing distinct ids.");
     }
-    if c.held_elsewhere() > 0 || !c.merged.is_empty() {
+    if c.held_elsewhere() > 0 || other > 0 || !c.merged.is_empty() {
         line.push_str(" Distinct ids held by another person are not linked by --resend: that would merge two persons.");
     }
     Ending { code: Exit::Differences, last_line: line }
@@ -103,6 +110,7 @@ fn print_table(c: &Comparison) {
             format!("{} ({})", thousands(with_properties), n(properties, "property", "properties")),
         ),
         ("distinct ids held by another person", thousands(c.held_elsewhere())),
+        ("persons held with other distinct ids", thousands(c.with_other_ids().count() as u64)),
         ("persons merged into one", thousands(c.merged.iter().map(|(_, s)| s.len() as u64).sum())),
     ];
     for (what, count) in rows {
@@ -124,6 +132,13 @@ fn print_table(c: &Comparison) {
         }
         for (id, other) in &diff.held_elsewhere {
             say!("  person {who}: distinct id {id} held by another person at the destination ({other})");
+        }
+        if !diff.other_ids.is_empty() {
+            say!(
+                "  person {who}: its person at the destination ({}) also holds {}",
+                diff.destination.as_deref().unwrap_or(""),
+                diff.other_ids.join(", ")
+            );
         }
         for p in &diff.properties {
             say!(

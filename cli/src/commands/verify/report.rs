@@ -259,6 +259,7 @@ pub fn persons_html(report: &PersonsReport<'_>) -> String {
         ("persons whose properties differ", c.with_properties().count() as u64),
         ("properties that differ", properties),
         ("distinct ids held by another person", c.held_elsewhere()),
+        ("persons held with other distinct ids", c.with_other_ids().count() as u64),
         ("persons merged into one", c.merged.iter().map(|(_, s)| s.len() as u64).sum()),
     ];
     page.push_str("<h2>Counts</h2><table id=\"counts\"><tbody>");
@@ -345,6 +346,22 @@ pub fn persons_html(report: &PersonsReport<'_>) -> String {
                 d.held_elsewhere
                     .iter()
                     .map(move |(id, other)| format!("<td>{}</td>{}{}", who(d), cell(id), cell(other)))
+            })
+            .collect(),
+    );
+    section(
+        &mut page,
+        "other-ids",
+        "Persons whose person at the destination also holds distinct ids the source's does not",
+        "<th>person at the source</th><th>its person at the destination</th><th>its other distinct ids</th>",
+        c.with_other_ids()
+            .map(|d| {
+                format!(
+                    "<td>{}</td>{}{}",
+                    who(d),
+                    cell(d.destination.as_deref().unwrap_or("")),
+                    cell(&d.other_ids.join(", "))
+                )
             })
             .collect(),
     );

@@ -53,6 +53,11 @@ pub struct PersonDiff {
     /// Its distinct ids the destination holds for another person: (distinct id, that
     /// person's uuid). Reported, never forced: linking them would merge two persons.
     pub held_elsewhere: Vec<(String, String)>,
+    /// Distinct ids its match at the destination holds that the source's person does
+    /// not: the destination held one of the source's ids for a person of its own (its
+    /// live traffic, another import) before the persons step named the person by it.
+    /// Reported, not mended: which person they belong to is for the user to judge.
+    pub other_ids: Vec<String>,
     pub properties: Vec<PropertyDiff>,
 }
 
@@ -62,19 +67,19 @@ impl PersonDiff {
         self.destination.is_none() || !self.missing_ids.is_empty() || !self.properties.is_empty()
     }
 
-    /// The person as `--resend` sends it: the distinct ids its match holds first (the
-    /// first of them names it, so that its `$set` reaches that person), then the missing
-    /// ones (each linked by an `$identify`); those held by another person left out.
+    /// The person as `--resend` sends it: named by a distinct id its match holds (so
+    /// that its `$set` reaches that person), then its missing distinct ids (each linked
+    /// by an `$identify`); the ids its match holds already are not linked again, those
+    /// held by another person are left out.
     pub fn to_send(&self) -> Person {
         let elsewhere: Vec<&String> = self.held_elsewhere.iter().map(|(id, _)| id).collect();
-        let mut ids: Vec<String> = self
+        let name = self
             .source
             .distinct_ids
             .iter()
-            .filter(|id| !elsewhere.contains(id) && !self.missing_ids.contains(id))
-            .cloned()
-            .collect();
-        ids.extend(self.missing_ids.iter().cloned());
+            .find(|id| !elsewhere.contains(id) && !self.missing_ids.contains(id))
+            .cloned();
+        let ids = name.into_iter().chain(self.missing_ids.iter().cloned()).collect();
         Person { distinct_ids: ids, ..self.source.clone() }
     }
 
@@ -146,6 +151,7 @@ impl Held {
             destination: matched.map(|at| self.persons[at].id.clone()),
             missing_ids: Vec::new(),
             held_elsewhere: Vec::new(),
+            other_ids: Vec::new(),
             properties: Vec::new(),
         };
         for (id, owner) in person.distinct_ids.iter().zip(&owners) {
@@ -161,6 +167,8 @@ impl Held {
             // Missing whole: every distinct id is missing, no property is there.
             return (Some(diff), None);
         };
+        diff.other_ids =
+            self.persons[at].distinct_ids.iter().filter(|id| !person.distinct_ids.contains(id)).cloned().collect();
         let theirs = &self.persons[at].properties;
         for (key, value) in person.properties.iter().filter(|(k, _)| !IGNORED.contains(&k.as_str())) {
             if theirs.get(key) != Some(value) {
@@ -171,7 +179,10 @@ impl Held {
                 });
             }
         }
-        let same = diff.missing_ids.is_empty() && diff.held_elsewhere.is_empty() && diff.properties.is_empty();
+        let same = diff.missing_ids.is_empty()
+            && diff.held_elsewhere.is_empty()
+            && diff.other_ids.is_empty()
+            && diff.properties.is_empty();
         (if same { None } else { Some(diff) }, Some(at))
     }
 }
@@ -210,6 +221,11 @@ impl Comparison {
 
     pub fn held_elsewhere(&self) -> u64 {
         self.differing.iter().map(|d| d.held_elsewhere.len() as u64).sum()
+    }
+
+    /// Persons whose match at the destination holds distinct ids the source's does not.
+    pub fn with_other_ids(&self) -> impl Iterator<Item = &PersonDiff> {
+        self.differing.iter().filter(|d| !d.other_ids.is_empty())
     }
 
     pub fn equal(&self) -> bool {
@@ -297,16 +313,20 @@ mod tests {
         assert_eq!(diff.destination.as_deref(), Some("d-1"));
         assert_eq!(diff.missing_ids, ["a3"]);
         assert_eq!(diff.held_elsewhere, [("z".to_string(), "d-2".to_string())]);
+        assert!(diff.other_ids.is_empty());
+        // Matched by its first id to a person that holds one more: named.
+        let (bob, _) = held.compare(&person("s-5", &["b"], json!({})));
+        assert_eq!(bob.unwrap().other_ids, ["z"]);
         // $creator_event_uuid is not compared; $initial_os is the destination's alone.
         assert_eq!(
             diff.properties,
             [PropertyDiff { key: "plan".into(), source: json!("pro"), destination: Some(json!("free")) }]
         );
         // Sent again: named by an id its match holds, the missing one linked, "z" left.
-        assert_eq!(diff.to_send().distinct_ids, ["a", "a2", "a3"]);
+        assert_eq!(diff.to_send().distinct_ids, ["a", "a3"]);
         // A null is a value: equal to a null, not to nothing.
-        assert!(held.compare(&person("s-2", &["b"], json!({"n": null}))).0.is_none());
-        let absent = held.compare(&person("s-3", &["b"], json!({"m": null}))).0.unwrap();
+        assert!(held.compare(&person("s-2", &["b", "z"], json!({"n": null}))).0.is_none());
+        let absent = held.compare(&person("s-3", &["b", "z"], json!({"m": null}))).0.unwrap();
         assert_eq!(absent.properties[0].destination, None);
         // No id of it there: missing whole.
         let (gone, at) = held.compare(&person("s-4", &["q"], json!({"k": 1})));
