@@ -209,8 +209,8 @@ pub fn html(report: &Report<'_>) -> String {
         "<h2>What this shows</h2><p>Each UTC day's distinct events (uuids) at the source and at the destination, \
          counted by each side's own engine; rows the destination has not merged yet count once. Where a day's \
          counts differ, the uuids of both sides were compared one by one. It cannot show events the destination \
-         deleted on purpose, and persons and groups, which the destination derives from the events, are not \
-         compared.</p></body></html>",
+         deleted on purpose; groups are not compared, and persons are compared by <code>verify --persons</code>.\
+         </p></body></html>",
     );
     page
 }
