@@ -267,8 +267,14 @@ pub struct VerifyArgs {
     /// Compare the days before this one (YYYY-MM-DD); default the day after the source's last.
     #[arg(long)]
     pub end: Option<String>,
+    /// Compare the persons instead of the events: every person of the source, matched at
+    /// the destination by distinct id (missing persons and distinct ids, properties that
+    /// differ); with --resend, the differing persons sent again.
+    #[arg(long)]
+    pub persons: bool,
     /// Read the missing events again from the source and send them (needs --host and
-    /// --project-api-key), then compare their days again.
+    /// --project-api-key), then compare their days again. With --persons: set the
+    /// source's values on the differing persons and link their missing distinct ids.
     #[arg(long)]
     pub resend: bool,
     /// With --resend: the destination's capture host, e.g. us.i.posthog.com.
@@ -405,6 +411,7 @@ impl From<&VerifyArgs> for VerifyOptions {
             report: a.report.clone(),
             page_rows: a.page_rows,
             retry_scale: a.retry_scale,
+            persons: a.persons,
         }
     }
 }

@@ -9,35 +9,9 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Map, Value};
+use support::persons::{insert_distinct_ids as distinct_ids, insert_persons as persons};
 use support::posthog::{PostHog, PERSONAL_KEY, PROJECT};
 use support::*;
-
-/// Writes person rows: (uuid, team, properties, identified, deleted, version).
-fn persons(engine: &ClickHouse, rows: &[(&str, u64, Value, bool, bool, u64)]) {
-    let lines: Vec<String> = rows
-        .iter()
-        .map(|(id, team, properties, identified, deleted, version)| {
-            json!({"id": id, "created_at": "2021-05-01 10:00:00", "team_id": team, "properties": properties.to_string(),
-                   "is_identified": *identified as u8, "is_deleted": *deleted as u8, "version": version,
-                   "_timestamp": "2021-05-01 10:00:00", "_offset": 0})
-            .to_string()
-        })
-        .collect();
-    engine.query(&format!("INSERT INTO default.person FORMAT JSONEachRow\n{}", lines.join("\n")));
-}
-
-/// Writes distinct id rows: (distinct id, person uuid, team, deleted, version).
-fn distinct_ids(engine: &ClickHouse, rows: &[(&str, &str, u64, bool, i64)]) {
-    let lines: Vec<String> = rows
-        .iter()
-        .map(|(distinct_id, person, team, deleted, version)| {
-            json!({"team_id": team, "distinct_id": distinct_id, "person_id": person, "is_deleted": *deleted as u8,
-                   "version": version, "_timestamp": "2021-05-01 10:00:00", "_offset": 0, "_partition": 0})
-            .to_string()
-        })
-        .collect();
-    engine.query(&format!("INSERT INTO default.person_distinct_id2 FORMAT JSONEachRow\n{}", lines.join("\n")));
-}
 
 /// Writes events: (uuid, event, distinct id, properties).
 fn events(engine: &ClickHouse, team: u64, rows: &[(&str, &str, &str, Value)]) {

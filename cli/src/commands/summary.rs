@@ -178,7 +178,10 @@ pub fn after_persons(copied: &PersonsCopied, destination: &str) -> Outcome {
         say!("  person {person} refused: {why}");
     }
     if let Some(stop) = &copied.stopped {
-        note!("Stopped: {}\nThe persons not yet taken are sent by the same command again.", stop_words(stop, destination));
+        note!(
+            "Stopped: {}\nThe persons not yet taken are sent by the same command again.",
+            stop_words(stop, destination)
+        );
         return Ok(Exit::Refused);
     }
     if copied.undelivered > 0 {
@@ -187,6 +190,14 @@ pub fn after_persons(copied: &PersonsCopied, destination: &str) -> Outcome {
              command again to send the persons not yet taken",
             copied.undelivered
         )));
+    }
+    if copied.links > 0 {
+        // The persons step cannot tell this itself: capture answers 200 either way, and
+        // PostHog records the refusal as an ingestion warning only.
+        say!(
+            "A distinct id the destination already held for another identified person stays with it (never merged); \
+             `migrator3000 verify --persons` names any."
+        );
     }
     say!("The persons are copied.");
     Ok(Exit::Done)

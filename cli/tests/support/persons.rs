@@ -238,6 +238,35 @@ impl Persons {
     }
 }
 
+/// Writes person rows as PostHog's ingestion does (`person`, PostHog's real DDL):
+/// (uuid, team, properties, identified, deleted, version).
+pub fn insert_persons(engine: &super::ClickHouse, rows: &[(&str, u64, Value, bool, bool, u64)]) {
+    let lines: Vec<String> = rows
+        .iter()
+        .map(|(id, team, properties, identified, deleted, version)| {
+            json!({"id": id, "created_at": "2021-05-01 10:00:00", "team_id": team, "properties": properties.to_string(),
+                   "is_identified": *identified as u8, "is_deleted": *deleted as u8, "version": version,
+                   "_timestamp": "2021-05-01 10:00:00", "_offset": 0})
+            .to_string()
+        })
+        .collect();
+    engine.query(&format!("INSERT INTO default.person FORMAT JSONEachRow\n{}", lines.join("\n")));
+}
+
+/// Writes distinct id rows (`person_distinct_id2`): (distinct id, person uuid, team,
+/// deleted, version).
+pub fn insert_distinct_ids(engine: &super::ClickHouse, rows: &[(&str, &str, u64, bool, i64)]) {
+    let lines: Vec<String> = rows
+        .iter()
+        .map(|(distinct_id, person, team, deleted, version)| {
+            json!({"team_id": team, "distinct_id": distinct_id, "person_id": person, "is_deleted": *deleted as u8,
+                   "version": version, "_timestamp": "2021-05-01 10:00:00", "_offset": 0, "_partition": 0})
+            .to_string()
+        })
+        .collect();
+    engine.query(&format!("INSERT INTO default.person_distinct_id2 FORMAT JSONEachRow\n{}", lines.join("\n")));
+}
+
 /// HogQL's `persons` and `person_distinct_ids` of project `team` as the engine's SQL:
 /// each row at its highest version, the deleted left out (as PostHog resolves them).
 pub fn hogql_tables(query: &str, team: u64) -> String {

@@ -4,26 +4,25 @@
 //! the state file, and `--resend` reads exactly the missing ones again and sends them.
 //! It needs no earlier migration: a migration done by the app is verified the same way.
 
+mod options;
+pub mod persons;
 pub mod report;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use chrono::{NaiveDate, Utc};
 
-use super::destination::{settings, time_flag, DestinationOptions};
+use super::destination::time_flag;
 use super::exit::{CommandError, Exit, Outcome};
 use super::mixpanel::SOURCE_LIKE as MIXPANEL_RUNS;
-use super::posthog::PosthogSourceOptions;
 use super::summary::stop_words;
 use crate::pipeline::error::PipelineError;
-use crate::pipeline::migration::{Migration, Target};
 use crate::pipeline::verification::compare::{Day, Verdict, Verifier};
 use crate::pipeline::verification::hogql::HogQl;
 use crate::pipeline::verification::resend;
 use crate::pipeline::verification::side::{ClickHouseSide, ImportSide, QueryApiSide, Side, Window};
-use crate::posthog_api::client::{QueryApiClient, DESTINATION_FLAGS};
 use crate::shared::defaults;
 use crate::shared::reporter::{note, say};
 use crate::shared::retry::RetryPolicy;
@@ -37,50 +36,14 @@ use crate::sources::Source;
 use crate::store::state_file::StateFile;
 use crate::store::verify::{CheckRecord, DayRecord};
 
+use self::options::{destination_client, host, resend_options};
+pub use self::options::{VerifyFrom, VerifyOptions};
+
 /// The runs of Amplitude imports, by their source's name.
 const AMPLITUDE_RUNS: &str = "%Amplitude%";
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum VerifyFrom {
-    Clickhouse,
-    QueryApi,
-    Amplitude,
-    Mixpanel,
-}
-
-/// The flags of `verify`.
-pub struct VerifyOptions {
-    pub from: VerifyFrom,
-    pub source: PosthogSourceOptions,
-    pub files: Vec<PathBuf>,
-    pub profiles: Vec<PathBuf>,
-    pub destination_query_api_host: String,
-    pub destination_project_id: u64,
-    pub destination_personal_api_key: String,
-    pub start: Option<String>,
-    pub end: Option<String>,
-    pub resend: bool,
-    pub host: Option<String>,
-    pub project_api_key: Option<String>,
-    pub wait: Option<f64>,
-    pub settle_minutes: f64,
-    pub report: Option<PathBuf>,
-    pub page_rows: usize,
-    pub retry_scale: f64,
-}
-
 fn day_flag(flag: &str, text: &str) -> Result<NaiveDate, CommandError> {
     time_flag(flag, text).map(|t| t.date_naive())
-}
-
-/// A Query API host as given, with https:// when it names no scheme.
-fn host(text: &str) -> String {
-    let text = text.trim().trim_end_matches('/');
-    if text.contains("://") {
-        text.to_string()
-    } else {
-        format!("https://{text}")
-    }
 }
 
 /// The days to compare: the flags, else the source's own first and last days; refused
@@ -340,19 +303,7 @@ fn resend_missing(
     if missing.is_empty() {
         return Ok(None);
     }
-    let project_api_key = args.project_api_key.clone().ok_or_else(|| {
-        CommandError::Failed(
-            "--resend needs --project-api-key (or POSTHOG_PROJECT_API_KEY): the destination project's API key".into(),
-        )
-    })?;
-    let destination =
-        DestinationOptions::with_defaults(args.host.clone().unwrap_or_default(), project_api_key, args.retry_scale);
-    // A wrong flag here is a failure of the resend, as it always was (exit code 1).
-    let settings = settings(&destination, Utc::now()).map_err(|e| CommandError::Failed(e.to_string()))?;
-    let target = Target::of(&settings);
-    let retry = RetryPolicy::new(args.retry_scale);
-    let options = Migration::new(&settings, &target, defaults::PAGE_SIZE, 1, retry, Utc::now())
-        .options(format!("verify --resend into {target}"));
+    let (options, settings) = resend_options(args, defaults::PAGE_SIZE)?;
     let reread = match args.from {
         VerifyFrom::Amplitude => {
             let files = args.files.first().ok_or_else(|| {
@@ -443,13 +394,11 @@ pub fn run(state: &Path, args: &VerifyOptions) -> Outcome {
     if args.page_rows == 0 {
         return Err(CommandError::Usage("--page-rows must be at least 1".into()));
     }
-    let mut destination_api = QueryApiClient::new(
-        &host(&args.destination_query_api_host),
-        args.destination_project_id,
-        &args.destination_personal_api_key,
-    );
-    destination_api.flags = &DESTINATION_FLAGS;
-    let mut destination = QueryApiSide { api: HogQl::new(destination_api, RetryPolicy::new(args.retry_scale)) };
+    if args.persons {
+        return persons::run(args);
+    }
+    let mut destination =
+        QueryApiSide { api: HogQl::new(destination_client(args), RetryPolicy::new(args.retry_scale)) };
     let mut source = source_side(args, state)?;
     if let (VerifyFrom::Amplitude, true, Some(files)) = (args.from, args.resend, args.files.first()) {
         same_export(state, files)?;

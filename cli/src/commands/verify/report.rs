@@ -6,6 +6,7 @@
 use std::fmt::Write;
 
 use crate::pipeline::verification::compare::{Day, Verdict};
+use crate::pipeline::verification::persons::{Comparison, PersonDiff};
 use crate::shared::words::thousands;
 
 /// Uuids listed per day and kind.
@@ -208,8 +209,175 @@ pub fn html(report: &Report<'_>) -> String {
         "<h2>What this shows</h2><p>Each UTC day's distinct events (uuids) at the source and at the destination, \
          counted by each side's own engine; rows the destination has not merged yet count once. Where a day's \
          counts differ, the uuids of both sides were compared one by one. It cannot show events the destination \
-         deleted on purpose, and persons and groups, which the destination derives from the events, are not \
-         compared.</p></body></html>",
+         deleted on purpose; groups are not compared, and persons are compared by <code>verify --persons</code>.\
+         </p></body></html>",
+    );
+    page
+}
+
+/// A value as it is shown: its JSON, cut at `most` characters.
+pub fn shown(value: Option<&serde_json::Value>, most: usize) -> String {
+    let Some(value) = value else { return "(none)".into() };
+    let text = value.to_string();
+    if text.chars().count() > most {
+        format!("{}…", text.chars().take(most).collect::<String>())
+    } else {
+        text
+    }
+}
+
+pub struct PersonsReport<'a> {
+    pub source: &'a str,
+    pub destination: &'a str,
+    pub last_line: &'a str,
+    pub comparison: &'a Comparison,
+}
+
+/// The page of `verify --persons`: the verdict, the counts, and for each kind of
+/// difference the first `LISTED` persons (properties with the source's and the
+/// destination's value).
+pub fn persons_html(report: &PersonsReport<'_>) -> String {
+    let c = report.comparison;
+    let mut page = format!(
+        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" \
+         content=\"width=device-width, initial-scale=1\"><title>migrator3000 verify --persons</title><style>{STYLE}\
+         </style></head><body><h1>Did every person arrive whole?</h1><p class=\"verdict {}\" id=\"verdict\">{}</p>\
+         <dl><dt>Source</dt><dd>{}</dd><dt>Destination</dt><dd>{}</dd><dt>Made</dt><dd>{}</dd></dl>",
+        if c.equal() { "ok" } else { "bad" },
+        escape(report.last_line),
+        escape(report.source),
+        escape(report.destination),
+        migrator3000::timestamp::format(chrono::Utc::now())
+    );
+    let properties: u64 = c.with_properties().map(|d| d.properties.len() as u64).sum();
+    let counts = [
+        ("persons at the source", c.at_source),
+        ("their distinct ids", c.source_ids),
+        ("persons at the destination", c.at_destination),
+        ("persons missing", c.missing().count() as u64),
+        ("distinct ids missing", c.missing_ids()),
+        ("persons whose properties differ", c.with_properties().count() as u64),
+        ("properties that differ", properties),
+        ("distinct ids held by another person", c.held_elsewhere()),
+        ("persons held with other distinct ids", c.with_other_ids().count() as u64),
+        ("persons merged into one", c.merged.iter().map(|(_, s)| s.len() as u64).sum()),
+    ];
+    page.push_str("<h2>Counts</h2><table id=\"counts\"><tbody>");
+    for (what, n) in counts {
+        let class =
+            if n > 0 && !what.contains("at the") && what != "their distinct ids" { " class=\"differs\"" } else { "" };
+        let _ = write!(page, "<tr{class}><td>{what}</td><td>{}</td></tr>", thousands(n));
+    }
+    page.push_str("</tbody></table>");
+    let who = |d: &PersonDiff| {
+        format!(
+            "<code>{}</code> ({})",
+            escape(&d.source.id),
+            escape(d.source.distinct_ids.first().map(String::as_str).unwrap_or(""))
+        )
+    };
+    let section = |page: &mut String, id: &str, title: &str, head: &str, rows: Vec<String>| {
+        if rows.is_empty() {
+            return;
+        }
+        let _ = write!(
+            page,
+            "<h2>{title} ({})</h2><table id=\"{id}\"><thead><tr>{head}</tr></thead><tbody>",
+            thousands(rows.len() as u64)
+        );
+        for row in rows.iter().take(LISTED) {
+            let _ = write!(page, "<tr>{row}</tr>");
+        }
+        page.push_str("</tbody></table>");
+        if rows.len() > LISTED {
+            let _ = write!(page, "<p>and {} more.</p>", thousands((rows.len() - LISTED) as u64));
+        }
+    };
+    let cell = |text: &str| format!("<td style=\"text-align:left\">{}</td>", escape(text));
+    section(
+        &mut page,
+        "missing-persons",
+        "Persons missing at the destination",
+        "<th>person at the source</th><th>its distinct ids</th>",
+        c.missing().map(|d| format!("<td>{}</td>{}", who(d), cell(&d.source.distinct_ids.join(", ")))).collect(),
+    );
+    section(
+        &mut page,
+        "missing-ids",
+        "Distinct ids missing",
+        "<th>person at the source</th><th>distinct id</th><th>its person at the destination</th>",
+        c.differing
+            .iter()
+            .filter(|d| d.destination.is_some())
+            .flat_map(|d| {
+                d.missing_ids.iter().map(move |id| {
+                    format!("<td>{}</td>{}{}", who(d), cell(id), cell(d.destination.as_deref().unwrap_or("")))
+                })
+            })
+            .collect(),
+    );
+    section(
+        &mut page,
+        "properties",
+        "Properties that differ",
+        "<th>person at the source</th><th>property</th><th>at the source</th><th>at the destination</th>",
+        c.with_properties()
+            .flat_map(|d| {
+                d.properties.iter().map(move |p| {
+                    format!(
+                        "<td>{}</td>{}{}{}",
+                        who(d),
+                        cell(&p.key),
+                        cell(&shown(Some(&p.source), 500)),
+                        cell(&shown(p.destination.as_ref(), 500))
+                    )
+                })
+            })
+            .collect(),
+    );
+    section(
+        &mut page,
+        "held-elsewhere",
+        "Distinct ids the destination holds for another person (not linked: that would merge two persons)",
+        "<th>person at the source</th><th>distinct id</th><th>held at the destination by</th>",
+        c.differing
+            .iter()
+            .flat_map(|d| {
+                d.held_elsewhere
+                    .iter()
+                    .map(move |(id, other)| format!("<td>{}</td>{}{}", who(d), cell(id), cell(other)))
+            })
+            .collect(),
+    );
+    section(
+        &mut page,
+        "other-ids",
+        "Persons whose person at the destination also holds distinct ids the source's does not",
+        "<th>person at the source</th><th>its person at the destination</th><th>its other distinct ids</th>",
+        c.with_other_ids()
+            .map(|d| {
+                format!(
+                    "<td>{}</td>{}{}",
+                    who(d),
+                    cell(d.destination.as_deref().unwrap_or("")),
+                    cell(&d.other_ids.join(", "))
+                )
+            })
+            .collect(),
+    );
+    section(
+        &mut page,
+        "merged",
+        "Persons of the source merged into one at the destination",
+        "<th>person at the destination</th><th>persons at the source</th>",
+        c.merged.iter().map(|(at, sources)| format!("{}{}", cell(at), cell(&sources.join(", ")))).collect(),
+    );
+    page.push_str(
+        "<h2>What this shows</h2><p>Every person of the source that is not deleted, matched at the destination by \
+         its distinct ids (person ids differ between two PostHogs): whether it is there, whether each of its \
+         distinct ids belongs to it there, and each of its properties whose value differs, by each side's own \
+         engine. Properties only the destination holds are not compared, nor <code>$creator_event_uuid</code> \
+         (which names the event that made the person at each PostHog).</p></body></html>",
     );
     page
 }

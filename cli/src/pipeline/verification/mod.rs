@@ -5,5 +5,6 @@
 
 pub mod compare;
 pub mod hogql;
+pub mod persons;
 pub mod resend;
 pub mod side;

@@ -19,6 +19,8 @@ use crate::shared::retry::ReadError;
 
 /// PostHog's cap on rows a Query API answer holds.
 const MOST_ROWS: usize = 50_000;
+/// Distinct ids (or person uuids) named in one query by `QueryApiPersons::holding`.
+const IDS_A_QUERY: usize = 1_000;
 
 /// One person as the source holds it now.
 #[derive(Debug, Clone, PartialEq)]
@@ -211,6 +213,17 @@ impl PersonSource for ClickHousePersons {
     }
 }
 
+/// A row of `SELECT toString(id), properties, is_identified FROM persons`.
+fn person_of_row(row: &[Value]) -> Person {
+    Person {
+        id: row.first().map(text).unwrap_or_default(),
+        version: 0,
+        is_identified: row.get(2).is_some_and(|v| v.as_bool().unwrap_or(false) || v.as_u64() == Some(1)),
+        properties: row.get(1).map(properties_of).unwrap_or_default(),
+        distinct_ids: Vec::new(),
+    }
+}
+
 /// The persons of a project through its Query API (HogQL's `persons`, whose rows PostHog
 /// has already resolved to their highest version, the deleted left out).
 pub struct QueryApiPersons {
@@ -238,6 +251,44 @@ impl QueryApiPersons {
         )
     }
 
+    /// How many persons the project holds (the deleted left out).
+    pub fn count(&mut self) -> Result<u64, ReadError> {
+        let rows = self.rows("SELECT count() FROM persons LIMIT 1")?;
+        Ok(rows.first().and_then(|r| r.first()).and_then(json_count).unwrap_or(0))
+    }
+
+    /// The persons that hold any of `ids` now, each with those of `ids` it holds (not
+    /// its others): what `verify --persons` reads again of the persons it sent, rather
+    /// than every person. `IDS_A_QUERY` distinct ids a query, two queries for each.
+    pub fn holding(&mut self, ids: &[String]) -> Result<Vec<Person>, ReadError> {
+        let mut owners: Vec<(String, String)> = Vec::new();
+        for chunk in ids.chunks(IDS_A_QUERY) {
+            let list: Vec<String> = chunk.iter().map(|id| quoted(id)).collect();
+            let rows = self.rows(&format!(
+                "SELECT distinct_id, toString(person_id) FROM person_distinct_ids WHERE distinct_id IN ({}) LIMIT \
+                 {MOST_ROWS}",
+                list.join(", ")
+            ))?;
+            owners.extend(
+                rows.iter().map(|r| (r.first().map(text).unwrap_or_default(), r.get(1).map(text).unwrap_or_default())),
+            );
+        }
+        let mut uuids: Vec<String> = owners.iter().map(|(_, owner)| owner.clone()).collect();
+        uuids.sort();
+        uuids.dedup();
+        let mut persons = Vec::new();
+        for chunk in uuids.chunks(IDS_A_QUERY) {
+            let list: Vec<String> = chunk.iter().map(|id| quoted(id)).collect();
+            let rows = self.rows(&format!(
+                "SELECT toString(id), properties, is_identified FROM persons WHERE toString(id) IN ({}) LIMIT \
+                 {MOST_ROWS}",
+                list.join(", ")
+            ))?;
+            persons.extend(rows.iter().map(|row| person_of_row(row)));
+        }
+        Ok(with_ids(persons, owners))
+    }
+
     fn rows(&mut self, hogql: &str) -> Result<Vec<Vec<Value>>, ReadError> {
         match self.client.run(hogql)? {
             Reply::Done(text) => QueryApiClient::rows(&text),
@@ -251,17 +302,8 @@ impl QueryApiPersons {
 
 impl PersonSource for QueryApiPersons {
     fn persons_after(&mut self, after: Option<&str>, limit: usize) -> Result<PersonPage, ReadError> {
-        let persons: Vec<Person> = self
-            .rows(&Self::persons_query(after, limit))?
-            .iter()
-            .map(|row| Person {
-                id: row.first().map(text).unwrap_or_default(),
-                version: 0,
-                is_identified: row.get(2).is_some_and(|v| v.as_bool().unwrap_or(false) || v.as_u64() == Some(1)),
-                properties: row.get(1).map(properties_of).unwrap_or_default(),
-                distinct_ids: Vec::new(),
-            })
-            .collect();
+        let persons: Vec<Person> =
+            self.rows(&Self::persons_query(after, limit))?.iter().map(|row| person_of_row(row)).collect();
         let (Some(first), Some(last)) = (persons.first(), persons.last()) else { return Ok(PersonPage::default()) };
         let (first, last) = (first.id.clone(), last.id.clone());
         let mut owners: Vec<(String, String)> = Vec::new();
