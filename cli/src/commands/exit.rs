@@ -43,6 +43,11 @@ pub fn exit_code(outcome: &Outcome) -> u8 {
     match outcome {
         Ok(Exit::Done) => 0,
         Ok(Exit::NotVerified) => 1,
+        // `--state` names a folder or another program's file: the flag is wrong.
+        Err(CommandError::Store(StoreError::NotAStateFile(_))) => 2,
+        // sysexits' EX_TEMPFAIL: another run holds the state file; the same command
+        // succeeds once it has ended.
+        Err(CommandError::Store(StoreError::InUse { .. })) => 75,
         Err(CommandError::Store(_) | CommandError::Pipeline(_) | CommandError::Failed(_)) => 1,
         Err(CommandError::Usage(_)) => 2,
         Ok(Exit::Parked) => 3,

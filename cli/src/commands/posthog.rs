@@ -19,7 +19,7 @@ use crate::shared::retry::RetryPolicy;
 use crate::sources::posthog::clickhouse::ClickHouse;
 use crate::sources::posthog::query_api::QueryApiSource;
 use crate::sources::{Bounds, Source};
-use crate::store::state_file::StateFile;
+use crate::store::state_file::{self, StateFile, Use};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ReadFrom {
@@ -81,6 +81,16 @@ pub fn run(state_path: &Path, args: &PosthogOptions) -> Outcome {
     let now = Utc::now();
     let settings = settings(&args.to, now)?;
     let (start, end) = asked(&args.to, &settings)?;
+    // The state file first: a file this run cannot use (or that another run holds) is
+    // said before the source is asked anything; a new one is made only once it is read.
+    let early = match args.to.dry_run {
+        true => None,
+        false if state_path.exists() => Some(StateFile::open(state_path, Use::Run)?),
+        false => {
+            state_file::check_new(state_path)?;
+            None
+        }
+    };
     let mut source: Box<dyn Source> = match args.from {
         ReadFrom::Clickhouse => {
             let mut source = args.source.clickhouse();
@@ -159,7 +169,10 @@ pub fn run(state_path: &Path, args: &PosthogOptions) -> Outcome {
         dry_run(source.as_mut(), &migration.options(String::new()))?;
         return Ok(Exit::Done);
     }
-    let mut state = StateFile::open(state_path)?;
+    let mut state = match early {
+        Some(state) => state,
+        None => StateFile::open(state_path, Use::Run)?,
+    };
     let finished = migration.run(state_path, &mut state, source.as_mut(), Some((from, to)), Some(bounds.count))?;
     summary::after_migration(&state, finished, &target.url, &source.remarks())
 }

@@ -17,10 +17,10 @@ use crate::pipeline::run_options::Options;
 use crate::shared::reporter::{note, say};
 use crate::shared::retry::RetryPolicy;
 use crate::sink::delivery::Capture;
-use crate::store::state_file::StateFile;
+use crate::store::state_file::{StateFile, Use};
 
 pub fn run(state_path: &Path, retry_scale: f64) -> Outcome {
-    let mut state = StateFile::open(state_path)?;
+    let mut state = StateFile::open(state_path, Use::Resume)?;
     let released = state.unpark()?;
     say!("{released} parked requests wait to be sent again.");
     resend_waiting(&mut state, RetryPolicy::new(retry_scale))

@@ -31,7 +31,7 @@ use crate::sources::amplitude::files::LocalExport;
 use crate::sources::amplitude::{Amplitude, Options as ImportOptions};
 use crate::sources::posthog::query_api::QueryApiSource;
 use crate::sources::Source;
-use crate::store::state_file::StateFile;
+use crate::store::state_file::{StateFile, Use};
 use crate::store::verify::{CheckRecord, DayRecord};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -110,7 +110,8 @@ fn source_side(args: &VerifyOptions, state: &Path) -> Result<Box<dyn Side>, Comm
             Box::new(QueryApiSide { api: HogQl::new(client, retry) })
         }
         VerifyFrom::Amplitude => {
-            let state_file = StateFile::open(state)?;
+            // Only read: a --state that does not exist is said, not made.
+            let state_file = StateFile::open(state, Use::Read)?;
             let imports = state_file.imports()?;
             if imports.is_empty() {
                 return Err(CommandError::Failed(format!(
@@ -384,7 +385,7 @@ pub fn run(state: &Path, args: &VerifyOptions) -> Outcome {
     drop(verifier);
     print_table(&days);
     let outcome = ending(&days);
-    let mut state_file = StateFile::open(state)?;
+    let mut state_file = StateFile::open(state, Use::Record)?;
     let check = CheckRecord {
         source: &source_name,
         destination: &destination_name,
