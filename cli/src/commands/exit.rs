@@ -18,6 +18,8 @@ pub enum Exit {
     Refused,
     /// `verify`: events are missing or extra at the destination.
     Differences,
+    /// Stopped by Ctrl-C: what was settled is recorded, the same command resumes.
+    Interrupted,
 }
 
 /// A command that stopped: its message is printed after `migrator3000: `.
@@ -53,5 +55,7 @@ pub fn exit_code(outcome: &Outcome) -> u8 {
         Ok(Exit::Parked) => 3,
         Ok(Exit::Refused) => 4,
         Ok(Exit::Differences) => 5,
+        // 128 + SIGINT, as shells report a command stopped by Ctrl-C.
+        Ok(Exit::Interrupted) => 130,
     }
 }

@@ -9,7 +9,7 @@ use migrator3000::batch::BatchLimits;
 use migrator3000::dispatch::KeepState;
 
 use super::exit::{CommandError, Exit, Outcome};
-use super::summary::refusal_words;
+use super::summary::{interrupted_words, refusal_words};
 use crate::pipeline::migration::YOUNG;
 use crate::pipeline::page_loop::{self, Ended};
 use crate::pipeline::progress::Progress;
@@ -64,6 +64,10 @@ fn resend_waiting(state: &mut StateFile, retry: RetryPolicy) -> Outcome {
             Ended::Unreachable(cause) => {
                 state.park_waiting(&run.id)?;
                 note!("The destination {} still cannot be reached: {cause}.", run.destination);
+            }
+            Ended::Interrupted => {
+                note!("{}", interrupted_words(state.path()));
+                return Ok(Exit::Interrupted);
             }
         }
     }

@@ -33,6 +33,7 @@ pub enum Use {
 
 pub struct StateFile {
     pub(super) db: Connection,
+    path: PathBuf,
     /// Held while this command may change what runs keep: one run at a time.
     _lock: Option<Lock>,
 }
@@ -106,7 +107,12 @@ impl StateFile {
         if found > schema::LATEST {
             return Err(StoreError::Newer { path: path.into(), found, known: schema::LATEST });
         }
-        Ok(StateFile { db, _lock: lock })
+        Ok(StateFile { db, path: path.into(), _lock: lock })
+    }
+
+    /// The file as `--state` named it.
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 }
 
