@@ -145,7 +145,8 @@ pub struct Bounds {
     pub count: u64,
 }
 
-pub trait Source {
+/// `Send`: pages are read on a thread of their own while the answers are recorded.
+pub trait Source: Send {
     /// Reads from `from` (inclusive) to `to` (exclusive) from now on (either `None`: from
     /// the source's first event, or to after its last), and says what that range holds;
     /// `None` for a source that cannot tell (it is read whole).

@@ -59,6 +59,7 @@ mod tests {
     use super::*;
     use crate::store::amplitude::Imported;
     use crate::store::runs::Run;
+    use crate::store::state_file::Use;
     use migrator3000::batch::{Batch, Body};
 
     fn run() -> Run {
@@ -86,7 +87,7 @@ mod tests {
     fn a_settled_page_moves_the_cursor_with_what_it_kept_and_rejected() {
         let dir = std::env::temp_dir().join(format!("m3k-state-{}", std::process::id()));
         let _ = std::fs::remove_file(&dir);
-        let mut state = StateFile::open(&dir).unwrap();
+        let mut state = StateFile::open(&dir, Use::Run).unwrap();
         state.start(&run()).unwrap();
         state.start(&run()).unwrap();
         let batch = Batch { body: Body::Gzip(vec![1, 2, 3]), json_bytes: 9, uuids: vec!["a".into(), "b".into()] };
@@ -108,7 +109,8 @@ mod tests {
         };
         let cursor = Cursor { timestamp: "2021-01-02 00:00:00.000001".into(), key: "k".into() };
         state.settle("r", &settled, Some(&cursor)).unwrap();
-        let reopened = StateFile::open(&dir).unwrap();
+        drop(state);
+        let reopened = StateFile::open(&dir, Use::Run).unwrap();
         let saved = reopened.run("r").unwrap().unwrap();
         assert_eq!((saved.read, saved.delivered, saved.rejected, saved.live, saved.duplicates), (5, 2, 1, 1, 3));
         assert_eq!(reopened.runs_of("m").unwrap(), std::slice::from_ref(&saved));

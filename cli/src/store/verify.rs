@@ -136,12 +136,13 @@ impl StateFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::state_file::Use;
 
     #[test]
     fn imported_uuids_and_a_check_with_its_uuids_are_kept() {
         let path = std::env::temp_dir().join(format!("m3k-verify-store-{}", std::process::id()));
         let _ = std::fs::remove_file(&path);
-        let mut state = StateFile::open(&path).unwrap();
+        let mut state = StateFile::open(&path, Use::Record).unwrap();
         state
             .db
             .execute_batch(

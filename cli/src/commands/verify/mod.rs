@@ -34,7 +34,7 @@ use crate::sources::mixpanel::files::LocalFiles;
 use crate::sources::mixpanel::{Mixpanel, Options as MixpanelImport};
 use crate::sources::posthog::query_api::QueryApiSource;
 use crate::sources::Source;
-use crate::store::state_file::StateFile;
+use crate::store::state_file::{StateFile, Use};
 use crate::store::verify::{CheckRecord, DayRecord};
 
 /// The runs of Amplitude imports, by their source's name.
@@ -169,7 +169,8 @@ fn source_side(args: &VerifyOptions, state: &Path) -> Result<Box<dyn Side>, Comm
                 VerifyFrom::Mixpanel => ("mixpanel", "Mixpanel", MIXPANEL_RUNS),
                 _ => ("amplitude", "Amplitude", AMPLITUDE_RUNS),
             };
-            let state_file = StateFile::open(state)?;
+            // Only read: a --state that does not exist is said, not made.
+            let state_file = StateFile::open(state, Use::Read)?;
             let imports = state_file.imports(like)?;
             if imports.is_empty() {
                 return Err(CommandError::Failed(format!(
@@ -309,7 +310,7 @@ fn wait_for(
 /// read, by the fingerprint of its files and their content taken when it was imported
 /// (imports of the Export API have none: nothing to compare).
 fn same_export(state: &Path, files: &Path) -> Result<(), CommandError> {
-    let imports = StateFile::open(state)?.imports(AMPLITUDE_RUNS)?;
+    let imports = StateFile::open(state, Use::Read)?.imports(AMPLITUDE_RUNS)?;
     let imported: Vec<&str> = imports.iter().filter_map(|run| fingerprint_of(run)).collect();
     if imported.is_empty() {
         return Ok(());
@@ -486,7 +487,7 @@ pub fn run(state: &Path, args: &VerifyOptions) -> Outcome {
     drop(verifier);
     print_table(&days);
     let outcome = ending(&days);
-    let mut state_file = StateFile::open(state)?;
+    let mut state_file = StateFile::open(state, Use::Record)?;
     let check = CheckRecord {
         source: &source_name,
         destination: &destination_name,

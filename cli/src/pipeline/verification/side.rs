@@ -221,10 +221,8 @@ pub struct ImportSide {
 }
 
 fn db_failure(e: StoreError) -> SideError {
-    match e {
-        StoreError::Db(e) => SideError::Fatal(format!("the state file could not be read: {e}")),
-        other => SideError::Fatal(other.to_string()),
-    }
+    // The store's error names the file, the cause and what to do.
+    SideError::Fatal(e.to_string())
 }
 
 impl Side for ImportSide {
