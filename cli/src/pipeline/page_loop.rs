@@ -147,6 +147,7 @@ pub fn run_pages(
             track.settled.read += page.skipped.len() as u64;
             track.settled.rejected.extend(page.skipped.into_iter().map(|why| (None, None, why)));
             track.settled.ledger = page.ledger;
+            track.settled.files = page.files;
             let batches = batches_of(&page.events, options, &mut track.settled);
             track.left = batches.len();
             cursor = page.next;

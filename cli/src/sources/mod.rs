@@ -2,12 +2,15 @@
 //! order, each page resumable from the cursor of the last event of the page before.
 
 pub mod amplitude;
+pub mod files;
+pub mod lines;
 pub mod posthog;
 
 use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::shared::retry::ReadError;
 use crate::store::amplitude::Ledger;
+use crate::store::files::FileRead;
 use crate::store::runs::Cursor;
 
 /// One page: events as JSON object texts shaped like a captured PostHog event
@@ -24,6 +27,8 @@ pub struct Page {
     /// What an Amplitude import's page gave its destination (links, group properties,
     /// whole files): stored with the page, so that no rerun sends them again.
     pub ledger: Ledger,
+    /// The files an import of files finished with this page (their last line in it).
+    pub files: Vec<FileRead>,
     /// Rows left out because they repeat an event already handed over (the same uuid:
     /// rows a ReplacingMergeTree has not merged yet).
     pub duplicates: u64,

@@ -10,7 +10,7 @@
 use rusqlite::Connection;
 
 /// The version this build writes.
-pub const LATEST: i64 = 1;
+pub const LATEST: i64 = 2;
 
 /// Brings the file to `LATEST`; `Err(found)` when a newer build wrote it.
 pub fn upgrade(db: &Connection) -> rusqlite::Result<Result<(), i64>> {
@@ -34,7 +34,7 @@ pub fn upgrade(db: &Connection) -> rusqlite::Result<Result<(), i64>> {
 type Step = fn(&Connection) -> rusqlite::Result<()>;
 
 /// Step `i` takes a file from version `i` to `i + 1`.
-const STEPS: [Step; 1] = [version_1];
+const STEPS: [Step; 2] = [version_1, version_2];
 
 /// Version 1: the schema as it stood when versions began. A file of an earlier build
 /// may hold any part of it: what is missing is added, what is there is kept.
@@ -56,6 +56,20 @@ fn version_1(db: &Connection) -> rusqlite::Result<()> {
     }
     db.execute_batch("CREATE INDEX IF NOT EXISTS runs_by_migration ON runs (migration)")?;
     adopt_old_links(db)
+}
+
+/// Version 2: the files an import of files handed over whole, per destination, by
+/// the fingerprint of their content.
+fn version_2(db: &Connection) -> rusqlite::Result<()> {
+    db.execute_batch(
+        "CREATE TABLE IF NOT EXISTS files_read (
+            destination TEXT NOT NULL,
+            fingerprint TEXT NOT NULL,
+            name TEXT NOT NULL,
+            lines INTEGER NOT NULL,
+            PRIMARY KEY (destination, fingerprint)
+        );",
+    )
 }
 
 /// A state file from before links were kept per destination holds them in

@@ -44,6 +44,12 @@ pub(super) fn record_imported(tx: &Connection, run: &str, converted: &[(String, 
     Ok(())
 }
 
+/// The condition "the row's import is one of the runs", their texts bound from `?first` on.
+fn of_runs(runs: &[String], first: usize) -> String {
+    let places: Vec<String> = (0..runs.len()).map(|i| format!("?{}", first + i)).collect();
+    format!("import IN (SELECT id FROM verify_imports WHERE run IN ({}))", places.join(", "))
+}
+
 impl StateFile {
     /// The imports that recorded what they handed over.
     pub fn imports(&self) -> StoreResult<Vec<String>> {
@@ -52,26 +58,40 @@ impl StateFile {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// The days from `from` to `to` (exclusive, YYYY-MM-DD) the imports handed events
-    /// of, each with its distinct uuids.
-    pub fn imported_days(&self, from: &str, to: &str) -> StoreResult<Vec<(String, u64)>> {
-        let mut statement = self.db.prepare(
-            "SELECT day, COUNT(DISTINCT uuid) FROM verify_imported WHERE day >= ?1 AND day < ?2 GROUP BY day \
-             ORDER BY day",
-        )?;
+    /// The days from `from` to `to` (exclusive, YYYY-MM-DD) the imports of the runs
+    /// `runs` handed events of, each with its distinct uuids.
+    pub fn imported_days(&self, runs: &[String], from: &str, to: &str) -> StoreResult<Vec<(String, u64)>> {
+        let mut statement = self.db.prepare(&format!(
+            "SELECT day, COUNT(DISTINCT uuid) FROM verify_imported WHERE day >= ?1 AND day < ?2 AND {} GROUP BY \
+             day ORDER BY day",
+            of_runs(runs, 3)
+        ))?;
+        let mut values: Vec<&dyn rusqlite::ToSql> = vec![&from, &to];
+        values.extend(runs.iter().map(|r| r as &dyn rusqlite::ToSql));
         let rows =
-            statement.query_map(params![from, to], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64)))?;
+            statement.query_map(values.as_slice(), |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64)))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// Up to `limit` distinct uuids the imports handed over from `from` to `to`, after
-    /// `after`, in text order.
-    pub fn imported_uuids(&self, from: &str, to: &str, after: &str, limit: usize) -> StoreResult<Vec<String>> {
-        let mut statement = self.db.prepare(
-            "SELECT DISTINCT uuid FROM verify_imported WHERE day >= ?1 AND day < ?2 AND uuid > ?3 ORDER BY uuid \
-             LIMIT ?4",
-        )?;
-        let rows = statement.query_map(params![from, to, after, limit as i64], |r| r.get::<_, String>(0))?;
+    /// Up to `limit` distinct uuids the imports of the runs `runs` handed over from
+    /// `from` to `to`, after `after`, in text order.
+    pub fn imported_uuids(
+        &self,
+        runs: &[String],
+        from: &str,
+        to: &str,
+        after: &str,
+        limit: usize,
+    ) -> StoreResult<Vec<String>> {
+        let mut statement = self.db.prepare(&format!(
+            "SELECT DISTINCT uuid FROM verify_imported WHERE day >= ?1 AND day < ?2 AND uuid > ?3 AND {} ORDER BY \
+             uuid LIMIT ?4",
+            of_runs(runs, 5)
+        ))?;
+        let limit = limit as i64;
+        let mut values: Vec<&dyn rusqlite::ToSql> = vec![&from, &to, &after, &limit];
+        values.extend(runs.iter().map(|r| r as &dyn rusqlite::ToSql));
+        let rows = statement.query_map(values.as_slice(), |r| r.get::<_, String>(0))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
