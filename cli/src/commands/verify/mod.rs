@@ -14,6 +14,7 @@ use chrono::{NaiveDate, Utc};
 
 use super::destination::{settings, time_flag, DestinationOptions};
 use super::exit::{CommandError, Exit, Outcome};
+use super::files::{self as files_command, FilesFrom};
 use super::posthog::PosthogSourceOptions;
 use super::summary::stop_words;
 use crate::pipeline::error::PipelineError;
@@ -39,6 +40,7 @@ pub enum VerifyFrom {
     Clickhouse,
     QueryApi,
     Amplitude,
+    Files,
 }
 
 /// The flags of `verify`.
@@ -46,6 +48,8 @@ pub struct VerifyOptions {
     pub from: VerifyFrom,
     pub source: PosthogSourceOptions,
     pub files: Option<PathBuf>,
+    /// With --from files: where the files are (for --resend).
+    pub files_from: FilesFrom,
     pub destination_query_api_host: String,
     pub destination_project_id: u64,
     pub destination_personal_api_key: String,
@@ -100,6 +104,11 @@ fn window(args: &VerifyOptions, verifier: &mut Verifier<'_>) -> Result<Window, C
     Ok(Window { from, to })
 }
 
+/// A run of `migrator3000 files` (its migration names the files' place first).
+fn is_files_run(run: &str) -> bool {
+    run.starts_with("the files at ")
+}
+
 fn source_side(args: &VerifyOptions, state: &Path) -> Result<Box<dyn Side>, CommandError> {
     let retry = RetryPolicy::new(args.retry_scale);
     Ok(match args.from {
@@ -109,17 +118,21 @@ fn source_side(args: &VerifyOptions, state: &Path) -> Result<Box<dyn Side>, Comm
             client.host = host(&client.host);
             Box::new(QueryApiSide { api: HogQl::new(client, retry) })
         }
-        VerifyFrom::Amplitude => {
+        VerifyFrom::Amplitude | VerifyFrom::Files => {
             let state_file = StateFile::open(state)?;
-            let imports = state_file.imports()?;
+            let files = args.from == VerifyFrom::Files;
+            // Each kind of import is verified apart: a run of files names its files.
+            let imports: Vec<String> =
+                state_file.imports()?.into_iter().filter(|run| is_files_run(run) == files).collect();
+            let (flag, what) = if files { ("files", "import of files") } else { ("amplitude", "Amplitude import") };
             if imports.is_empty() {
                 return Err(CommandError::Failed(format!(
-                    "--from amplitude: the state file {} records no Amplitude import (imports record what they hand \
-                     over since this version; give --state the file of the import, or import again)",
+                    "--from {flag}: the state file {} records no {what} (imports record what they hand over since \
+                     this version; give --state the file of the import, or import again)",
                     state.display()
                 )));
             }
-            Box::new(ImportSide { state: state_file, imports })
+            Box::new(ImportSide { state: state_file, imports, what })
         }
     })
 }
@@ -289,7 +302,18 @@ fn resend_missing(
                 skip_unreadable: false,
             };
             let export = LocalExport::open(files).map_err(CommandError::Failed)?;
-            resend::Reread::Amplitude(Box::new(Amplitude::new(export, import, Default::default())))
+            resend::Reread::Whole(Box::new(Amplitude::new(export, import, Default::default())))
+        }
+        VerifyFrom::Files => {
+            if args.files_from.files.is_none() && args.files_from.s3.is_none() {
+                return Err(CommandError::Failed(
+                    "--resend with --from files needs --files or --s3: where the files the import read are".into(),
+                ));
+            }
+            // Nothing known of this destination: every file is read again (only the
+            // missing events are sent).
+            let destination = format!("{} {}", settings.destination.base_url, settings.project_api_key);
+            resend::Reread::Whole(files_command::open(&args.files_from, destination, false, Default::default())?)
         }
         read => {
             let source = &args.source;

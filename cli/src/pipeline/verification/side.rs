@@ -212,7 +212,10 @@ impl Side for ClickHouseSide {
 /// import recorded it in the state file.
 pub struct ImportSide {
     pub state: StateFile,
+    /// The runs compared (those of one kind of import).
     pub imports: Vec<String>,
+    /// What they are, e.g. "Amplitude import".
+    pub what: &'static str,
 }
 
 fn db_failure(e: StoreError) -> SideError {
@@ -225,13 +228,16 @@ fn db_failure(e: StoreError) -> SideError {
 impl Side for ImportSide {
     fn describe(&self) -> String {
         match self.imports.as_slice() {
-            [one] => format!("the Amplitude import recorded in the state file ({one})"),
-            many => format!("the {} Amplitude imports recorded in the state file", many.len()),
+            [one] => format!("the {} recorded in the state file ({one})", self.what),
+            many => format!("the {} {}s recorded in the state file", many.len(), self.what),
         }
     }
 
     fn days(&mut self, window: Window) -> Result<Vec<(NaiveDate, DayCount)>, SideError> {
-        let days = self.state.imported_days(&window.from.to_string(), &window.to.to_string()).map_err(db_failure)?;
+        let days = self
+            .state
+            .imported_days(&self.imports, &window.from.to_string(), &window.to.to_string())
+            .map_err(db_failure)?;
         days.into_iter()
             .map(|(day, events)| {
                 Ok((day_of(&day)?, DayCount { rows: events, events, checksum: None, quiet_seconds: None }))
@@ -241,6 +247,6 @@ impl Side for ImportSide {
 
     fn uuids(&mut self, window: Window, after: Option<&str>, limit: usize) -> Result<Vec<String>, SideError> {
         let (from, to) = (window.from.to_string(), window.to.to_string());
-        self.state.imported_uuids(&from, &to, after.unwrap_or(""), limit).map_err(db_failure)
+        self.state.imported_uuids(&self.imports, &from, &to, after.unwrap_or(""), limit).map_err(db_failure)
     }
 }
