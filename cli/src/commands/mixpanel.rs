@@ -22,8 +22,9 @@ use crate::sources::mixpanel::{Mixpanel, Options as ImportOptions};
 use crate::sources::Source;
 use crate::store::state_file::{StateFile, Use};
 
-/// The runs of Mixpanel imports, by their source's name.
-pub const SOURCE_LIKE: &str = "%Mixpanel%";
+/// The runs of Mixpanel imports, by their source's name (SQL LIKE; as the files and the
+/// export API describe themselves).
+pub const SOURCES: [&str; 2] = ["the Mixpanel export %", "Mixpanel's export API %"];
 
 pub struct MixpanelOptions {
     pub files: Vec<PathBuf>,
@@ -46,7 +47,7 @@ pub fn run(state_path: &Path, args: &MixpanelOptions) -> Outcome {
     let (known, handed) = match &state {
         Some(state) => (
             state.mixpanel_known(&destination)?,
-            state.handed_over(SOURCE_LIKE, &settings.destination.base_url, &settings.project_api_key)?,
+            state.handed_over(&SOURCES, &settings.destination.base_url, &settings.project_api_key)?,
         ),
         None => Default::default(),
     };

@@ -132,6 +132,7 @@ fn read_pages(
         track.settled.rejected.extend(page.skipped.into_iter().map(|why| (None, None, why)));
         track.settled.ledger = page.ledger;
         track.settled.mixpanel = page.mixpanel;
+        track.settled.files = page.files;
         let batches = batches_of(&page.events, options, &mut track.settled);
         track.left = batches.len();
         cursor = page.next;

@@ -15,14 +15,14 @@
 use rusqlite::Connection;
 
 /// The version this build writes.
-pub const LATEST: i64 = 3;
+pub const LATEST: i64 = 4;
 
 /// SQLite's `application_id` of a migrator3000 state file ("M3KS").
 pub const APPLICATION_ID: i32 = 0x4d33_4b53;
 
 /// Every table a state file of any version holds (`amplitude_aliases`: before links
 /// were kept per destination): a file with others is not ours.
-const OUR_TABLES: [&str; 15] = [
+const OUR_TABLES: [&str; 16] = [
     "runs",
     "requests",
     "amplitude_links",
@@ -38,6 +38,7 @@ const OUR_TABLES: [&str; 15] = [
     "persons_sent",
     "mixpanel_links",
     "mixpanel_files",
+    "files_read",
 ];
 
 /// Whose a SQLite file is, when not ours.
@@ -98,7 +99,7 @@ pub fn version(db: &Connection) -> rusqlite::Result<i64> {
 type Step = fn(&Connection) -> rusqlite::Result<()>;
 
 /// Step `i` takes a file from version `i` to `i + 1`.
-const STEPS: [Step; 3] = [version_1, version_2, version_3];
+const STEPS: [Step; 4] = [version_1, version_2, version_3, version_4];
 
 /// Version 1: the schema as it stood when versions began. A file of an earlier build
 /// may hold any part of it: what is missing is added, what is there is kept.
@@ -146,6 +147,20 @@ fn version_3(db: &Connection) -> rusqlite::Result<()> {
             PRIMARY KEY (destination, device_id)
         );
         CREATE TABLE mixpanel_files (
+            destination TEXT NOT NULL,
+            fingerprint TEXT NOT NULL,
+            name TEXT NOT NULL,
+            lines INTEGER NOT NULL,
+            PRIMARY KEY (destination, fingerprint)
+        );",
+    )
+}
+
+/// Version 4: the files an import of files handed over whole, per destination, by
+/// the fingerprint of their content (`store::files`).
+fn version_4(db: &Connection) -> rusqlite::Result<()> {
+    db.execute_batch(
+        "CREATE TABLE files_read (
             destination TEXT NOT NULL,
             fingerprint TEXT NOT NULL,
             name TEXT NOT NULL,

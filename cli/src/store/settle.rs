@@ -3,6 +3,7 @@
 
 use super::amplitude::{self, Ledger};
 use super::error::StoreResult;
+use super::files::{self, FileRead};
 use super::mixpanel;
 use super::rejected::{self, Refused};
 use super::requests::{self, Kept, ToKeep};
@@ -20,6 +21,8 @@ pub struct Settled {
     pub ledger: Ledger,
     /// What a Mixpanel page gave its destination.
     pub mixpanel: mixpanel::Ledger,
+    /// The files an import of files handed over whole with this page.
+    pub files: Vec<FileRead>,
     /// (UTC day, uuid) of each event an import handed over, for `verify`.
     pub converted: Vec<(String, String)>,
     pub live: u64,
@@ -35,6 +38,7 @@ impl StateFile {
         }
         amplitude::write_ledger(&tx, &settled.ledger)?;
         mixpanel::write_ledger(&tx, &settled.mixpanel)?;
+        files::write(&tx, &settled.files)?;
         for refused in &settled.rejected {
             rejected::insert(&tx, run, refused)?;
         }
@@ -103,6 +107,12 @@ mod tests {
                 files: vec![Imported { name: "f.json.gz".into(), content: "crc32 1".into(), lines: 3 }],
             },
             mixpanel: Default::default(),
+            files: vec![FileRead {
+                destination: "http://d phc".into(),
+                fingerprint: "ab12".into(),
+                name: "a.jsonl".into(),
+                lines: 4,
+            }],
             converted: vec![],
             live: 1,
             duplicates: 3,
@@ -124,6 +134,8 @@ mod tests {
         assert_eq!(known.groups[&("org".to_string(), "o1".to_string())], "digest");
         assert_eq!(known.files["f.json.gz"], "crc32 1");
         assert!(reopened.amplitude_known("http://other phc").unwrap().devices.is_empty(), "kept per destination");
+        assert!(reopened.files_read("http://d phc").unwrap().contains("ab12"));
+        assert!(reopened.files_read("http://other phc").unwrap().is_empty(), "kept per destination");
         let _ = std::fs::remove_file(&dir);
     }
 }

@@ -262,7 +262,7 @@ mod tests {
         let state = StateFile::open(&path, Use::Run).unwrap();
         let run = state.run("r").unwrap().unwrap();
         assert_eq!((run.read, run.migration.as_str()), (7, "m"));
-        assert!(state.imports("%").unwrap().is_empty());
+        assert!(state.imports(&["%"]).unwrap().is_empty());
         let version: i64 = state.db.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
         assert_eq!(version, LATEST);
         let _ = std::fs::remove_file(&path);
