@@ -379,3 +379,34 @@ fn persons_from_the_query_api_arrive_within_the_query_budget() {
     // One page of persons and one of their distinct ids.
     assert_eq!(source.hogql.lock().unwrap().len(), 2, "{:?}", source.hogql.lock().unwrap());
 }
+
+#[test]
+fn a_database_without_person_tables_is_named_with_the_way_to_leave_persons_out() {
+    let engine = source();
+    engine.query("CREATE DATABASE events_only");
+    engine.query("CREATE TABLE events_only.sharded_events AS default.sharded_events");
+    engine.query("INSERT INTO events_only.sharded_events SELECT * FROM default.sharded_events");
+    let destination = PostHog::start();
+    let dir = TempDir::new("persons");
+    let output = migrate(
+        &engine,
+        &destination,
+        &dir.0.join("s.sqlite"),
+        "--clickhouse-database events_only --clickhouse-table sharded_events",
+    );
+    let said = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{said}");
+    assert!(said.contains("The migration is complete."), "the events went first: {said}");
+    assert!(
+        said.contains("no person tables events_only.person and events_only.person_distinct_id2")
+            && said.contains("--persons skip"),
+        "{said}"
+    );
+    let output = migrate(
+        &engine,
+        &destination,
+        &dir.0.join("s.sqlite"),
+        "--clickhouse-database events_only --clickhouse-table sharded_events --persons skip",
+    );
+    assert!(output.status.success(), "{}", text(&output));
+}

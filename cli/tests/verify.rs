@@ -536,6 +536,9 @@ fn a_database_and_table_named_with_hyphens_are_read_and_verified() {
     engine.query("CREATE DATABASE `posthog-prod`");
     engine.query("CREATE TABLE `posthog-prod`.`my-events` AS default.sharded_events");
     engine.query("INSERT INTO `posthog-prod`.`my-events` SELECT * FROM default.sharded_events");
+    // The persons step that follows the events reads the same database's person tables.
+    engine.query("CREATE TABLE `posthog-prod`.person AS default.person");
+    engine.query("CREATE TABLE `posthog-prod`.person_distinct_id2 AS default.person_distinct_id2");
     let destination = PostHog::start();
     let dir = TempDir::new("verify");
     let state = dir.0.join("s.sqlite");

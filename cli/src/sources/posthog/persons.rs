@@ -164,9 +164,23 @@ impl ClickHousePersons {
     }
 }
 
+impl ClickHousePersons {
+    /// A missing table of the persons step is named as such, not as the events' table.
+    fn about_tables(&self, error: ReadError) -> ReadError {
+        match error {
+            ReadError::Fatal(said) if said.starts_with("ClickHouse has no table") => ReadError::Fatal(format!(
+                "ClickHouse has no person tables {db}.person and {db}.person_distinct_id2 for the persons step \
+                 ({said}); check --clickhouse-database, or leave the persons out with --persons skip",
+                db = self.clickhouse.database
+            )),
+            other => other,
+        }
+    }
+}
+
 impl PersonSource for ClickHousePersons {
     fn persons_after(&mut self, after: Option<&str>, limit: usize) -> Result<PersonPage, ReadError> {
-        let answer = self.clickhouse.query(&self.persons_query(after, limit))?;
+        let answer = self.clickhouse.query(&self.persons_query(after, limit)).map_err(|e| self.about_tables(e))?;
         let mut persons = Vec::new();
         for line in answer.lines().filter(|l| !l.trim().is_empty()) {
             let row: Value = serde_json::from_str(line).map_err(|_| unreadable("persons", line))?;
@@ -179,7 +193,8 @@ impl PersonSource for ClickHousePersons {
             });
         }
         let (Some(first), Some(last)) = (persons.first(), persons.last()) else { return Ok(PersonPage::default()) };
-        let answer = self.clickhouse.query(&self.distinct_ids_query(&first.id, &last.id))?;
+        let answer =
+            self.clickhouse.query(&self.distinct_ids_query(&first.id, &last.id)).map_err(|e| self.about_tables(e))?;
         let mut owners = Vec::new();
         for line in answer.lines().filter(|l| !l.trim().is_empty()) {
             let row: Value = serde_json::from_str(line).map_err(|_| unreadable("distinct ids", line))?;
