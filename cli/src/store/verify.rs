@@ -209,4 +209,51 @@ mod tests {
         assert_eq!(kept, ("u2".to_string(), "missing".to_string()));
         let _ = std::fs::remove_file(&path);
     }
+
+    #[test]
+    fn each_kind_of_import_is_chosen_by_its_source_alone() {
+        let path = std::env::temp_dir().join(format!("m3k-verify-kinds-{}", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let mut state = StateFile::open(&path, Use::Record).unwrap();
+        let runs = [
+            ("amplitude", "the Amplitude export /data/e.zip", "018e0000-0000-7000-8000-000000000001"),
+            (
+                "mixpanel",
+                "Mixpanel's export API (project 1, https://data.mixpanel.com)",
+                "018e0000-0000-7000-8000-000000000002",
+            ),
+            // A folder whose name says Amplitude and Mixpanel: still files.
+            ("files", "the files at /data/amplitude-and-mixpanel/", "018e0000-0000-7000-8000-000000000003"),
+        ];
+        for (id, source, _) in runs {
+            state
+                .db
+                .execute(
+                    "INSERT INTO runs (id, source, destination, api_key, gzip, range_from, range_to) \
+                     VALUES (?1, ?2, 'http://d', 'phc', 1, '', '')",
+                    params![id, source],
+                )
+                .unwrap();
+        }
+        let tx = state.db.transaction().unwrap();
+        for (id, _, uuid) in runs {
+            record_imported(&tx, id, &[("2024-03-01".to_string(), uuid.to_string())]).unwrap();
+        }
+        tx.commit().unwrap();
+        let amplitude = ["the Amplitude export %", "Amplitude's Export API %"];
+        let mixpanel = ["the Mixpanel export %", "Mixpanel's export API %"];
+        let files = ["the files at %"];
+        for (kind, (run, _, uuid)) in [&amplitude[..], &mixpanel, &files].into_iter().zip(runs) {
+            assert_eq!(state.imports(kind).unwrap(), [run]);
+            assert_eq!(state.imported_days(kind, "2024-03-01", "2024-03-02").unwrap(), [("2024-03-01".into(), 1)]);
+            assert_eq!(state.imported_uuids(kind, "2024-03-01", "2024-03-02", "", 10).unwrap(), [uuid]);
+        }
+        assert!(state.imports(&[]).unwrap().is_empty(), "no pattern, no import");
+        // Mixpanel's own rerun skips what Mixpanel's runs handed over, and only that.
+        let handed = state.handed_over(&mixpanel, "http://d", "phc").unwrap();
+        let expected = uuid::Uuid::parse_str(runs[1].2).unwrap().as_u128();
+        assert_eq!(handed.into_iter().collect::<Vec<_>>(), [expected]);
+        drop(state);
+        let _ = std::fs::remove_file(&path);
+    }
 }
