@@ -89,4 +89,12 @@ if ! $only_build && ! .tools/clickhouse-venv/bin/python -c 'import chdb' 2>/dev/
   .tools/clickhouse-venv/bin/pip install --quiet --disable-pip-version-check "chdb-core==26.9.0"
 fi
 
+# A real S3-compatible server for the tests of `migrator3000 files --s3`: moto in
+# server mode, in a virtualenv of its own.
+if ! $only_build && [ ! -x .tools/s3-venv/bin/moto_server ]; then
+  say "installing moto (an S3-compatible server) for the command's tests"
+  python3 -m venv .tools/s3-venv
+  .tools/s3-venv/bin/pip install --quiet --disable-pip-version-check "moto[server]==5.2.5"
+fi
+
 npm_packages

@@ -7,10 +7,12 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::commands::amplitude::AmplitudeOptions;
 use crate::commands::destination::DestinationOptions;
+use crate::commands::files::{FilesFrom, FilesOptions};
 use crate::commands::mixpanel::MixpanelOptions;
 use crate::commands::posthog::{PersonsMode, PosthogOptions, PosthogSourceOptions, ReadFrom as Reader};
 use crate::commands::verify::{VerifyFrom, VerifyOptions};
 use crate::shared::defaults;
+use crate::sources::files::s3::Credentials;
 
 #[derive(Parser)]
 #[command(name = "migrator3000", version, about = "Copies a PostHog's events to another PostHog, resumably.")]
@@ -32,6 +34,10 @@ pub enum Command {
     /// Copies a Mixpanel project's events (raw export files, or its export API) and, with
     /// --profiles, its people, each device linked once to its user.
     Mixpanel(Box<MixpanelArgs>),
+    /// Copies files of PostHog-shaped events (JSON lines, plain, gzip or zstd: PostHog's
+    /// captured events, or its S3 batch export's lines) from a folder or an S3-compatible
+    /// bucket; each file known by its content, so a rerun sends nothing twice.
+    Files(Box<FilesArgs>),
     /// Progress of every migration in the state file.
     Status,
     /// Checks at the destination, UTC day by UTC day, that every event of the source
@@ -144,6 +150,36 @@ pub struct AmplitudeArgs {
     pub to: DestinationArgs,
 }
 
+/// Where files of events are: the flags of `files` and of `verify --from files`.
+#[derive(clap::Args)]
+pub struct FilesFromArgs {
+    /// A file, or a folder (its sub-folders too) of JSON-lines files: .jsonl, .ndjson or
+    /// .json, each plain, .gz or .zst.
+    #[arg(long, conflicts_with = "s3")]
+    pub files: Option<PathBuf>,
+    /// An S3-compatible bucket and prefix, e.g. s3://my-exports/posthog/. Credentials come
+    /// from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN); the region
+    /// from AWS_REGION or AWS_DEFAULT_REGION (default us-east-1).
+    #[arg(long)]
+    pub s3: Option<String>,
+    /// The S3-compatible service's URL when it is not AWS S3 (MinIO, Cloudflare R2,
+    /// Google Cloud Storage), e.g. http://localhost:9000; the bucket goes in the path.
+    #[arg(long, requires = "s3")]
+    pub s3_endpoint: Option<String>,
+}
+
+#[derive(clap::Args)]
+pub struct FilesArgs {
+    #[command(flatten)]
+    pub from: FilesFromArgs,
+    /// Skips a file that cannot be read (a damaged gzip or zstd file) instead of stopping
+    /// at it; the summary names it.
+    #[arg(long)]
+    pub skip_unreadable: bool,
+    #[command(flatten)]
+    pub to: DestinationArgs,
+}
+
 #[derive(clap::Args)]
 pub struct MixpanelArgs {
     /// Raw export files (JSON lines, plain or gzip) or folders of them; all of them are
@@ -235,6 +271,9 @@ pub enum VerifyFromArg {
     Amplitude,
     /// What the Mixpanel imports recorded in the state file handed over.
     Mixpanel,
+    /// What the imports of files (`migrator3000 files`) recorded in the state file handed
+    /// over.
+    Files,
 }
 
 #[derive(clap::Args)]
@@ -246,12 +285,18 @@ pub struct VerifyArgs {
     #[command(flatten)]
     pub source: PosthogSourceArgs,
     /// With --resend and --from amplitude or mixpanel: the export the import read (zip,
-    /// folder or files).
+    /// folder or files); with --from files: the file or folder of events.
     #[arg(long, num_args = 1..)]
     pub files: Vec<PathBuf>,
     /// With --resend and --from mixpanel: the Engage exports the import read.
     #[arg(long, num_args = 1..)]
     pub profiles: Vec<PathBuf>,
+    /// With --resend and --from files: the bucket the files are in (s3://bucket/prefix).
+    #[arg(long, conflicts_with = "files")]
+    pub s3: Option<String>,
+    /// With --s3: the S3-compatible service's URL when it is not AWS S3.
+    #[arg(long, requires = "s3")]
+    pub s3_endpoint: Option<String>,
     /// The destination PostHog's app (not its capture host), e.g. https://us.posthog.com.
     #[arg(long)]
     pub destination_query_api_host: String,
@@ -392,12 +437,14 @@ impl From<&VerifyArgs> for VerifyOptions {
             VerifyFromArg::QueryApi => VerifyFrom::QueryApi,
             VerifyFromArg::Amplitude => VerifyFrom::Amplitude,
             VerifyFromArg::Mixpanel => VerifyFrom::Mixpanel,
+            VerifyFromArg::Files => VerifyFrom::Files,
         };
         VerifyOptions {
             from,
             source: (&a.source).into(),
             files: a.files.clone(),
             profiles: a.profiles.clone(),
+            files_from: files_from(a.files.first().cloned(), a.s3.clone(), a.s3_endpoint.clone()),
             destination_query_api_host: a.destination_query_api_host.clone(),
             destination_project_id: a.destination_project_id,
             destination_personal_api_key: a.destination_personal_api_key.clone(),
@@ -412,6 +459,33 @@ impl From<&VerifyArgs> for VerifyOptions {
             page_rows: a.page_rows,
             retry_scale: a.retry_scale,
             persons: a.persons,
+        }
+    }
+}
+
+/// The AWS environment variables an S3 client reads, when the keys are there.
+fn aws_credentials() -> Option<Credentials> {
+    let var = |name| std::env::var(name).ok().filter(|v: &String| !v.is_empty());
+    Some(Credentials {
+        access_key: var("AWS_ACCESS_KEY_ID")?,
+        secret_key: var("AWS_SECRET_ACCESS_KEY")?,
+        session_token: var("AWS_SESSION_TOKEN"),
+        region: var("AWS_REGION").or_else(|| var("AWS_DEFAULT_REGION")).unwrap_or_else(|| "us-east-1".into()),
+    })
+}
+
+fn files_from(files: Option<PathBuf>, s3: Option<String>, s3_endpoint: Option<String>) -> FilesFrom {
+    let credentials = s3.as_ref().and_then(|_| aws_credentials());
+    FilesFrom { files, s3, s3_endpoint, credentials }
+}
+
+impl From<&FilesArgs> for FilesOptions {
+    fn from(a: &FilesArgs) -> FilesOptions {
+        let f = &a.from;
+        FilesOptions {
+            from: files_from(f.files.clone(), f.s3.clone(), f.s3_endpoint.clone()),
+            skip_unreadable: a.skip_unreadable,
+            to: (&a.to).into(),
         }
     }
 }

@@ -1,7 +1,7 @@
 //! `migrator3000`: migrates a PostHog's events to another PostHog by reading them
-//! itself, from its ClickHouse or its Query API (or an Amplitude export), with the same
-//! transform, uuids, batches and answer decisions as the app, and its state in one
-//! SQLite file so that a killed run resumes where it was.
+//! itself, from its ClickHouse or its Query API (or an Amplitude export, or files of
+//! events), with the same transform, uuids, batches and answer decisions as the app,
+//! and its state in one SQLite file so that a killed run resumes where it was.
 //!
 //! Layers, each importing only those below it (README, "Development"; `tests/layers.rs`
 //! keeps it so): `args` (flags) and this file; `commands`; `pipeline`; `sources`; `sink`,
@@ -22,7 +22,7 @@ use clap::Parser;
 
 use crate::args::{Cli, Command};
 use crate::commands::exit::{exit_code, Outcome};
-use crate::commands::{amplitude, demo, mixpanel, posthog, resend_parked, status, verify};
+use crate::commands::{amplitude, demo, files, mixpanel, posthog, resend_parked, status, verify};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -30,6 +30,7 @@ fn main() -> ExitCode {
         Command::Posthog(args) => posthog::run(&cli.state, &args.as_ref().into()),
         Command::Amplitude(args) => amplitude::run(&cli.state, &args.as_ref().into()),
         Command::Mixpanel(args) => mixpanel::run(&cli.state, &args.as_ref().into()),
+        Command::Files(args) => files::run(&cli.state, &args.as_ref().into()),
         Command::Status => status::run(&cli.state),
         Command::Verify(args) => verify::run(&cli.state, &args.as_ref().into()),
         Command::Demo { events, keep } => demo::run(*events, *keep),

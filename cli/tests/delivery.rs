@@ -98,5 +98,5 @@ fn bad_flags_are_refused_in_words_before_anything_is_read() {
         text(&unreachable)
     );
     let status = run(&["--state", "/nonexistent/dir/s.sqlite", "status"]);
-    assert!(text(&status).contains("there is no state file"), "{}", text(&status));
+    assert!(text(&status).contains("the folder /nonexistent/dir does not exist"), "{}", text(&status));
 }

@@ -247,7 +247,9 @@ fn refusals_and_bad_flags_are_said_in_the_commands_own_words() {
         .output()
         .unwrap();
     assert_eq!(no_import.status.code(), Some(1));
-    assert!(text(&no_import).contains("--from amplitude: the state file"), "{}", text(&no_import));
+    let said = text(&no_import);
+    assert!(said.contains(&format!("the state file {} does not exist", state.display())), "{said}");
+    assert!(!state.exists(), "verify created the state file it was to read");
     assert!(destination.accepted.load(Ordering::SeqCst) == 0, "nothing sent");
 }
 

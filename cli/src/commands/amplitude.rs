@@ -19,7 +19,7 @@ use crate::sources::amplitude::export_api::{self, ExportApi};
 use crate::sources::amplitude::files::LocalExport;
 use crate::sources::amplitude::{Amplitude, Options as ImportOptions};
 use crate::sources::Source;
-use crate::store::state_file::StateFile;
+use crate::store::state_file::{StateFile, Use};
 
 pub struct AmplitudeOptions {
     pub files: Option<PathBuf>,
@@ -45,7 +45,7 @@ pub fn run(state_path: &Path, args: &AmplitudeOptions) -> Outcome {
         // An export with nothing to import is said before anything is stored.
         LocalExport::open(path).map_err(CommandError::Failed)?.check().map_err(PipelineError::from)?;
     }
-    let mut state = if args.to.dry_run { None } else { Some(StateFile::open(state_path)?) };
+    let mut state = if args.to.dry_run { None } else { Some(StateFile::open(state_path, Use::Run)?) };
     // Links, group properties and files are kept for each destination apart.
     let destination = format!("{} {}", settings.destination.base_url, settings.project_api_key);
     let known = match &state {

@@ -22,6 +22,8 @@ pub enum Exit {
     /// events than the source counted, the windows left read by the next run; or an
     /// import's file skipped as unreadable, or its lines not all accounted for).
     Incomplete,
+    /// Stopped by Ctrl-C: what was settled is recorded, the same command resumes.
+    Interrupted,
 }
 
 /// A command that stopped: its message is printed after `migrator3000: `.
@@ -47,11 +49,18 @@ pub fn exit_code(outcome: &Outcome) -> u8 {
     match outcome {
         Ok(Exit::Done) => 0,
         Ok(Exit::NotVerified) => 1,
+        // `--state` names a folder or another program's file: the flag is wrong.
+        Err(CommandError::Store(StoreError::NotAStateFile(_))) => 2,
+        // sysexits' EX_TEMPFAIL: another run holds the state file; the same command
+        // succeeds once it has ended.
+        Err(CommandError::Store(StoreError::InUse { .. })) => 75,
         Err(CommandError::Store(_) | CommandError::Pipeline(_) | CommandError::Failed(_)) => 1,
         Err(CommandError::Usage(_)) => 2,
         Ok(Exit::Parked) => 3,
         Ok(Exit::Refused) => 4,
         Ok(Exit::Differences) => 5,
         Ok(Exit::Incomplete) => 6,
+        // 128 + SIGINT, as shells report a command stopped by Ctrl-C.
+        Ok(Exit::Interrupted) => 130,
     }
 }

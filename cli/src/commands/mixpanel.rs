@@ -20,10 +20,11 @@ use crate::sources::mixpanel::export_api::{self, ExportApi, Limits};
 use crate::sources::mixpanel::files::LocalFiles;
 use crate::sources::mixpanel::{Mixpanel, Options as ImportOptions};
 use crate::sources::Source;
-use crate::store::state_file::StateFile;
+use crate::store::state_file::{StateFile, Use};
 
-/// The runs of Mixpanel imports, by their source's name.
-pub const SOURCE_LIKE: &str = "%Mixpanel%";
+/// The runs of Mixpanel imports, by their source's name (SQL LIKE; as the files and the
+/// export API describe themselves).
+pub const SOURCES: [&str; 2] = ["the Mixpanel export %", "Mixpanel's export API %"];
 
 pub struct MixpanelOptions {
     pub files: Vec<PathBuf>,
@@ -41,12 +42,12 @@ pub fn run(state_path: &Path, args: &MixpanelOptions) -> Outcome {
     let now = Utc::now();
     let settings = settings(&args.to, now)?;
     let (start, end) = asked(&args.to, &settings)?;
-    let mut state = if args.to.dry_run { None } else { Some(StateFile::open(state_path)?) };
+    let mut state = if args.to.dry_run { None } else { Some(StateFile::open(state_path, Use::Run)?) };
     let destination = format!("{} {}", settings.destination.base_url, settings.project_api_key);
     let (known, handed) = match &state {
         Some(state) => (
             state.mixpanel_known(&destination)?,
-            state.handed_over(SOURCE_LIKE, &settings.destination.base_url, &settings.project_api_key)?,
+            state.handed_over(&SOURCES, &settings.destination.base_url, &settings.project_api_key)?,
         ),
         None => Default::default(),
     };

@@ -22,7 +22,7 @@ use crate::sources::posthog::clickhouse::ClickHouse;
 use crate::sources::posthog::persons::{ClickHousePersons, PersonSource, QueryApiPersons};
 use crate::sources::posthog::query_api::QueryApiSource;
 use crate::sources::{Bounds, Source};
-use crate::store::state_file::StateFile;
+use crate::store::state_file::{self, StateFile, Use};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ReadFrom {
@@ -158,7 +158,7 @@ fn persons(state_path: &Path, args: &PosthogOptions, settings: &Settings, now: D
     let migration = Migration::new(settings, &target, PERSONS_PAGE, args.to.concurrency, retry, now);
     let name = format!("persons of {} into {target}", source.describe());
     note!("Copying the persons of {} into {target}.", source.describe());
-    let mut state = StateFile::open(state_path)?;
+    let mut state = StateFile::open(state_path, Use::Run)?;
     let page = args.to.page_size.unwrap_or(PERSONS_PAGE).min(PERSONS_PAGE);
     let copied = copy_persons(&mut state, source.as_mut(), &name, &migration.options(name.clone()), page, now)?;
     summary::after_persons(&copied, &target.url)
@@ -167,6 +167,16 @@ fn persons(state_path: &Path, args: &PosthogOptions, settings: &Settings, now: D
 /// The events step: the source's events of the range.
 fn events(state_path: &Path, args: &PosthogOptions, settings: &Settings, now: DateTime<Utc>) -> Outcome {
     let (start, end) = asked(&args.to, settings)?;
+    // The state file first: a file this run cannot use (or that another run holds) is
+    // said before the source is asked anything; a new one is made only once it is read.
+    let early = match args.to.dry_run {
+        true => None,
+        false if state_path.exists() => Some(StateFile::open(state_path, Use::Run)?),
+        false => {
+            state_file::check_new(state_path)?;
+            None
+        }
+    };
     let mut source: Box<dyn Source> = match args.from {
         ReadFrom::Clickhouse => {
             let mut source = args.source.clickhouse();
@@ -249,7 +259,10 @@ fn events(state_path: &Path, args: &PosthogOptions, settings: &Settings, now: Da
         let ended = dry_run(source.as_mut(), &migration.options(String::new()))?;
         return summary::after_dry_run(ended);
     }
-    let mut state = StateFile::open(state_path)?;
+    let mut state = match early {
+        Some(state) => state,
+        None => StateFile::open(state_path, Use::Run)?,
+    };
     let finished = migration.run(state_path, &mut state, source.as_mut(), Some((from, to)), Some(bounds.count))?;
     summary::after_migration(&state, finished, &target.url, &source.remarks())
 }

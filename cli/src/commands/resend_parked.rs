@@ -9,7 +9,7 @@ use migrator3000::batch::BatchLimits;
 use migrator3000::dispatch::KeepState;
 
 use super::exit::{CommandError, Exit, Outcome};
-use super::summary::refusal_words;
+use super::summary::{interrupted_words, refusal_words};
 use crate::pipeline::migration::YOUNG;
 use crate::pipeline::page_loop::{self, Ended};
 use crate::pipeline::progress::Progress;
@@ -17,10 +17,10 @@ use crate::pipeline::run_options::Options;
 use crate::shared::reporter::{note, say};
 use crate::shared::retry::RetryPolicy;
 use crate::sink::delivery::Capture;
-use crate::store::state_file::StateFile;
+use crate::store::state_file::{StateFile, Use};
 
 pub fn run(state_path: &Path, retry_scale: f64) -> Outcome {
-    let mut state = StateFile::open(state_path)?;
+    let mut state = StateFile::open(state_path, Use::Resume)?;
     let released = state.unpark()?;
     say!("{released} parked requests wait to be sent again.");
     resend_waiting(&mut state, RetryPolicy::new(retry_scale))
@@ -64,6 +64,10 @@ fn resend_waiting(state: &mut StateFile, retry: RetryPolicy) -> Outcome {
             Ended::Unreachable(cause) => {
                 state.park_waiting(&run.id)?;
                 note!("The destination {} still cannot be reached: {cause}.", run.destination);
+            }
+            Ended::Interrupted => {
+                note!("{}", interrupted_words(state.path()));
+                return Ok(Exit::Interrupted);
             }
         }
     }

@@ -4,19 +4,14 @@ use std::path::Path;
 
 use migrator3000::dispatch::KeepState;
 
-use super::exit::{CommandError, Exit, Outcome};
+use super::exit::{Exit, Outcome};
 use crate::pipeline::migration::Target;
 use crate::shared::reporter::say;
-use crate::store::state_file::StateFile;
+use crate::store::state_file::{StateFile, Use};
 
 pub fn run(state_path: &Path) -> Outcome {
-    if !state_path.exists() {
-        return Err(CommandError::Failed(format!(
-            "there is no state file at {}: no migration has run from here",
-            state_path.display()
-        )));
-    }
-    let state = StateFile::open(state_path)?;
+    // Read only while a run holds the file; a file that does not exist is not made.
+    let state = StateFile::open(state_path, Use::Look)?;
     let runs = state.runs()?;
     if runs.is_empty() {
         say!("No migration in {}.", state_path.display());

@@ -1,5 +1,7 @@
 //! What to say when a migration ends, in the command's own words.
 
+use std::path::Path;
+
 use migrator3000::delivery::Refusal;
 use migrator3000::dispatch::{KeepState, Stop};
 
@@ -113,8 +115,10 @@ pub fn after_migration(state: &StateFile, finished: Finished, destination: &str,
             total.duplicates
         );
     }
-    for remark in remarks {
-        say!("{remark}");
+    if ended != Ended::Interrupted {
+        for remark in remarks {
+            say!("{remark}");
+        }
     }
     match ended {
         Ended::Short(short) => {
@@ -153,6 +157,10 @@ pub fn after_migration(state: &StateFile, finished: Finished, destination: &str,
             "the destination {destination} cannot be reached: {cause}. Check --host, and that this machine reaches \
              it. Nothing past the last acknowledged page moved: run the same command again once it answers."
         ))),
+        Ended::Interrupted => {
+            note!("{}", interrupted_words(state.path()));
+            Ok(Exit::Interrupted)
+        }
     }
 }
 
@@ -201,4 +209,13 @@ pub fn after_persons(copied: &PersonsCopied, destination: &str) -> Outcome {
     }
     say!("The persons are copied.");
     Ok(Exit::Done)
+}
+
+/// What a run stopped by Ctrl-C says last.
+pub fn interrupted_words(state_path: &Path) -> String {
+    format!(
+        "Interrupted (Ctrl-C): what is counted above is recorded in {}, every page whose requests were all answered \
+         with it. Run the same command again to resume: it sends none of those again.",
+        state_path.display()
+    )
 }

@@ -3,10 +3,10 @@
 //! again up to `READ_TRIES` times, waiting what the service asked (Retry-After) or a
 //! doubling wait, every wait multiplied by `--retry-scale`.
 
-use std::thread;
 use std::time::Duration;
 
 use super::defaults::READ_TRIES;
+use super::interrupt;
 use super::reporter::note;
 
 /// Why a read failed.
@@ -27,6 +27,9 @@ pub enum GaveUp {
     Fatal(String),
     #[error("{message}; tried {tries} times. Run the same command again to resume.")]
     Tries { message: String, tries: u32 },
+    /// Ctrl-C while waiting to ask again.
+    #[error("{message}; stopped by Ctrl-C while waiting to ask again")]
+    Interrupted { message: String },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -45,8 +48,8 @@ impl RetryPolicy {
         Duration::from_secs_f64((seconds * self.scale).max(0.0))
     }
 
-    /// Reads (`read`) until it succeeds, fails for good, or its tries run out; says
-    /// each wait.
+    /// Reads (`read`) until it succeeds, fails for good, its tries run out, or Ctrl-C
+    /// comes during a wait; says each wait.
     pub fn read<T>(&self, mut read: impl FnMut() -> Result<T, ReadError>) -> Result<T, GaveUp> {
         let mut tries = 0;
         loop {
@@ -60,7 +63,9 @@ impl RetryPolicy {
                     }
                     let wait = retry_after_seconds.unwrap_or(1 << tries.min(6)).min(600) as f64 * self.scale;
                     note!("{message}: asking again in {wait:.0} s");
-                    thread::sleep(Duration::from_secs_f64(wait));
+                    if interrupt::sleep(Duration::from_secs_f64(wait)) {
+                        return Err(GaveUp::Interrupted { message });
+                    }
                 }
             }
         }

@@ -2,6 +2,7 @@
 //! order, each page resumable from the cursor of the last event of the page before.
 
 pub mod amplitude;
+pub mod files;
 pub mod lines;
 pub mod mixpanel;
 pub mod posthog;
@@ -12,6 +13,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::shared::retry::ReadError;
 use crate::store::amplitude::Ledger;
+use crate::store::files::FileRead;
 use crate::store::mixpanel::Ledger as MixpanelLedger;
 use crate::store::runs::Cursor;
 
@@ -31,6 +33,8 @@ pub struct Page {
     pub ledger: Ledger,
     /// What a Mixpanel import's page gave its destination (links, whole files).
     pub mixpanel: MixpanelLedger,
+    /// The files an import of files finished with this page (their last line in it).
+    pub files: Vec<FileRead>,
     /// Rows left out because they repeat an event already handed over (the same uuid:
     /// rows a ReplacingMergeTree has not merged yet).
     pub duplicates: u64,
@@ -145,7 +149,8 @@ pub struct Bounds {
     pub count: u64,
 }
 
-pub trait Source {
+/// `Send`: pages are read on a thread of their own while the answers are recorded.
+pub trait Source: Send {
     /// Reads from `from` (inclusive) to `to` (exclusive) from now on (either `None`: from
     /// the source's first event, or to after its last), and says what that range holds;
     /// `None` for a source that cannot tell (it is read whole).

@@ -9,6 +9,7 @@ use rusqlite::{params, Connection};
 
 use super::error::StoreResult;
 use super::state_file::StateFile;
+use super::verify;
 
 /// What a page adds to its destination's record.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -70,16 +71,19 @@ impl StateFile {
         Ok(known)
     }
 
-    /// The uuids the runs whose source is like `source_like` (SQL LIKE) handed to the
-    /// destination `url` and project `api_key` (recorded per day for verify): the events
-    /// a new run must not send again when the export repeats them.
-    pub fn handed_over(&self, source_like: &str, url: &str, api_key: &str) -> StoreResult<HashSet<u128>> {
-        let mut statement = self.db.prepare(
+    /// The uuids the runs whose source is like one of `sources` (SQL LIKE, as `verify`
+    /// chooses an import's runs) handed to the destination `url` and project `api_key`
+    /// (recorded per day for verify): the events a new run must not send again when the
+    /// export repeats them.
+    pub fn handed_over(&self, sources: &[&str], url: &str, api_key: &str) -> StoreResult<HashSet<u128>> {
+        let mut statement = self.db.prepare(&format!(
             "SELECT vi.uuid FROM verify_imported vi JOIN verify_imports i ON i.id = vi.import \
-             JOIN runs r ON r.id = i.run WHERE r.source LIKE ?1 AND r.destination = ?2 AND r.api_key = ?3",
-        )?;
+             JOIN runs r ON r.id = i.run WHERE r.destination = ?1 AND r.api_key = ?2 AND {}",
+            verify::of_sources("i.run", sources, 3)
+        ))?;
         let mut out = HashSet::new();
-        for uuid in statement.query_map(params![source_like, url, api_key], |r| r.get::<_, String>(0))? {
+        let values = verify::bound(&[&url, &api_key], sources);
+        for uuid in statement.query_map(values.as_slice(), |r| r.get::<_, String>(0))? {
             if let Ok(parsed) = uuid::Uuid::try_parse(&uuid?) {
                 out.insert(parsed.as_u128());
             }

@@ -1,11 +1,14 @@
 //! The store layer: the state of every migration in one SQLite file, so that a run
 //! killed at any moment resumes where it was. `schema` alone creates and upgrades its
-//! tables; `state_file` opens it; each feature's tables have a module of their own
-//! (`runs`, `requests`, `rejected`, `amplitude`, `mixpanel`, `verify`, `persons`), and
+//! tables and says whose a file is; `state_file` checks and opens it, `lock` holds it for
+//! one run at a time; each feature's tables have a module of their own (`runs`,
+//! `requests`, `rejected`, `amplitude`, `mixpanel`, `files`, `verify`, `persons`), and
 //! `settle` writes what a page settled across them in one transaction.
 
 pub mod amplitude;
 pub mod error;
+pub mod files;
+pub mod lock;
 pub mod mixpanel;
 pub mod persons;
 pub mod rejected;

@@ -6,15 +6,75 @@
 //! schema had a version are at `user_version` 0 in several shapes (tables made on
 //! demand, columns added later, an older links table), and the first step must adopt
 //! each of them as it is; later steps are plain SQL.
+//!
+//! It also says whose a file is: SQLite's `application_id` marks a state file as
+//! migrator3000's. A file with another id, or with tables of another program, is not
+//! ours and is left untouched; a file of a build before the mark (our tables, or none)
+//! is ours and is marked.
 
 use rusqlite::Connection;
 
 /// The version this build writes.
-pub const LATEST: i64 = 3;
+pub const LATEST: i64 = 4;
+
+/// SQLite's `application_id` of a migrator3000 state file ("M3KS").
+pub const APPLICATION_ID: i32 = 0x4d33_4b53;
+
+/// Every table a state file of any version holds (`amplitude_aliases`: before links
+/// were kept per destination): a file with others is not ours.
+const OUR_TABLES: [&str; 16] = [
+    "runs",
+    "requests",
+    "amplitude_links",
+    "amplitude_groups",
+    "amplitude_files",
+    "amplitude_aliases",
+    "rejected",
+    "verify_imports",
+    "verify_imported",
+    "verify_checks",
+    "verify_days",
+    "verify_uuids",
+    "persons_sent",
+    "mixpanel_links",
+    "mixpanel_files",
+    "files_read",
+];
+
+/// Whose a SQLite file is, when not ours.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Foreign {
+    /// Marked with another program's `application_id`.
+    Marked(i32),
+    /// Unmarked, with tables that are not ours (these).
+    Tables(Vec<String>),
+}
+
+/// `None` when `db` is a state file (marked, of a build before the mark, or empty);
+/// reads only, writes nothing.
+pub fn foreign(db: &Connection) -> rusqlite::Result<Option<Foreign>> {
+    let id: i32 = db.query_row("PRAGMA application_id", [], |r| r.get(0))?;
+    if id == APPLICATION_ID {
+        return Ok(None);
+    }
+    if id != 0 {
+        return Ok(Some(Foreign::Marked(id)));
+    }
+    let mut statement =
+        db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")?;
+    let tables: Vec<String> = statement.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
+    let others: Vec<String> = tables.into_iter().filter(|t| !OUR_TABLES.contains(&t.as_str())).collect();
+    Ok((!others.is_empty()).then_some(Foreign::Tables(others)))
+}
+
+/// Marks `db` as a state file: done before anything else is written to it.
+pub fn mark(db: &Connection) -> rusqlite::Result<()> {
+    db.execute_batch(&format!("PRAGMA application_id = {APPLICATION_ID}"))
+}
 
 /// Brings the file to `LATEST`; `Err(found)` when a newer build wrote it.
 pub fn upgrade(db: &Connection) -> rusqlite::Result<Result<(), i64>> {
-    let found: i64 = db.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let found = version(db)?;
     if found > LATEST {
         return Ok(Err(found));
     }
@@ -31,10 +91,15 @@ pub fn upgrade(db: &Connection) -> rusqlite::Result<Result<(), i64>> {
     Ok(Ok(()))
 }
 
+/// The version a file is at (0: of a build before versions, or new).
+pub fn version(db: &Connection) -> rusqlite::Result<i64> {
+    db.query_row("PRAGMA user_version", [], |r| r.get(0))
+}
+
 type Step = fn(&Connection) -> rusqlite::Result<()>;
 
 /// Step `i` takes a file from version `i` to `i + 1`.
-const STEPS: [Step; 3] = [version_1, version_2, version_3];
+const STEPS: [Step; 4] = [version_1, version_2, version_3, version_4];
 
 /// Version 1: the schema as it stood when versions began. A file of an earlier build
 /// may hold any part of it: what is missing is added, what is there is kept.
@@ -82,6 +147,20 @@ fn version_3(db: &Connection) -> rusqlite::Result<()> {
             PRIMARY KEY (destination, device_id)
         );
         CREATE TABLE mixpanel_files (
+            destination TEXT NOT NULL,
+            fingerprint TEXT NOT NULL,
+            name TEXT NOT NULL,
+            lines INTEGER NOT NULL,
+            PRIMARY KEY (destination, fingerprint)
+        );",
+    )
+}
+
+/// Version 4: the files an import of files handed over whole, per destination, by
+/// the fingerprint of their content (`store::files`).
+fn version_4(db: &Connection) -> rusqlite::Result<()> {
+    db.execute_batch(
+        "CREATE TABLE files_read (
             destination TEXT NOT NULL,
             fingerprint TEXT NOT NULL,
             name TEXT NOT NULL,

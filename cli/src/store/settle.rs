@@ -3,6 +3,7 @@
 
 use super::amplitude::{self, Ledger};
 use super::error::StoreResult;
+use super::files::{self, FileRead};
 use super::mixpanel;
 use super::rejected::{self, Refused};
 use super::requests::{self, Kept, ToKeep};
@@ -20,6 +21,8 @@ pub struct Settled {
     pub ledger: Ledger,
     /// What a Mixpanel page gave its destination.
     pub mixpanel: mixpanel::Ledger,
+    /// The files an import of files handed over whole with this page.
+    pub files: Vec<FileRead>,
     /// (UTC day, uuid) of each event an import handed over, for `verify`.
     pub converted: Vec<(String, String)>,
     pub live: u64,
@@ -35,6 +38,7 @@ impl StateFile {
         }
         amplitude::write_ledger(&tx, &settled.ledger)?;
         mixpanel::write_ledger(&tx, &settled.mixpanel)?;
+        files::write(&tx, &settled.files)?;
         for refused in &settled.rejected {
             rejected::insert(&tx, run, refused)?;
         }
@@ -59,6 +63,7 @@ mod tests {
     use super::*;
     use crate::store::amplitude::Imported;
     use crate::store::runs::Run;
+    use crate::store::state_file::Use;
     use migrator3000::batch::{Batch, Body};
 
     fn run() -> Run {
@@ -86,7 +91,7 @@ mod tests {
     fn a_settled_page_moves_the_cursor_with_what_it_kept_and_rejected() {
         let dir = std::env::temp_dir().join(format!("m3k-state-{}", std::process::id()));
         let _ = std::fs::remove_file(&dir);
-        let mut state = StateFile::open(&dir).unwrap();
+        let mut state = StateFile::open(&dir, Use::Run).unwrap();
         state.start(&run()).unwrap();
         state.start(&run()).unwrap();
         let batch = Batch { body: Body::Gzip(vec![1, 2, 3]), json_bytes: 9, uuids: vec!["a".into(), "b".into()] };
@@ -102,13 +107,20 @@ mod tests {
                 files: vec![Imported { name: "f.json.gz".into(), content: "crc32 1".into(), lines: 3 }],
             },
             mixpanel: Default::default(),
+            files: vec![FileRead {
+                destination: "http://d phc".into(),
+                fingerprint: "ab12".into(),
+                name: "a.jsonl".into(),
+                lines: 4,
+            }],
             converted: vec![],
             live: 1,
             duplicates: 3,
         };
         let cursor = Cursor { timestamp: "2021-01-02 00:00:00.000001".into(), key: "k".into() };
         state.settle("r", &settled, Some(&cursor)).unwrap();
-        let reopened = StateFile::open(&dir).unwrap();
+        drop(state);
+        let reopened = StateFile::open(&dir, Use::Run).unwrap();
         let saved = reopened.run("r").unwrap().unwrap();
         assert_eq!((saved.read, saved.delivered, saved.rejected, saved.live, saved.duplicates), (5, 2, 1, 1, 3));
         assert_eq!(reopened.runs_of("m").unwrap(), std::slice::from_ref(&saved));
@@ -122,6 +134,8 @@ mod tests {
         assert_eq!(known.groups[&("org".to_string(), "o1".to_string())], "digest");
         assert_eq!(known.files["f.json.gz"], "crc32 1");
         assert!(reopened.amplitude_known("http://other phc").unwrap().devices.is_empty(), "kept per destination");
+        assert!(reopened.files_read("http://d phc").unwrap().contains("ab12"));
+        assert!(reopened.files_read("http://other phc").unwrap().is_empty(), "kept per destination");
         let _ = std::fs::remove_file(&dir);
     }
 }

@@ -3,7 +3,7 @@
 //! verification (`verify_checks`) with its days (`verify_days`) and the uuids it found
 //! missing or extra (`verify_uuids`).
 
-use rusqlite::{params, Connection};
+use rusqlite::{params, Connection, ToSql};
 
 use super::error::StoreResult;
 use super::state_file::StateFile;
@@ -28,8 +28,22 @@ pub struct DayRecord<'a> {
     pub extra: &'a [String],
 }
 
-/// The imports whose run's source is like `?1`.
-const OF_SOURCE: &str = "run IN (SELECT id FROM runs WHERE source LIKE ?1)";
+/// The condition "the run in `column` has a source like one of the patterns", the
+/// patterns bound from `?first` on. One kind of import (Amplitude's, Mixpanel's, files)
+/// is chosen this way wherever its imports are asked for, so that each is verified
+/// apart.
+pub(super) fn of_sources(column: &str, sources: &[&str], first: usize) -> String {
+    let likes: Vec<String> = (0..sources.len()).map(|i| format!("source LIKE ?{}", first + i)).collect();
+    let likes = if likes.is_empty() { "0".to_string() } else { likes.join(" OR ") };
+    format!("{column} IN (SELECT id FROM runs WHERE {likes})")
+}
+
+/// The values of a statement: `leading`, then the patterns.
+pub(super) fn bound<'a>(leading: &[&'a dyn ToSql], sources: &'a [&'a str]) -> Vec<&'a dyn ToSql> {
+    let mut values = leading.to_vec();
+    values.extend(sources.iter().map(|s| s as &dyn ToSql));
+    values
+}
 
 /// The (UTC day, uuid) of every event a page of an import handed over, in the page's
 /// own transaction.
@@ -49,41 +63,47 @@ pub(super) fn record_imported(tx: &Connection, run: &str, converted: &[(String, 
 
 impl StateFile {
     /// The imports that recorded what they handed over, of the runs whose source is like
-    /// `like` (SQL LIKE: `%Mixpanel%`).
-    pub fn imports(&self, like: &str) -> StoreResult<Vec<String>> {
-        let mut statement =
-            self.db.prepare(&format!("SELECT run FROM verify_imports WHERE {OF_SOURCE} ORDER BY id"))?;
-        let rows = statement.query_map(params![like], |r| r.get(0))?;
+    /// one of `sources` (SQL LIKE: `the files at %`).
+    pub fn imports(&self, sources: &[&str]) -> StoreResult<Vec<String>> {
+        let mut statement = self
+            .db
+            .prepare(&format!("SELECT run FROM verify_imports WHERE {} ORDER BY id", of_sources("run", sources, 1)))?;
+        let rows = statement.query_map(bound(&[], sources).as_slice(), |r| r.get(0))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// The days from `from` to `to` (exclusive, YYYY-MM-DD) the imports handed events
-    /// of, each with its distinct uuids.
-    pub fn imported_days(&self, like: &str, from: &str, to: &str) -> StoreResult<Vec<(String, u64)>> {
+    /// The days from `from` to `to` (exclusive, YYYY-MM-DD) the imports of `sources`
+    /// handed events of, each with its distinct uuids.
+    pub fn imported_days(&self, sources: &[&str], from: &str, to: &str) -> StoreResult<Vec<(String, u64)>> {
         let mut statement = self.db.prepare(&format!(
-            "SELECT day, COUNT(DISTINCT uuid) FROM verify_imported WHERE day >= ?2 AND day < ?3 AND import IN \
-             (SELECT id FROM verify_imports WHERE {OF_SOURCE}) GROUP BY day ORDER BY day"
+            "SELECT day, COUNT(DISTINCT uuid) FROM verify_imported WHERE day >= ?1 AND day < ?2 AND import IN \
+             (SELECT id FROM verify_imports WHERE {}) GROUP BY day ORDER BY day",
+            of_sources("run", sources, 3)
         ))?;
-        let rows = statement
-            .query_map(params![like, from, to], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64)))?;
+        let values = bound(&[&from, &to], sources);
+        let rows =
+            statement.query_map(values.as_slice(), |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64)))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// Up to `limit` distinct uuids the imports handed over from `from` to `to`, after
-    /// `after`, in text order.
+    /// Up to `limit` distinct uuids the imports of `sources` handed over from `from` to
+    /// `to`, after `after`, in text order.
     pub fn imported_uuids(
         &self,
-        like: &str,
+        sources: &[&str],
         from: &str,
         to: &str,
         after: &str,
         limit: usize,
     ) -> StoreResult<Vec<String>> {
         let mut statement = self.db.prepare(&format!(
-            "SELECT DISTINCT uuid FROM verify_imported WHERE day >= ?2 AND day < ?3 AND uuid > ?4 AND import IN \
-             (SELECT id FROM verify_imports WHERE {OF_SOURCE}) ORDER BY uuid LIMIT ?5"
+            "SELECT DISTINCT uuid FROM verify_imported WHERE day >= ?1 AND day < ?2 AND uuid > ?3 AND import IN \
+             (SELECT id FROM verify_imports WHERE {}) ORDER BY uuid LIMIT ?4",
+            of_sources("run", sources, 5)
         ))?;
-        let rows = statement.query_map(params![like, from, to, after, limit as i64], |r| r.get::<_, String>(0))?;
+        let limit = limit as i64;
+        let values = bound(&[&from, &to, &after, &limit], sources);
+        let rows = statement.query_map(values.as_slice(), |r| r.get::<_, String>(0))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
@@ -136,12 +156,13 @@ impl StateFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::state_file::Use;
 
     #[test]
     fn imported_uuids_and_a_check_with_its_uuids_are_kept() {
         let path = std::env::temp_dir().join(format!("m3k-verify-store-{}", std::process::id()));
         let _ = std::fs::remove_file(&path);
-        let mut state = StateFile::open(&path).unwrap();
+        let mut state = StateFile::open(&path, Use::Record).unwrap();
         state
             .db
             .execute_batch(
@@ -153,10 +174,13 @@ mod tests {
         let converted = vec![("2024-03-01".to_string(), "u1".to_string()), ("2024-03-01".into(), "u1".into())];
         record_imported(&tx, "import a", &converted).unwrap();
         tx.commit().unwrap();
-        assert_eq!(state.imports("%Amplitude%").unwrap(), ["import a"]);
-        assert!(state.imports("%Mixpanel%").unwrap().is_empty(), "imports are told apart by their source");
-        assert_eq!(state.imported_days("%Amplitude%", "2024-03-01", "2024-03-02").unwrap(), [("2024-03-01".into(), 1)]);
-        assert!(state.imported_days("%Mixpanel%", "2024-03-01", "2024-03-02").unwrap().is_empty());
+        assert_eq!(state.imports(&["%Amplitude%"]).unwrap(), ["import a"]);
+        assert!(state.imports(&["%Mixpanel%"]).unwrap().is_empty(), "imports are told apart by their source");
+        assert_eq!(
+            state.imported_days(&["%Amplitude%"], "2024-03-01", "2024-03-02").unwrap(),
+            [("2024-03-01".into(), 1)]
+        );
+        assert!(state.imported_days(&["%Mixpanel%"], "2024-03-01", "2024-03-02").unwrap().is_empty());
         let count: i64 = state.db.query_row("SELECT COUNT(*) FROM verify_imported", [], |r| r.get(0)).unwrap();
         assert_eq!(count, 1);
         let missing = vec!["u2".to_string()];
@@ -183,6 +207,53 @@ mod tests {
             })
             .unwrap();
         assert_eq!(kept, ("u2".to_string(), "missing".to_string()));
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn each_kind_of_import_is_chosen_by_its_source_alone() {
+        let path = std::env::temp_dir().join(format!("m3k-verify-kinds-{}", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let mut state = StateFile::open(&path, Use::Record).unwrap();
+        let runs = [
+            ("amplitude", "the Amplitude export /data/e.zip", "018e0000-0000-7000-8000-000000000001"),
+            (
+                "mixpanel",
+                "Mixpanel's export API (project 1, https://data.mixpanel.com)",
+                "018e0000-0000-7000-8000-000000000002",
+            ),
+            // A folder whose name says Amplitude and Mixpanel: still files.
+            ("files", "the files at /data/amplitude-and-mixpanel/", "018e0000-0000-7000-8000-000000000003"),
+        ];
+        for (id, source, _) in runs {
+            state
+                .db
+                .execute(
+                    "INSERT INTO runs (id, source, destination, api_key, gzip, range_from, range_to) \
+                     VALUES (?1, ?2, 'http://d', 'phc', 1, '', '')",
+                    params![id, source],
+                )
+                .unwrap();
+        }
+        let tx = state.db.transaction().unwrap();
+        for (id, _, uuid) in runs {
+            record_imported(&tx, id, &[("2024-03-01".to_string(), uuid.to_string())]).unwrap();
+        }
+        tx.commit().unwrap();
+        let amplitude = ["the Amplitude export %", "Amplitude's Export API %"];
+        let mixpanel = ["the Mixpanel export %", "Mixpanel's export API %"];
+        let files = ["the files at %"];
+        for (kind, (run, _, uuid)) in [&amplitude[..], &mixpanel, &files].into_iter().zip(runs) {
+            assert_eq!(state.imports(kind).unwrap(), [run]);
+            assert_eq!(state.imported_days(kind, "2024-03-01", "2024-03-02").unwrap(), [("2024-03-01".into(), 1)]);
+            assert_eq!(state.imported_uuids(kind, "2024-03-01", "2024-03-02", "", 10).unwrap(), [uuid]);
+        }
+        assert!(state.imports(&[]).unwrap().is_empty(), "no pattern, no import");
+        // Mixpanel's own rerun skips what Mixpanel's runs handed over, and only that.
+        let handed = state.handed_over(&mixpanel, "http://d", "phc").unwrap();
+        let expected = uuid::Uuid::parse_str(runs[1].2).unwrap().as_u128();
+        assert_eq!(handed.into_iter().collect::<Vec<_>>(), [expected]);
+        drop(state);
         let _ = std::fs::remove_file(&path);
     }
 }

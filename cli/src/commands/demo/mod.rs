@@ -23,7 +23,7 @@ use destination::Destination;
 use super::exit::{CommandError, Exit, Outcome};
 use crate::shared::reporter::say;
 use crate::shared::words;
-use crate::store::state_file::StateFile;
+use crate::store::state_file::{StateFile, Use};
 
 const API_KEY: &str = "phc_demo_destination";
 
@@ -231,7 +231,7 @@ fn check(expected: &export::Expected, destination: &Destination, state_path: &Pa
     let aliases = received.iter().filter(|(u, r)| r.name == "$create_alias" && !expected.uuids.contains(*u)).count();
     let strangers = received.len() - (expected.uuids.len() - missing) - aliases;
     let again = received.values().filter(|r| r.times > 1).count();
-    let state = StateFile::open(state_path).map_err(|e| e.to_string())?;
+    let state = StateFile::open(state_path, Use::Read).map_err(|e| e.to_string())?;
     let rejected = state.runs().map_err(|e| e.to_string())?.iter().map(|r| r.rejected).sum::<u64>() as usize;
     let mut verdict = Verdict { ok: true, lines: Vec::new() };
     let mut line_of = |ok: bool, line: String| {

@@ -16,7 +16,8 @@ use chrono::{NaiveDate, Utc};
 
 use super::destination::time_flag;
 use super::exit::{CommandError, Exit, Outcome};
-use super::mixpanel::SOURCE_LIKE as MIXPANEL_RUNS;
+use super::files::{self as files_command, SOURCES as FILES_RUNS};
+use super::mixpanel::SOURCES as MIXPANEL_RUNS;
 use super::summary::stop_words;
 use crate::pipeline::error::PipelineError;
 use crate::pipeline::verification::compare::{Day, Verdict, Verifier};
@@ -33,14 +34,15 @@ use crate::sources::mixpanel::files::LocalFiles;
 use crate::sources::mixpanel::{Mixpanel, Options as MixpanelImport};
 use crate::sources::posthog::query_api::QueryApiSource;
 use crate::sources::Source;
-use crate::store::state_file::StateFile;
+use crate::store::state_file::{StateFile, Use};
 use crate::store::verify::{CheckRecord, DayRecord};
 
 use self::options::{destination_client, host, resend_options};
 pub use self::options::{VerifyFrom, VerifyOptions};
 
-/// The runs of Amplitude imports, by their source's name.
-const AMPLITUDE_RUNS: &str = "%Amplitude%";
+/// The runs of Amplitude imports, by their source's name (SQL LIKE; as the export and
+/// the Export API describe themselves).
+const AMPLITUDE_RUNS: [&str; 2] = ["the Amplitude export %", "Amplitude's Export API %"];
 
 fn day_flag(flag: &str, text: &str) -> Result<NaiveDate, CommandError> {
     time_flag(flag, text).map(|t| t.date_naive())
@@ -95,7 +97,8 @@ fn nothing_to_compare(args: &VerifyOptions, from: Option<NaiveDate>, to: Option<
             match args.from {
                 VerifyFrom::Clickhouse => "--clickhouse-url, --clickhouse-table and --team-id",
                 VerifyFrom::QueryApi => "--query-api-host and --project-id",
-                VerifyFrom::Amplitude | VerifyFrom::Mixpanel => "--state (the state file of the import)",
+                VerifyFrom::Amplitude | VerifyFrom::Mixpanel | VerifyFrom::Files =>
+                    "--state (the state file of the import)",
             }
         )),
         (from, to) => {
@@ -127,21 +130,24 @@ fn source_side(args: &VerifyOptions, state: &Path) -> Result<Box<dyn Side>, Comm
             client.host = host(&client.host);
             Box::new(QueryApiSide { api: HogQl::new(client, retry) })
         }
-        VerifyFrom::Amplitude | VerifyFrom::Mixpanel => {
-            let (flag, name, like) = match args.from {
-                VerifyFrom::Mixpanel => ("mixpanel", "Mixpanel", MIXPANEL_RUNS),
-                _ => ("amplitude", "Amplitude", AMPLITUDE_RUNS),
+        VerifyFrom::Amplitude | VerifyFrom::Mixpanel | VerifyFrom::Files => {
+            // Each kind of import is verified apart, its runs known by their source.
+            let (flag, what, whats, sources): (_, _, _, &'static [&'static str]) = match args.from {
+                VerifyFrom::Mixpanel => ("mixpanel", "Mixpanel import", "Mixpanel imports", &MIXPANEL_RUNS),
+                VerifyFrom::Files => ("files", "import of files", "imports of files", &FILES_RUNS),
+                _ => ("amplitude", "Amplitude import", "Amplitude imports", &AMPLITUDE_RUNS),
             };
-            let state_file = StateFile::open(state)?;
-            let imports = state_file.imports(like)?;
+            // Only read: a --state that does not exist is said, not made.
+            let state_file = StateFile::open(state, Use::Read)?;
+            let imports = state_file.imports(sources)?;
             if imports.is_empty() {
                 return Err(CommandError::Failed(format!(
-                    "--from {flag}: the state file {} records no {name} import (imports record what they hand \
-                     over since this version; give --state the file of the import, or import again)",
+                    "--from {flag}: the state file {} records no {what} (imports record what they hand over since \
+                     this version; give --state the file of the import, or import again)",
                     state.display()
                 )));
             }
-            Box::new(ImportSide { state: state_file, imports, kind: name, like })
+            Box::new(ImportSide { state: state_file, imports, what, whats, sources })
         }
     })
 }
@@ -272,7 +278,7 @@ fn wait_for(
 /// read, by the fingerprint of its files and their content taken when it was imported
 /// (imports of the Export API have none: nothing to compare).
 fn same_export(state: &Path, files: &Path) -> Result<(), CommandError> {
-    let imports = StateFile::open(state)?.imports(AMPLITUDE_RUNS)?;
+    let imports = StateFile::open(state, Use::Read)?.imports(&AMPLITUDE_RUNS)?;
     let imported: Vec<&str> = imports.iter().filter_map(|run| fingerprint_of(run)).collect();
     if imported.is_empty() {
         return Ok(());
@@ -321,7 +327,18 @@ fn resend_missing(
                 skip_unreadable: false,
             };
             let export = LocalExport::open(files).map_err(CommandError::Failed)?;
-            resend::Reread::Amplitude(Box::new(Amplitude::new(export, import, Default::default())))
+            resend::Reread::Whole(Box::new(Amplitude::new(export, import, Default::default())))
+        }
+        VerifyFrom::Files => {
+            if args.files_from.files.is_none() && args.files_from.s3.is_none() {
+                return Err(CommandError::Failed(
+                    "--resend with --from files needs --files or --s3: where the files the import read are".into(),
+                ));
+            }
+            // Nothing known of this destination: every file is read again (only the
+            // missing events are sent).
+            let destination = format!("{} {}", settings.destination.base_url, settings.project_api_key);
+            resend::Reread::Whole(files_command::open(&args.files_from, destination, false, Default::default())?)
         }
         VerifyFrom::Mixpanel => {
             if args.files.is_empty() && args.profiles.is_empty() {
@@ -339,7 +356,7 @@ fn resend_missing(
                 now: migrator3000::timestamp::format(Utc::now()),
             };
             let files = LocalFiles::open(&args.files, &args.profiles).map_err(CommandError::Failed)?;
-            resend::Reread::Amplitude(Box::new(Mixpanel::new(files, import, Default::default(), Default::default())))
+            resend::Reread::Whole(Box::new(Mixpanel::new(files, import, Default::default(), Default::default())))
         }
         read => {
             let source = &args.source;
@@ -444,7 +461,7 @@ pub fn run(state: &Path, args: &VerifyOptions) -> Outcome {
     drop(verifier);
     print_table(&days);
     let outcome = ending(&days);
-    let mut state_file = StateFile::open(state)?;
+    let mut state_file = StateFile::open(state, Use::Record)?;
     let check = CheckRecord {
         source: &source_name,
         destination: &destination_name,

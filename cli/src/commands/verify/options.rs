@@ -10,6 +10,7 @@ use migrator3000::settings::Settings;
 
 use crate::commands::destination::{settings, DestinationOptions};
 use crate::commands::exit::CommandError;
+use crate::commands::files::FilesFrom;
 use crate::commands::posthog::PosthogSourceOptions;
 use crate::pipeline::migration::{Migration, Target};
 use crate::pipeline::run_options::Options;
@@ -22,6 +23,7 @@ pub enum VerifyFrom {
     QueryApi,
     Amplitude,
     Mixpanel,
+    Files,
 }
 
 /// The flags of `verify`.
@@ -30,6 +32,8 @@ pub struct VerifyOptions {
     pub source: PosthogSourceOptions,
     pub files: Vec<PathBuf>,
     pub profiles: Vec<PathBuf>,
+    /// With --from files: where the files are (for --resend).
+    pub files_from: FilesFrom,
     pub destination_query_api_host: String,
     pub destination_project_id: u64,
     pub destination_personal_api_key: String,

@@ -197,7 +197,7 @@ fn resend(args: &VerifyOptions, c: &Comparison) -> Result<Option<String>, Comman
 }
 
 pub fn run(args: &VerifyOptions) -> Outcome {
-    if matches!(args.from, VerifyFrom::Amplitude | VerifyFrom::Mixpanel) {
+    if matches!(args.from, VerifyFrom::Amplitude | VerifyFrom::Mixpanel | VerifyFrom::Files) {
         return Err(CommandError::Usage(
             "--persons compares the persons of a PostHog: give --from clickhouse or --from query-api".into(),
         ));

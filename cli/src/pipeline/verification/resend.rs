@@ -1,5 +1,5 @@
 //! `verify --resend`: exactly the missing events read again from the source (a PostHog:
-//! the days they belong to; an Amplitude import: its export), transformed and batched
+//! the days they belong to; an Amplitude import: its export; files: the files), transformed and batched
 //! by the core as in a migration, and sent with their own uuids as
 //! `historical_migration` batches through the migration's delivery.
 
@@ -23,8 +23,8 @@ pub type OpenDay<'a> = Box<dyn FnMut() -> Result<Box<dyn Source>, PipelineError>
 pub enum Reread<'a> {
     /// A PostHog, read one day at a time.
     Posthog(OpenDay<'a>),
-    /// An Amplitude export, read whole.
-    Amplitude(Box<dyn Source + 'a>),
+    /// A source read whole: an Amplitude export, or files of events.
+    Whole(Box<dyn Source + 'a>),
 }
 
 pub struct Resent {
@@ -77,7 +77,7 @@ pub fn resend(
                 each_page(source.as_mut(), options, |page| events.extend(wanted_events(page, &mut wanted)))?;
             }
         }
-        Reread::Amplitude(mut source) => {
+        Reread::Whole(mut source) => {
             let mut wanted: HashSet<String> = missing.values().flatten().cloned().collect();
             each_page(source.as_mut(), options, |page| events.extend(wanted_events(page, &mut wanted)))?;
         }

@@ -209,36 +209,36 @@ impl Side for ClickHouseSide {
     }
 }
 
-/// What an import (Amplitude's or Mixpanel's) converted and handed to the destination,
+/// What an import (Amplitude's, Mixpanel's, or of files) converted and handed to the destination,
 /// per day, as the import recorded it in the state file.
 pub struct ImportSide {
     pub state: StateFile,
+    /// The runs compared (those of one kind of import).
     pub imports: Vec<String>,
-    /// Whose imports: "Amplitude", "Mixpanel".
-    pub kind: &'static str,
-    /// Their runs' sources, as SQL LIKE.
-    pub like: &'static str,
+    /// What they are, e.g. "Amplitude import", and more than one of them.
+    pub what: &'static str,
+    pub whats: &'static str,
+    /// Their runs' sources, as SQL LIKE patterns.
+    pub sources: &'static [&'static str],
 }
 
 fn db_failure(e: StoreError) -> SideError {
-    match e {
-        StoreError::Db(e) => SideError::Fatal(format!("the state file could not be read: {e}")),
-        other => SideError::Fatal(other.to_string()),
-    }
+    // The store's error names the file, the cause and what to do.
+    SideError::Fatal(e.to_string())
 }
 
 impl Side for ImportSide {
     fn describe(&self) -> String {
         match self.imports.as_slice() {
-            [one] => format!("the {} import recorded in the state file ({one})", self.kind),
-            many => format!("the {} {} imports recorded in the state file", many.len(), self.kind),
+            [one] => format!("the {} recorded in the state file ({one})", self.what),
+            many => format!("the {} {} recorded in the state file", many.len(), self.whats),
         }
     }
 
     fn days(&mut self, window: Window) -> Result<Vec<(NaiveDate, DayCount)>, SideError> {
         let days = self
             .state
-            .imported_days(self.like, &window.from.to_string(), &window.to.to_string())
+            .imported_days(self.sources, &window.from.to_string(), &window.to.to_string())
             .map_err(db_failure)?;
         days.into_iter()
             .map(|(day, events)| {
@@ -249,6 +249,6 @@ impl Side for ImportSide {
 
     fn uuids(&mut self, window: Window, after: Option<&str>, limit: usize) -> Result<Vec<String>, SideError> {
         let (from, to) = (window.from.to_string(), window.to.to_string());
-        self.state.imported_uuids(self.like, &from, &to, after.unwrap_or(""), limit).map_err(db_failure)
+        self.state.imported_uuids(self.sources, &from, &to, after.unwrap_or(""), limit).map_err(db_failure)
     }
 }

@@ -371,7 +371,7 @@ impl<A: Archive> Amplitude<A> {
     }
 }
 
-impl<A: Archive> Source for Amplitude<A> {
+impl<A: Archive + Send> Source for Amplitude<A> {
     fn next_page(&mut self, after: Option<&Cursor>, limit: usize) -> Result<Page, ReadError> {
         if !self.started {
             self.resume = after.and_then(|c| Position::of(&c.key));

@@ -196,7 +196,7 @@ impl<F: Feed> Mixpanel<F> {
     }
 }
 
-impl<F: Feed> Source for Mixpanel<F> {
+impl<F: Feed + Send> Source for Mixpanel<F> {
     fn next_page(&mut self, after: Option<&Cursor>, limit: usize) -> Result<Page, ReadError> {
         if !self.started {
             self.resume = after.and_then(|c| {

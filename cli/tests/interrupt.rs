@@ -1,0 +1,110 @@
+//! Ctrl-C during a migration, and what a killed run leaves recorded: every page whose
+//! requests were all answered is recorded at once, so that the same command run again
+//! sends none of it a second time.
+
+mod support;
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use support::*;
+
+fn posthog(engine_url: &str, capture_url: &str, state: &Path) -> Vec<String> {
+    words(&format!(
+        "--state {} posthog --from clickhouse --clickhouse-url {engine_url} --clickhouse-user {USER} \
+         --clickhouse-password {PASSWORD} --team-id 2 --start 2021-06-01 --end 2021-07-01 --host {capture_url} \
+         --project-api-key phc_destination --retry-scale 0.001",
+        state.display()
+    ))
+}
+
+/// How many of the destination's events came more than once.
+fn twice(capture: &Capture) -> usize {
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for uuid in capture.uuids() {
+        *seen.entry(uuid).or_default() += 1;
+    }
+    seen.values().filter(|n| **n > 1).count()
+}
+
+#[test]
+fn ctrl_c_records_what_was_answered_and_the_rerun_sends_none_of_it_again() {
+    let engine = ClickHouse::start();
+    insert_events(&engine, 2, 0, 3000, 3000, "2021-06-02 00:00:00");
+    let capture = Capture::start();
+    capture.set_fault(|_| {
+        std::thread::sleep(Duration::from_millis(10));
+        None
+    });
+    let dir = TempDir::new("sigint");
+    let state = dir.0.join("s.sqlite");
+    let base = posthog(&engine.url, &capture.server.url, &state);
+    let child = cli()
+        .args(&base)
+        .args(["--batch-size", "20", "--page-size", "300"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while capture.accepted.lock().unwrap().len() < 700 {
+        assert!(started.elapsed() < Duration::from_secs(60), "the run sent too little");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let signal = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(signal.success());
+    let output = child.wait_with_output().unwrap();
+    let said = text(&output);
+    assert_eq!(output.status.code(), Some(130), "{said}");
+    assert!(said.contains("Ctrl-C: no new page is read"), "{said}");
+    assert!(said.contains("Interrupted (Ctrl-C)") && said.contains("Run the same command again to resume"), "{said}");
+    let arrived = capture.uuids().len();
+    assert!(arrived < 3000, "the run ended before Ctrl-C: {arrived}");
+    capture.set_fault(|_| None);
+    let rerun = cli().args(&base).output().unwrap();
+    assert!(rerun.status.success(), "{}", text(&rerun));
+    assert_eq!(twice(&capture), 0, "events sent again after Ctrl-C");
+    let delivered: HashSet<String> = capture.uuids().into_iter().collect();
+    assert_eq!(delivered, engine.uuids(2).into_iter().collect::<HashSet<_>>());
+}
+
+#[test]
+fn a_page_is_recorded_as_soon_as_its_requests_are_answered() {
+    let engine = ClickHouse::start();
+    insert_events(&engine, 2, 0, 400, 400, "2021-06-02 00:00:00");
+    let capture = Capture::start();
+    // The first page's twenty requests are answered, a twentieth of a second each (the
+    // loop has the next page read meanwhile); every later request waits (it is never
+    // answered: the run is killed meanwhile).
+    let seen = Arc::new(AtomicUsize::new(0));
+    let counter = seen.clone();
+    capture.set_fault(move |_| {
+        if counter.fetch_add(1, Ordering::SeqCst) < 20 {
+            std::thread::sleep(Duration::from_millis(50));
+            return None;
+        }
+        std::thread::sleep(Duration::from_secs(2));
+        Some(Reply::Drop)
+    });
+    let dir = TempDir::new("recorded");
+    let state = dir.0.join("s.sqlite");
+    let base = posthog(&engine.url, &capture.server.url, &state);
+    let mut child = cli().args(&base).args(["--batch-size", "5", "--page-size", "100"]).spawn().unwrap();
+    let started = Instant::now();
+    while capture.accepted.lock().unwrap().len() < 100 {
+        assert!(started.elapsed() < Duration::from_secs(60), "the first page was not sent");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    std::thread::sleep(Duration::from_millis(1000));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    capture.set_fault(|_| None);
+    let rerun = cli().args(&base).output().unwrap();
+    assert!(rerun.status.success(), "{}", text(&rerun));
+    assert_eq!(twice(&capture), 0, "the answered first page was sent again");
+    assert_eq!(capture.uuids().len(), 400);
+}
