@@ -99,7 +99,13 @@ fn a_page_is_recorded_as_soon_as_its_requests_are_answered() {
         assert!(started.elapsed() < Duration::from_secs(60), "the first page was not sent");
         std::thread::sleep(Duration::from_millis(5));
     }
-    std::thread::sleep(Duration::from_millis(1000));
+    // Killed once the state file holds the first page, or after 2 s (before any later
+    // request is answered: a page recorded only then is sent again by the rerun, which
+    // the test counts).
+    let recorded = Instant::now();
+    while recorded.elapsed() < Duration::from_millis(1900) && read_recorded(&state) < 100 {
+        std::thread::sleep(Duration::from_millis(50));
+    }
     child.kill().unwrap();
     child.wait().unwrap();
     capture.set_fault(|_| None);
@@ -107,4 +113,12 @@ fn a_page_is_recorded_as_soon_as_its_requests_are_answered() {
     assert!(rerun.status.success(), "{}", text(&rerun));
     assert_eq!(twice(&capture), 0, "the answered first page was sent again");
     assert_eq!(capture.uuids().len(), 400);
+}
+
+/// The events the state file records as read, in every run (0 before it exists).
+fn read_recorded(state: &std::path::Path) -> i64 {
+    let Ok(db) = rusqlite::Connection::open_with_flags(state, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY) else {
+        return 0;
+    };
+    db.query_row("SELECT COALESCE(SUM(read), 0) FROM runs", [], |r| r.get(0)).unwrap_or(0)
 }
