@@ -93,6 +93,9 @@ pub struct Mixpanel<F: Feed> {
     last_time: String,
     counts: Counts,
     content: Option<String>,
+    /// A read that failed after this page had lines: said on the next call, so that the
+    /// retry policy waits what the service asked (a 429's Retry-After) before reading again.
+    deferred: Option<ReadError>,
 }
 
 fn plural(n: u64, one: &str, many: &str) -> String {
@@ -121,6 +124,7 @@ impl<F: Feed> Mixpanel<F> {
             last_time: String::new(),
             counts: Counts::default(),
             content: None,
+            deferred: None,
         }
     }
 
@@ -208,6 +212,9 @@ impl<F: Feed> Source for Mixpanel<F> {
             }
             self.started = true;
         }
+        if let Some(error) = self.deferred.take() {
+            return Err(error);
+        }
         let mut page = Page::default();
         page.mixpanel.destination = self.options.destination.clone();
         let mut handed = 0;
@@ -221,7 +228,10 @@ impl<F: Feed> Source for Mixpanel<F> {
                 match self.next_unit() {
                     Ok(true) => continue,
                     Ok(false) => break,
-                    Err(_) if handed > 0 || !page.mixpanel.is_empty() => break,
+                    Err(error) if handed > 0 || !page.mixpanel.is_empty() => {
+                        self.deferred = Some(error);
+                        break;
+                    }
                     Err(error) => return Err(error),
                 }
             };
