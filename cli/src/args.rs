@@ -184,13 +184,16 @@ pub struct FilesArgs {
 pub struct MixpanelArgs {
     /// Raw export files (JSON lines, plain or gzip) or folders of them; all of them are
     /// imported (--start and --end choose the export API's days only).
-    #[arg(long, num_args = 1.., conflicts_with = "project_id")]
+    #[arg(long, num_args = 1..)]
     pub files: Vec<PathBuf>,
-    /// Engage (people) exports: JSON lines of `$distinct_id` and `$properties`; each
-    /// profile becomes its person at the destination, with or without events.
+    /// Engage (people) exports: JSON lines of `$distinct_id` and `$properties`; or `api`:
+    /// every profile from Mixpanel's Engage API (with --project-id and the service
+    /// account; a file named api is ./api). Each profile becomes its person at the
+    /// destination, with or without events.
     #[arg(long, num_args = 1..)]
     pub profiles: Vec<PathBuf>,
-    /// The Mixpanel project, to read its export API directly.
+    /// The Mixpanel project, to read its export API directly (or, with --files, only its
+    /// Engage API for --profiles api).
     #[arg(long)]
     pub project_id: Option<u64>,
     /// The service account's user name, with --project-id.
@@ -202,10 +205,11 @@ pub struct MixpanelArgs {
     /// Mixpanel's data residency: us, eu or in.
     #[arg(long, default_value = "us")]
     pub region: String,
-    /// Mixpanel's export API at another address (tests).
+    /// Mixpanel's export and Engage APIs at another address (tests).
     #[arg(long, hide = true)]
     pub mixpanel_url: Option<String>,
-    /// Export API queries an hour at most (Mixpanel allows 60).
+    /// Export API queries an hour at most, and Engage API queries (Mixpanel allows 60
+    /// of each).
     #[arg(long, default_value_t = 60, hide = true)]
     pub mixpanel_queries_per_hour: usize,
     #[command(flatten)]

@@ -1,6 +1,7 @@
 //! `migrator3000 mixpanel`: a Mixpanel project's events (local raw export files, or its
-//! export API a day at a time) and optionally its people (an Engage export) migrated to
-//! the destination, each device linked once to its user, each line sent once.
+//! export API a day at a time) and optionally its people (an Engage export, or the
+//! Engage API with `--profiles api`) migrated to the destination, each device linked
+//! once to its user, each line sent once.
 
 use std::path::{Path, PathBuf};
 
@@ -16,15 +17,19 @@ use crate::pipeline::migration::{Migration, Target};
 use crate::shared::defaults;
 use crate::shared::reporter::note;
 use crate::shared::retry::RetryPolicy;
+use crate::sources::mixpanel::engage_api::{self, EngageApi, WithPeople};
 use crate::sources::mixpanel::export_api::{self, ExportApi, Limits};
 use crate::sources::mixpanel::files::LocalFiles;
 use crate::sources::mixpanel::{Mixpanel, Options as ImportOptions};
 use crate::sources::Source;
 use crate::store::state_file::{StateFile, Use};
 
-/// The runs of Mixpanel imports, by their source's name (SQL LIKE; as the files and the
-/// export API describe themselves).
-pub const SOURCES: [&str; 2] = ["the Mixpanel export %", "Mixpanel's export API %"];
+/// `--profiles api`: the people from Mixpanel's Engage API rather than a file.
+pub const PROFILES_API: &str = "api";
+
+/// The runs of Mixpanel imports, by their source's name (SQL LIKE; as the files, the
+/// export API and the Engage API describe themselves).
+pub const SOURCES: [&str; 3] = ["the Mixpanel export %", "Mixpanel's export API %", "Mixpanel's Engage API %"];
 
 pub struct MixpanelOptions {
     pub files: Vec<PathBuf>,
@@ -52,40 +57,92 @@ pub fn run(state_path: &Path, args: &MixpanelOptions) -> Outcome {
         None => Default::default(),
     };
     let import = ImportOptions { destination, now: timestamp::format(now) };
-    let api = (args.project_id, &args.user, &args.secret);
+    let credentials = match (args.project_id, &args.user, &args.secret) {
+        (Some(project), Some(user), Some(secret)) => Some((project, user.as_str(), secret.as_str())),
+        _ => None,
+    };
+    let people_api = args.profiles.iter().any(|p| p.as_os_str() == PROFILES_API);
+    let profile_files: Vec<PathBuf> = args.profiles.iter().filter(|p| p.as_os_str() != PROFILES_API).cloned().collect();
+    let region = |host: fn(&str) -> Option<&'static str>| match &args.mixpanel_url {
+        Some(url) => Ok(url.clone()),
+        None => host(&args.region)
+            .map(String::from)
+            .ok_or_else(|| CommandError::Usage(format!("--region {}: give us, eu or in", args.region))),
+    };
+    let people = match (people_api, credentials) {
+        (false, _) => None,
+        (true, None) => {
+            return Err(CommandError::Usage(
+                "--profiles api reads Mixpanel's Engage API: give --project-id, and the service account in \
+                 MIXPANEL_SERVICE_ACCOUNT_USER and MIXPANEL_SERVICE_ACCOUNT_SECRET"
+                    .into(),
+            ))
+        }
+        (true, Some((project, user, secret))) => {
+            let limits = Limits { per_hour: args.queries_per_hour.max(1), per_second: engage_api::LIMITS.per_second };
+            Some(EngageApi::new(&region(engage_api::host)?, project, user, secret).with_limits(limits))
+        }
+    };
     let mut range = None;
     let mut source: Box<dyn Source> =
-        if !args.files.is_empty() || (!args.profiles.is_empty() && args.project_id.is_none()) {
-            let files = LocalFiles::open(&args.files, &args.profiles).map_err(CommandError::Failed)?;
-            let mut local = Mixpanel::new(files, import, known, handed);
-            local.take_stock().map_err(PipelineError::from)?;
-            Box::new(local)
-        } else if let (Some(project), Some(user), Some(secret)) = api {
-            let Some(start) = start else {
-                return Err(CommandError::Usage("the export API needs --start (its first day)".into()));
-            };
-            let end = end.unwrap_or(now);
-            if end <= start {
-                return Err(CommandError::Usage("--end must come after --start".into()));
+        if !args.files.is_empty() || (!profile_files.is_empty() && args.project_id.is_none()) {
+            if args.project_id.is_some() && people.is_none() {
+                return Err(CommandError::Usage(
+                    "--files and --project-id: give one source of events (with --files, --project-id is for \
+                 --profiles api only)"
+                        .into(),
+                ));
             }
-            let base = match &args.mixpanel_url {
-                Some(url) => url.clone(),
-                None => export_api::host(&args.region)
-                    .ok_or_else(|| CommandError::Usage(format!("--region {}: give us, eu or in", args.region)))?
-                    .to_string(),
-            };
-            let (from, to) = (
-                start.date_naive(),
-                end.date_naive() + chrono::Duration::days(i64::from(end.time() != chrono::NaiveTime::MIN)),
-            );
-            range = Some((start, end));
-            let limits = Limits { per_hour: args.queries_per_hour.max(1), per_second: export_api::LIMITS.per_second };
-            let feed = ExportApi::new(&base, project, user, secret, from, to).with_limits(limits);
-            Box::new(Mixpanel::new(feed, import, known, handed))
+            let files = LocalFiles::open(&args.files, &profile_files).map_err(CommandError::Failed)?;
+            match people {
+                Some(people) => {
+                    let mut local = Mixpanel::new(WithPeople { events: files, people }, import, known, handed);
+                    local.take_stock().map_err(PipelineError::from)?;
+                    Box::new(local)
+                }
+                None => {
+                    let mut local = Mixpanel::new(files, import, known, handed);
+                    local.take_stock().map_err(PipelineError::from)?;
+                    Box::new(local)
+                }
+            }
+        } else if let Some((project, user, secret)) = credentials {
+            if !profile_files.is_empty() {
+                return Err(CommandError::Usage(
+                    "--profiles FILE goes with --files; with the export API, --profiles api reads the people from \
+                 Mixpanel"
+                        .into(),
+                ));
+            }
+            match (start, people) {
+                (None, Some(people)) => Box::new(Mixpanel::new(people, import, known, handed)),
+                (None, None) => {
+                    return Err(CommandError::Usage("the export API needs --start (its first day)".into()));
+                }
+                (Some(start), people) => {
+                    let end = end.unwrap_or(now);
+                    if end <= start {
+                        return Err(CommandError::Usage("--end must come after --start".into()));
+                    }
+                    let (from, to) = (
+                        start.date_naive(),
+                        end.date_naive() + chrono::Duration::days(i64::from(end.time() != chrono::NaiveTime::MIN)),
+                    );
+                    range = Some((start, end));
+                    let limits =
+                        Limits { per_hour: args.queries_per_hour.max(1), per_second: export_api::LIMITS.per_second };
+                    let events =
+                        ExportApi::new(&region(export_api::host)?, project, user, secret, from, to).with_limits(limits);
+                    match people {
+                        Some(people) => Box::new(Mixpanel::new(WithPeople { events, people }, import, known, handed)),
+                        None => Box::new(Mixpanel::new(events, import, known, handed)),
+                    }
+                }
+            }
         } else {
             return Err(CommandError::Usage(
                 "give --files (a raw export: files or folders) or --project-id with MIXPANEL_SERVICE_ACCOUNT_USER and \
-             MIXPANEL_SERVICE_ACCOUNT_SECRET (the export API)"
+             MIXPANEL_SERVICE_ACCOUNT_SECRET (the export API; --profiles api for the people)"
                     .into(),
             ));
         };

@@ -1,6 +1,6 @@
 //! Mixpanel as a source: its raw event export (JSON lines, one file a day, plain or
 //! gzip), read from local files or from its export API a day at a time, and optionally
-//! an Engage (people) export. Each line is converted (`convert`); a line whose uuid was
+//! its people, from an Engage export or the Engage API (`engage_api`). Each line is converted (`convert`); a line whose uuid was
 //! handed to this destination before (Mixpanel's exports repeat `$insert_id`) is sent
 //! once; before a user's first event on a device, the device is linked to the user once
 //! per destination. Files are known by the fingerprint of their content: a file this
@@ -8,6 +8,7 @@
 
 pub mod convert;
 pub mod countries;
+pub mod engage_api;
 pub mod export_api;
 pub mod files;
 
@@ -30,6 +31,9 @@ pub enum Kind {
     Events,
     /// Engage export lines: profiles.
     Profiles,
+    /// A page of profiles from the Engage API: asked for again on a rerun (its session
+    /// gone), never resumed at a line; its profiles' uuids keep it from being sent twice.
+    EngagePage,
 }
 
 /// One file (or one day of the export API), read whole.
@@ -45,6 +49,10 @@ pub type Bytes = Result<Vec<u8>, String>;
 /// Where the units come from: local files, or the export API.
 pub trait Feed {
     fn units(&self) -> Vec<Unit>;
+    /// A unit found by reading the last one (the Engage API's next page), if any.
+    fn more(&mut self) -> Option<Unit> {
+        None
+    }
     fn read(&mut self, unit: &Unit) -> Result<Bytes, ReadError>;
     fn describe(&self) -> String;
     /// Local files are known before reading: their fingerprints are part of which
@@ -93,6 +101,9 @@ pub struct Mixpanel<F: Feed> {
     last_time: String,
     counts: Counts,
     content: Option<String>,
+    /// A read that failed after this page had lines: said on the next call, so that the
+    /// retry policy waits what the service asked (a 429's Retry-After) before reading again.
+    deferred: Option<ReadError>,
 }
 
 fn plural(n: u64, one: &str, many: &str) -> String {
@@ -121,6 +132,7 @@ impl<F: Feed> Mixpanel<F> {
             last_time: String::new(),
             counts: Counts::default(),
             content: None,
+            deferred: None,
         }
     }
 
@@ -132,7 +144,7 @@ impl<F: Feed> Mixpanel<F> {
             return Ok(());
         }
         let mut prints = Vec::new();
-        for unit in self.units.clone() {
+        for unit in self.units.clone().into_iter().filter(|u| u.kind != Kind::EngagePage) {
             let bytes = self.feed.read(&unit)?.map_err(|why| ReadError::Fatal(format!("{}: {why}", unit.name)))?;
             prints.push(fingerprint(&bytes));
         }
@@ -142,9 +154,16 @@ impl<F: Feed> Mixpanel<F> {
 
     /// Opens the next unit to read; `false` when every unit is read.
     fn next_unit(&mut self) -> Result<bool, ReadError> {
-        while self.next_unit < self.units.len() {
+        loop {
+            if self.next_unit == self.units.len() {
+                match self.feed.more() {
+                    Some(unit) => self.units.push(unit),
+                    None => return Ok(false),
+                }
+            }
             let index = self.next_unit;
-            if self.resume.is_some_and(|(unit, _)| unit > index) {
+            let fetched = self.units[index].kind == Kind::EngagePage;
+            if !fetched && self.resume.is_some_and(|(unit, _)| unit > index) {
                 self.next_unit += 1;
                 continue;
             }
@@ -162,7 +181,7 @@ impl<F: Feed> Mixpanel<F> {
                 ReadError::Fatal(format!("{} ({}) cannot be read: {why}", unit.name, self.feed.describe()))
             })?;
             let skip = match self.resume.take() {
-                Some((at, line)) if at == index => line,
+                Some((at, line)) if at == index && !fetched => line,
                 other => {
                     self.resume = other;
                     0
@@ -173,7 +192,6 @@ impl<F: Feed> Mixpanel<F> {
             self.line = skip;
             return Ok(true);
         }
-        Ok(false)
     }
 
     /// Hands over an event unless this destination has its uuid already.
@@ -208,6 +226,9 @@ impl<F: Feed + Send> Source for Mixpanel<F> {
             }
             self.started = true;
         }
+        if let Some(error) = self.deferred.take() {
+            return Err(error);
+        }
         let mut page = Page::default();
         page.mixpanel.destination = self.options.destination.clone();
         let mut handed = 0;
@@ -221,7 +242,10 @@ impl<F: Feed + Send> Source for Mixpanel<F> {
                 match self.next_unit() {
                     Ok(true) => continue,
                     Ok(false) => break,
-                    Err(_) if handed > 0 || !page.mixpanel.is_empty() => break,
+                    Err(error) if handed > 0 || !page.mixpanel.is_empty() => {
+                        self.deferred = Some(error);
+                        break;
+                    }
                     Err(error) => return Err(error),
                 }
             };
@@ -232,12 +256,15 @@ impl<F: Feed + Send> Source for Mixpanel<F> {
             handed += 1;
             let (index, ..) = self.reading.as_ref().expect("a unit is open");
             let unit = self.units[*index].clone();
-            let place = format!("Mixpanel export {} line {}", unit.name, self.line);
+            let place = match unit.kind {
+                Kind::EngagePage => format!("{} profile {}", unit.name, self.line),
+                _ => format!("Mixpanel export {} line {}", unit.name, self.line),
+            };
             if text.len() > LARGEST_LINE {
                 page.skipped.push(format!("{place}: the line is larger than 1 MB (no event at PostHog can be)"));
                 continue;
             }
-            if unit.kind == Kind::Profiles {
+            if matches!(unit.kind, Kind::Profiles | Kind::EngagePage) {
                 match convert::profile(&text, &self.options.now) {
                     Err(why) => page.skipped.push(format!("{place}: {why}")),
                     Ok(event) => {
