@@ -384,3 +384,68 @@ fn a_database_without_person_tables_is_named_with_the_way_to_leave_persons_out()
     );
     assert!(output.status.success(), "{}", text(&output));
 }
+
+#[test]
+fn persons_go_several_requests_at_once_each_person_set_before_its_links_a_retry_included() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+    let engine = ClickHouse::start();
+    // 400 persons of three distinct ids each: 1,200 events, batches of 50 (a person's
+    // events straddle two batches now and then).
+    engine.query(
+        "INSERT INTO default.person (id, created_at, team_id, properties, is_identified, is_deleted, version, \
+         _timestamp, _offset) SELECT generateUUIDv4(number), now(), 2, concat('{\"n\": ', toString(number), '}'), 1, \
+         0, 0, now(), 0 FROM numbers(400)",
+    );
+    engine.query(
+        "INSERT INTO default.person_distinct_id2 (team_id, distinct_id, person_id, is_deleted, version, _timestamp, \
+         _offset, _partition) SELECT 2, concat(prefix, toString(number)), id, 0, 0, now(), 0, 0 FROM (SELECT \
+         JSONExtractUInt(properties, 'n') AS number, id FROM default.person) ARRAY JOIN ['a-', 'b-', 'c-'] AS prefix",
+    );
+    // The destination takes a request a while, and refuses the first for a while (503):
+    // what it takes is kept in the order taken.
+    let (open, most, requests) =
+        (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let taken: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let (o, m, r, t) = (open.clone(), most.clone(), requests.clone(), taken.clone());
+    let server = Server::start(Arc::new(move |request: &Request| {
+        let now = o.fetch_add(1, Ordering::SeqCst) + 1;
+        m.fetch_max(now, Ordering::SeqCst);
+        std::thread::sleep(Duration::from_millis(30));
+        let reply = if r.fetch_add(1, Ordering::SeqCst) == 0 {
+            Reply::new(503, "{\"error\":\"busy\"}")
+        } else {
+            let batch = body_json(request).and_then(|b| b["batch"].as_array().cloned()).unwrap_or_default();
+            t.lock().unwrap().extend(batch);
+            Reply::new(200, "{\"status\":1}")
+        };
+        o.fetch_sub(1, Ordering::SeqCst);
+        reply
+    }));
+    let dir = TempDir::new("persons");
+    let line = format!(
+        "--state {} posthog --from clickhouse --persons only --clickhouse-url {} --clickhouse-user {USER} \
+         --clickhouse-password {PASSWORD} --team-id 2 --host {} --project-api-key phc_destination --retry-scale \
+         0.001 --batch-size 50 --concurrency 4",
+        dir.0.join("s.sqlite").display(),
+        engine.url,
+        server.url
+    );
+    let output = cli().args(words(&line)).output().unwrap();
+    let said = text(&output);
+    assert!(output.status.success(), "{said}");
+    assert!(said.contains("400 persons read, 400 sent (800 further distinct ids linked)"), "{said}");
+    assert!(most.load(Ordering::SeqCst) >= 2, "one request at a time: {said}");
+    let taken = taken.lock().unwrap();
+    assert_eq!(taken.len(), 1200, "every event once");
+    // Each person's $set (from its first id, a-N) was taken before each of its links.
+    let mut set: HashSet<String> = HashSet::new();
+    for event in taken.iter() {
+        let name = event["distinct_id"].as_str().unwrap().to_string();
+        if event["event"] == "$set" {
+            set.insert(name);
+        } else {
+            assert!(set.contains(&name), "{name}'s link was taken before its $set");
+        }
+    }
+}

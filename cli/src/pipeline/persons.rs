@@ -128,24 +128,30 @@ pub struct PersonsSent {
 }
 
 /// Sends the events of `persons`, each with its salt (see `person_events`), and follows
-/// every answer.
+/// every answer. The persons are split into `--concurrency` lanes of consecutive persons,
+/// sent at once; a person's events all go in one lane, in their order (its `$set` taken
+/// before its links, a retry included: see `delivery::send_lanes`).
 pub fn send_persons(persons: &[(&Person, &str)], options: &Options, at: DateTime<Utc>) -> PersonsSent {
     let mut owner: HashMap<String, String> = HashMap::new();
-    let mut events = Vec::new();
-    for (person, salt) in persons {
-        for event in person_events(person, salt, at) {
-            if let Some(uuid) =
-                serde_json::from_str::<Value>(&event).ok().and_then(|e| e["uuid"].as_str().map(str::to_string))
-            {
-                owner.insert(uuid, person.id.clone());
-            }
-            events.push(event);
-        }
-    }
-    let mut outcome = PersonsSent::default();
     let mut settled = Settled::default();
-    let batches = batches_of(&events, options, &mut settled);
-    let sent = delivery::send_now(&options.capture, batches);
+    let per_lane = persons.len().div_ceil(options.concurrency.max(1)).max(1);
+    let mut lanes = Vec::new();
+    for lane in persons.chunks(per_lane) {
+        let mut events = Vec::new();
+        for (person, salt) in lane {
+            for event in person_events(person, salt, at) {
+                if let Some(uuid) =
+                    serde_json::from_str::<Value>(&event).ok().and_then(|e| e["uuid"].as_str().map(str::to_string))
+                {
+                    owner.insert(uuid, person.id.clone());
+                }
+                events.push(event);
+            }
+        }
+        lanes.push(batches_of(&events, options, &mut settled));
+    }
+    let sent = delivery::send_lanes(&options.capture, lanes);
+    let mut outcome = PersonsSent::default();
     if let Some(stop) = sent.stopped {
         outcome.stopped = Some(stop);
         return outcome;

@@ -217,9 +217,39 @@ pub struct SentNow {
 /// request the destination refuses for a while sent again after its wait until its
 /// attempts run out. Nothing is kept in the state file.
 pub fn send_now(capture_to: &Capture, batches: Vec<Batch>) -> SentNow {
-    let agent = agent();
+    send_lanes(capture_to, vec![batches])
+}
+
+/// `send_now` for several lanes at once, a thread each, sharing what the destination
+/// showed (a refusal halts every lane) and the pace. Within a lane the batches go one
+/// after another in their order, and a batch the destination refuses for a while is
+/// sent again before the lane's next one: the events of one distinct id that a lane
+/// holds reach the destination in their order (PostHog ingests them in the order it
+/// takes them), a retry included.
+pub fn send_lanes(capture_to: &Capture, lanes: Vec<Vec<Batch>>) -> SentNow {
     let pace = Mutex::new(None);
     let shared = Shared::new(capture_to);
+    let each: Vec<SentNow> = thread::scope(|scope| {
+        let senders: Vec<_> =
+            lanes.into_iter().map(|lane| scope.spawn(|| send_lane(capture_to, &pace, &shared, lane))).collect();
+        senders
+            .into_iter()
+            .map(|sender| sender.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+            .collect()
+    });
+    let mut sent = SentNow::default();
+    for lane in each {
+        sent.delivered += lane.delivered;
+        sent.rejected.extend(lane.rejected);
+        sent.undelivered.extend(lane.undelivered);
+        sent.stopped = sent.stopped.or(lane.stopped);
+    }
+    sent
+}
+
+/// One lane of `send_lanes`, in order.
+fn send_lane(capture_to: &Capture, pace: &Pace, shared: &Shared, batches: Vec<Batch>) -> SentNow {
+    let agent = agent();
     let mut sent = SentNow::default();
     let mut queue: VecDeque<(Batch, u32, u64)> = batches.into_iter().map(|b| (b, 1, 0)).collect();
     while let Some((batch, attempt, delay_seconds)) = queue.pop_front() {
@@ -227,15 +257,20 @@ pub fn send_now(capture_to: &Capture, batches: Vec<Batch>) -> SentNow {
             break;
         }
         thread::sleep(capture_to.retry.wait(delay_seconds as f64));
-        let (summary, _) = deliver(capture_to, &agent, &pace, &shared, batch, attempt);
+        let (summary, _) = deliver(capture_to, &agent, pace, shared, batch, attempt);
         sent.delivered += summary.delivered as u64;
         sent.rejected.extend(summary.rejected.into_iter().map(|r| (r.uuid.unwrap_or_default(), r.reason.to_string())));
         sent.stopped = summary.stop;
+        let mut waiting = Vec::new();
         for keep in summary.keep {
             match keep.state {
-                KeepState::Waiting => queue.push_back((keep.batch, keep.attempt, keep.delay_seconds)),
+                KeepState::Waiting => waiting.push((keep.batch, keep.attempt, keep.delay_seconds)),
                 _ => sent.undelivered.push((keep.batch.uuids.len(), keep.reason)),
             }
+        }
+        // What waits goes first again, in its order.
+        for again in waiting.into_iter().rev() {
+            queue.push_front(again);
         }
     }
     sent
