@@ -2,6 +2,7 @@
 //! the one `match` that gives each its code (the README's table follows it).
 
 use crate::pipeline::error::PipelineError;
+use crate::sources::error::SourceError;
 use crate::store::error::StoreError;
 
 /// A command that ran to its end.
@@ -34,6 +35,9 @@ pub enum CommandError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Pipeline(#[from] PipelineError),
+    /// A source that cannot be opened (`--files` that is no export).
+    #[error(transparent)]
+    Source(#[from] SourceError),
     /// Anything else that stops a command (a source with no events, a destination out
     /// of reach, a file that cannot be read), in the command's words.
     #[error("{0}")]
@@ -47,7 +51,9 @@ pub fn exit_code(outcome: &Outcome) -> u8 {
     match outcome {
         Ok(Exit::Done) => 0,
         Ok(Exit::NotVerified) => 1,
-        Err(CommandError::Store(_) | CommandError::Pipeline(_) | CommandError::Failed(_)) => 1,
+        Err(CommandError::Store(_) | CommandError::Pipeline(_) | CommandError::Source(_) | CommandError::Failed(_)) => {
+            1
+        }
         Err(CommandError::Usage(_)) => 2,
         Ok(Exit::Parked) => 3,
         Ok(Exit::Refused) => 4,

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use super::convert::Converted;
 use super::{Archive, Bytes, Entry};
 use crate::shared::retry::ReadError;
+use crate::sources::error::SourceError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -60,16 +61,16 @@ pub fn zip_read<R: Read + Seek>(archive: &mut zip::ZipArchive<R>, name: &str) ->
     Ok(data)
 }
 
-fn file_content(path: &Path) -> Result<String, String> {
-    let meta = fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+fn file_content(path: &Path) -> Result<String, SourceError> {
+    let meta = fs::metadata(path).map_err(|source| SourceError::CannotRead { path: path.to_path_buf(), source })?;
     let modified = meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
     Ok(format!("{} bytes, modified {}", meta.len(), modified.map_or(0, |d| d.as_nanos())))
 }
 
 impl LocalExport {
-    pub fn open(path: &Path) -> Result<LocalExport, String> {
+    pub fn open(path: &Path) -> Result<LocalExport, SourceError> {
         if !path.exists() {
-            return Err(format!("--files: {} does not exist", path.display()));
+            return Err(SourceError::NotThere(path.to_path_buf()));
         }
         let kind = if path.is_dir() {
             Kind::Folder
@@ -77,19 +78,13 @@ impl LocalExport {
             let mut head = [0u8; 4];
             let read = fs::File::open(path)
                 .and_then(|mut f| f.read(&mut head))
-                .map_err(|e| format!("--files: {}: {e}", path.display()))?;
+                .map_err(|source| SourceError::CannotRead { path: path.to_path_buf(), source })?;
             let name = path.to_string_lossy();
             match &head[..read] {
                 [b'P', b'K', ..] => Kind::Zip,
                 [0x1f, 0x8b, ..] => Kind::File,
                 [b'{', ..] | [0xef, 0xbb, 0xbf, ..] if is_export_file(&name) => Kind::File,
-                _ => {
-                    return Err(format!(
-                        "--files: {} is neither a zip nor a .json.gz of an Amplitude export; give the zip Amplitude's \
-                         Export API returned, the folder it was unzipped to, or one of its .json.gz files",
-                        path.display()
-                    ))
-                }
+                _ => return Err(SourceError::NotAnExport(path.to_path_buf())),
             }
         };
         Ok(LocalExport { path: path.to_path_buf(), kind, places: HashMap::new(), open: None })
@@ -120,8 +115,9 @@ impl LocalExport {
         }
     }
 
-    fn folder_entries(&mut self, dir: &Path, out: &mut Vec<Entry>) -> Result<(), String> {
-        let entries = fs::read_dir(dir).map_err(|e| format!("--files: {}: {e}", dir.display()))?;
+    fn folder_entries(&mut self, dir: &Path, out: &mut Vec<Entry>) -> Result<(), SourceError> {
+        let entries =
+            fs::read_dir(dir).map_err(|source| SourceError::CannotRead { path: dir.to_path_buf(), source })?;
         for entry in entries.flatten() {
             let path = entry.path();
             if path.is_dir() {
@@ -130,7 +126,7 @@ impl LocalExport {
             }
             let name = path.strip_prefix(&self.path).unwrap_or(&path).to_string_lossy().into_owned();
             if is_export_file(&name) {
-                let content = file_content(&path).map_err(|e| format!("--files: {e}"))?;
+                let content = file_content(&path)?;
                 out.push(Entry { name: name.clone(), content });
                 self.places.insert(name, Place::File(path));
             } else if name.ends_with(".zip") {
@@ -215,11 +211,11 @@ impl Archive for LocalExport {
         self.places.clear();
         let path = self.path.clone();
         match self.kind {
-            Kind::Folder => self.folder_entries(&path, &mut out).map_err(ReadError::Fatal)?,
+            Kind::Folder => self.folder_entries(&path, &mut out)?,
             Kind::Zip => self.zip_entries(&path, "", &mut out),
             Kind::File => {
                 let name = path.file_name().map_or(String::new(), |n| n.to_string_lossy().into_owned());
-                let content = file_content(&path).map_err(|e| ReadError::Fatal(format!("--files: {e}")))?;
+                let content = file_content(&path)?;
                 out.push(Entry { name: name.clone(), content });
                 self.places.insert(name, Place::File(path));
             }
