@@ -1,6 +1,7 @@
 //! How a command ends, and its exit code: every way is a value here, and `exit_code` is
 //! the one `match` that gives each its code (the README's table follows it).
 
+use super::demo::error::DemoError;
 use crate::pipeline::error::PipelineError;
 use crate::sources::error::SourceError;
 use crate::store::error::StoreError;
@@ -38,6 +39,8 @@ pub enum CommandError {
     /// A source that cannot be opened (`--files` that is no export).
     #[error(transparent)]
     Source(#[from] SourceError),
+    #[error(transparent)]
+    Demo(#[from] DemoError),
     /// Anything else that stops a command (a source with no events, a destination out
     /// of reach, a file that cannot be read), in the command's words.
     #[error("{0}")]
@@ -51,9 +54,13 @@ pub fn exit_code(outcome: &Outcome) -> u8 {
     match outcome {
         Ok(Exit::Done) => 0,
         Ok(Exit::NotVerified) => 1,
-        Err(CommandError::Store(_) | CommandError::Pipeline(_) | CommandError::Source(_) | CommandError::Failed(_)) => {
-            1
-        }
+        Err(
+            CommandError::Store(_)
+            | CommandError::Pipeline(_)
+            | CommandError::Source(_)
+            | CommandError::Demo(_)
+            | CommandError::Failed(_),
+        ) => 1,
         Err(CommandError::Usage(_)) => 2,
         Ok(Exit::Parked) => 3,
         Ok(Exit::Refused) => 4,
