@@ -7,11 +7,12 @@ use std::collections::HashMap;
 use std::fs;
 use std::io::{BufReader, Read, Seek};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use super::convert::Converted;
 use super::{Archive, Bytes, Entry};
 use crate::shared::retry::ReadError;
-use crate::sources::error::SourceError;
+use crate::sources::error::{SourceError, Unreadable};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -25,7 +26,7 @@ enum Place {
     File(PathBuf),
     InZip(PathBuf, String),
     /// A zip that cannot be opened, and why.
-    Broken(String),
+    Broken(Unreadable),
 }
 
 pub struct LocalExport {
@@ -55,9 +56,9 @@ pub fn zip_listing<R: Read + Seek>(archive: &mut zip::ZipArchive<R>) -> Vec<(Str
 
 /// One file of an open zip (its CRC-32 checked as it is unpacked).
 pub fn zip_read<R: Read + Seek>(archive: &mut zip::ZipArchive<R>, name: &str) -> Bytes {
-    let mut file = archive.by_name(name).map_err(|e| e.to_string())?;
+    let mut file = archive.by_name(name)?;
     let mut data = Vec::with_capacity(file.size() as usize);
-    file.read_to_end(&mut data).map_err(|e| e.to_string())?;
+    file.read_to_end(&mut data)?;
     Ok(data)
 }
 
@@ -93,8 +94,8 @@ impl LocalExport {
     /// The entries of the zip at `path`, named `prefix` + their name in it.
     fn zip_entries(&mut self, path: &Path, prefix: &str, out: &mut Vec<Entry>) {
         let opened = fs::File::open(path)
-            .map_err(|e| e.to_string())
-            .and_then(|f| zip::ZipArchive::new(BufReader::new(f)).map_err(|e| format!("it is not a whole zip ({e})")));
+            .map_err(Unreadable::from)
+            .and_then(|f| zip::ZipArchive::new(BufReader::new(f)).map_err(|e| Unreadable::NotAWholeZip(Arc::new(e))));
         let mut archive = match opened {
             Ok(archive) => archive,
             Err(why) => {
@@ -138,11 +139,12 @@ impl LocalExport {
 
     fn read_in_zip(&mut self, path: &Path, inner: &str) -> Bytes {
         if self.open.as_ref().is_none_or(|(open, _)| open != path) {
-            let file = fs::File::open(path).map_err(|e| e.to_string())?;
-            let archive = zip::ZipArchive::new(BufReader::new(file)).map_err(|e| format!("not a whole zip ({e})"))?;
+            let file = fs::File::open(path)?;
+            let archive =
+                zip::ZipArchive::new(BufReader::new(file)).map_err(|e| Unreadable::ZipCutShort(Arc::new(e)))?;
             self.open = Some((path.to_path_buf(), archive));
         }
-        let (_, archive) = self.open.as_mut().ok_or("no zip")?;
+        let (_, archive) = self.open.as_mut().ok_or(Unreadable::NoZip)?;
         zip_read(archive, inner)
     }
 }
@@ -225,13 +227,13 @@ impl Archive for LocalExport {
 
     fn read(&mut self, _unit: &str, entry: &Entry) -> Result<Bytes, ReadError> {
         Ok(match self.places.get(&entry.name) {
-            Some(Place::File(path)) => fs::read(path).map_err(|e| e.to_string()),
+            Some(Place::File(path)) => fs::read(path).map_err(Unreadable::from),
             Some(Place::InZip(path, inner)) => {
                 let (path, inner) = (path.clone(), inner.clone());
                 self.read_in_zip(&path, &inner)
             }
             Some(Place::Broken(why)) => Err(why.clone()),
-            None => Err("it is no longer there".into()),
+            None => Err(Unreadable::Gone),
         })
     }
 
