@@ -1,7 +1,9 @@
 //! How a command ends, and its exit code: every way is a value here, and `exit_code` is
 //! the one `match` that gives each its code (the README's table follows it).
 
+use super::demo::error::DemoError;
 use crate::pipeline::error::PipelineError;
+use crate::sources::error::SourceError;
 use crate::store::error::StoreError;
 
 /// A command that ran to its end.
@@ -36,6 +38,11 @@ pub enum CommandError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Pipeline(#[from] PipelineError),
+    /// A source that cannot be opened (`--files` that is no export).
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error(transparent)]
+    Demo(#[from] DemoError),
     /// Anything else that stops a command (a source with no events, a destination out
     /// of reach, a file that cannot be read), in the command's words.
     #[error("{0}")]
@@ -54,7 +61,13 @@ pub fn exit_code(outcome: &Outcome) -> u8 {
         // sysexits' EX_TEMPFAIL: another run holds the state file; the same command
         // succeeds once it has ended.
         Err(CommandError::Store(StoreError::InUse { .. })) => 75,
-        Err(CommandError::Store(_) | CommandError::Pipeline(_) | CommandError::Failed(_)) => 1,
+        Err(
+            CommandError::Store(_)
+            | CommandError::Pipeline(_)
+            | CommandError::Source(_)
+            | CommandError::Demo(_)
+            | CommandError::Failed(_),
+        ) => 1,
         Err(CommandError::Usage(_)) => 2,
         Ok(Exit::Parked) => 3,
         Ok(Exit::Refused) => 4,

@@ -283,7 +283,7 @@ fn same_export(state: &Path, files: &Path) -> Result<(), CommandError> {
     if imported.is_empty() {
         return Ok(());
     }
-    let export = LocalExport::open(files).map_err(CommandError::Failed)?;
+    let export = LocalExport::open(files)?;
     let mut export = Amplitude::new(export, ImportOptions::default(), Default::default());
     export.take_stock().map_err(PipelineError::from)?;
     if export.fingerprint().is_some_and(|given| imported.contains(&given)) {
@@ -326,7 +326,7 @@ fn resend_missing(
                 group_identify: false,
                 skip_unreadable: false,
             };
-            let export = LocalExport::open(files).map_err(CommandError::Failed)?;
+            let export = LocalExport::open(files)?;
             resend::Reread::Whole(Box::new(Amplitude::new(export, import, Default::default())))
         }
         VerifyFrom::Files => {
