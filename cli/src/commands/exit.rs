@@ -38,7 +38,8 @@ pub enum CommandError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Pipeline(#[from] PipelineError),
-    /// A source that cannot be opened (`--files` that is no export).
+    /// A source that cannot be opened (`--files` that is no export or not there, an
+    /// `--s3` address that is not one).
     #[error(transparent)]
     Source(#[from] SourceError),
     #[error(transparent)]
@@ -61,6 +62,10 @@ pub fn exit_code(outcome: &Outcome) -> u8 {
         // sysexits' EX_TEMPFAIL: another run holds the state file; the same command
         // succeeds once it has ended.
         Err(CommandError::Store(StoreError::InUse { .. })) => 75,
+        // `--s3` or `--s3-endpoint` is not an address of the kind it takes.
+        Err(CommandError::Source(
+            SourceError::NotAnS3Url(_) | SourceError::NoBucket(_) | SourceError::NotAnEndpoint(_),
+        )) => 2,
         Err(
             CommandError::Store(_)
             | CommandError::Pipeline(_)

@@ -56,7 +56,7 @@ pub fn run(state_path: &Path, args: &MixpanelOptions) -> Outcome {
     let mut range = None;
     let mut source: Box<dyn Source> =
         if !args.files.is_empty() || (!args.profiles.is_empty() && args.project_id.is_none()) {
-            let files = LocalFiles::open(&args.files, &args.profiles).map_err(CommandError::Failed)?;
+            let files = LocalFiles::open(&args.files, &args.profiles)?;
             let mut local = Mixpanel::new(files, import, known, handed);
             local.take_stock().map_err(PipelineError::from)?;
             Box::new(local)

@@ -355,7 +355,7 @@ fn resend_missing(
                 destination: format!("{} {}", settings.destination.base_url, settings.project_api_key),
                 now: migrator3000::timestamp::format(Utc::now()),
             };
-            let files = LocalFiles::open(&args.files, &args.profiles).map_err(CommandError::Failed)?;
+            let files = LocalFiles::open(&args.files, &args.profiles)?;
             resend::Reread::Whole(Box::new(Mixpanel::new(files, import, Default::default(), Default::default())))
         }
         read => {

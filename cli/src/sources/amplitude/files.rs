@@ -63,7 +63,11 @@ pub fn zip_read<R: Read + Seek>(archive: &mut zip::ZipArchive<R>, name: &str) ->
 }
 
 fn file_content(path: &Path) -> Result<String, SourceError> {
-    let meta = fs::metadata(path).map_err(|source| SourceError::CannotRead { path: path.to_path_buf(), source })?;
+    let meta = fs::metadata(path).map_err(|source| SourceError::CannotRead {
+        flag: "--files",
+        path: path.to_path_buf(),
+        source,
+    })?;
     let modified = meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
     Ok(format!("{} bytes, modified {}", meta.len(), modified.map_or(0, |d| d.as_nanos())))
 }
@@ -71,7 +75,7 @@ fn file_content(path: &Path) -> Result<String, SourceError> {
 impl LocalExport {
     pub fn open(path: &Path) -> Result<LocalExport, SourceError> {
         if !path.exists() {
-            return Err(SourceError::NotThere(path.to_path_buf()));
+            return Err(SourceError::NotThere { flag: "--files", path: path.to_path_buf() });
         }
         let kind = if path.is_dir() {
             Kind::Folder
@@ -79,7 +83,7 @@ impl LocalExport {
             let mut head = [0u8; 4];
             let read = fs::File::open(path)
                 .and_then(|mut f| f.read(&mut head))
-                .map_err(|source| SourceError::CannotRead { path: path.to_path_buf(), source })?;
+                .map_err(|source| SourceError::CannotRead { flag: "--files", path: path.to_path_buf(), source })?;
             let name = path.to_string_lossy();
             match &head[..read] {
                 [b'P', b'K', ..] => Kind::Zip,
@@ -117,8 +121,11 @@ impl LocalExport {
     }
 
     fn folder_entries(&mut self, dir: &Path, out: &mut Vec<Entry>) -> Result<(), SourceError> {
-        let entries =
-            fs::read_dir(dir).map_err(|source| SourceError::CannotRead { path: dir.to_path_buf(), source })?;
+        let entries = fs::read_dir(dir).map_err(|source| SourceError::CannotRead {
+            flag: "--files",
+            path: dir.to_path_buf(),
+            source,
+        })?;
         for entry in entries.flatten() {
             let path = entry.path();
             if path.is_dir() {
