@@ -82,3 +82,21 @@ pub fn exit_code(outcome: &Outcome) -> u8 {
         Ok(Exit::Interrupted) => 130,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_s3_address_that_is_none_is_a_wrong_flag_and_a_missing_file_a_failure() {
+        for wrong in [
+            SourceError::NotAnS3Url("b".into()),
+            SourceError::NoBucket("s3://".into()),
+            SourceError::NotAnEndpoint("localhost".into()),
+        ] {
+            assert_eq!(exit_code(&Err(CommandError::Source(wrong))), 2);
+        }
+        let missing = SourceError::NotThere { flag: "--files", path: "x".into() };
+        assert_eq!(exit_code(&Err(CommandError::Source(missing))), 1);
+    }
+}
