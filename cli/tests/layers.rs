@@ -1,7 +1,8 @@
 //! The layers of the command and of the core, kept so: every file's imports (its `use`
 //! trees and the `crate::` / `super::` / child-module paths in its code) may only reach
 //! its own layer's folder or a lower layer, and no files import each other in a circle.
-//! A new module must be given its layer here.
+//! A new module must be given its layer here. Only the reporter prints, and no
+//! `Result` of the command has a bare `String` for its error.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -494,4 +495,80 @@ fn the_reader_sees_what_a_file_imports() {
     assert!(leaves.contains(&"crate::a::c".to_string()), "{leaves:?}");
     assert!(leaves.contains(&"super::e::f".to_string()), "{leaves:?}");
     assert!(!leaves.iter().any(|l| l.contains('z') || l.contains('y')), "{leaves:?}");
+}
+
+/// Each `Result<…, String>` in a file's code (its error a bare message), as written:
+/// generics nested in the value are read through, `StoreResult<…>` and the like are not
+/// `Result<`, and a one-argument `io::Result<String>` has no error type to look at.
+fn string_errors(code: &str) -> Vec<String> {
+    let chars: Vec<char> = code.chars().collect();
+    let mut out = Vec::new();
+    let mut from = 0;
+    while let Some(found) = code[from..].find("Result<") {
+        let at = from + found;
+        from = at + "Result<".len();
+        let start = code[..at].chars().count();
+        if prev_is_ident(&chars, start) {
+            continue;
+        }
+        // The arguments between `Result<` and its `>`, split at the commas of its level.
+        let (mut depth, mut args, mut arg) = (0i32, Vec::new(), String::new());
+        for i in start + "Result<".len()..chars.len() {
+            let c = chars[i];
+            match c {
+                '<' | '(' | '[' => depth += 1,
+                '>' if chars[i - 1] == '-' => {}
+                '>' | ')' | ']' if depth > 0 => depth -= 1,
+                '>' => break,
+                ',' if depth == 0 => {
+                    args.push(std::mem::take(&mut arg));
+                    continue;
+                }
+                _ => {}
+            }
+            arg.push(c);
+        }
+        args.push(arg);
+        let error: String = args.last().unwrap().split_whitespace().collect();
+        let error =
+            error.trim_start_matches("::").trim_start_matches("std::string::").trim_start_matches("alloc::string::");
+        if args.len() > 1 && error == "String" {
+            out.push(format!("Result<{}>", args.iter().map(|a| a.trim()).collect::<Vec<_>>().join(", ")));
+        }
+    }
+    out
+}
+
+#[test]
+fn no_result_of_the_command_has_a_string_for_its_error() {
+    let krate = Crate::read(&root().join("cli/src"));
+    let found: Vec<String> = krate
+        .files
+        .iter()
+        .flat_map(|(module, code)| string_errors(code).into_iter().map(move |r| format!("{}: {r}", name(module))))
+        .collect();
+    assert!(
+        found.is_empty(),
+        "give these an error type of their layer (e.g. sources::error, store::error, commands::exit), not a String:\n{}",
+        found.join("\n")
+    );
+}
+
+#[test]
+fn the_reader_sees_a_string_for_an_error() {
+    let code = code_only(
+        "fn a() -> Result<(), String> {}\ntype B = Result<Vec<u8>, String>;\nfn c() -> Result<HashMap<String, (u8, \
+         String)>, std::string::String> {}\nfn d() -> Result<fn(u8) -> u8, String> {}\n// Result<(), String>\nfn e() \
+         -> StoreResult<String> {}\nfn f() -> io::Result<String> {}\nfn g() -> Result<String, StoreError> {}\nfn h() \
+         -> Result<Option<String>, CommandError> {}\nlet s = \"Result<(), String>\";\n",
+    );
+    assert_eq!(
+        string_errors(&code),
+        [
+            "Result<(), String>",
+            "Result<Vec<u8>, String>",
+            "Result<HashMap<String, (u8, String)>, std::string::String>",
+            "Result<fn(u8) -> u8, String>"
+        ]
+    );
 }

@@ -43,7 +43,7 @@ pub fn run(state_path: &Path, args: &AmplitudeOptions) -> Outcome {
     }
     if let Some(path) = &args.files {
         // An export with nothing to import is said before anything is stored.
-        LocalExport::open(path).map_err(CommandError::Failed)?.check().map_err(PipelineError::from)?;
+        LocalExport::open(path)?.check().map_err(PipelineError::from)?;
     }
     let mut state = if args.to.dry_run { None } else { Some(StateFile::open(state_path, Use::Run)?) };
     // Links, group properties and files are kept for each destination apart.
@@ -56,7 +56,7 @@ pub fn run(state_path: &Path, args: &AmplitudeOptions) -> Outcome {
         ImportOptions { destination, group_identify: args.group_identify, skip_unreadable: args.skip_unreadable };
     let mut source: Box<dyn Source> = match (&args.files, &args.api_key, &args.secret_key) {
         (Some(path), _, _) => {
-            let mut local = Amplitude::new(LocalExport::open(path).map_err(CommandError::Failed)?, import, known);
+            let mut local = Amplitude::new(LocalExport::open(path)?, import, known);
             // What the export holds is part of which migration this is.
             local.take_stock().map_err(PipelineError::from)?;
             Box::new(local)

@@ -1,7 +1,9 @@
 //! How a command ends, and its exit code: every way is a value here, and `exit_code` is
 //! the one `match` that gives each its code (the README's table follows it).
 
+use super::demo::error::DemoError;
 use crate::pipeline::error::PipelineError;
+use crate::sources::error::SourceError;
 use crate::store::error::StoreError;
 
 /// A command that ran to its end.
@@ -36,6 +38,12 @@ pub enum CommandError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Pipeline(#[from] PipelineError),
+    /// A source that cannot be opened (`--files` that is no export or not there, an
+    /// `--s3` address that is not one).
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error(transparent)]
+    Demo(#[from] DemoError),
     /// Anything else that stops a command (a source with no events, a destination out
     /// of reach, a file that cannot be read), in the command's words.
     #[error("{0}")]
@@ -54,7 +62,17 @@ pub fn exit_code(outcome: &Outcome) -> u8 {
         // sysexits' EX_TEMPFAIL: another run holds the state file; the same command
         // succeeds once it has ended.
         Err(CommandError::Store(StoreError::InUse { .. })) => 75,
-        Err(CommandError::Store(_) | CommandError::Pipeline(_) | CommandError::Failed(_)) => 1,
+        // `--s3` or `--s3-endpoint` is not an address of the kind it takes.
+        Err(CommandError::Source(
+            SourceError::NotAnS3Url(_) | SourceError::NoBucket(_) | SourceError::NotAnEndpoint(_),
+        )) => 2,
+        Err(
+            CommandError::Store(_)
+            | CommandError::Pipeline(_)
+            | CommandError::Source(_)
+            | CommandError::Demo(_)
+            | CommandError::Failed(_),
+        ) => 1,
         Err(CommandError::Usage(_)) => 2,
         Ok(Exit::Parked) => 3,
         Ok(Exit::Refused) => 4,
@@ -62,5 +80,23 @@ pub fn exit_code(outcome: &Outcome) -> u8 {
         Ok(Exit::Incomplete) => 6,
         // 128 + SIGINT, as shells report a command stopped by Ctrl-C.
         Ok(Exit::Interrupted) => 130,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_s3_address_that_is_none_is_a_wrong_flag_and_a_missing_file_a_failure() {
+        for wrong in [
+            SourceError::NotAnS3Url("b".into()),
+            SourceError::NoBucket("s3://".into()),
+            SourceError::NotAnEndpoint("localhost".into()),
+        ] {
+            assert_eq!(exit_code(&Err(CommandError::Source(wrong))), 2);
+        }
+        let missing = SourceError::NotThere { flag: "--files", path: "x".into() };
+        assert_eq!(exit_code(&Err(CommandError::Source(missing))), 1);
     }
 }

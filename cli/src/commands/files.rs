@@ -52,7 +52,7 @@ pub fn open(
     let options = ReadOptions { destination, skip_unreadable };
     Ok(match (&from.files, &from.s3) {
         (Some(path), None) => {
-            let mut files = Files::new(Local::open(path).map_err(CommandError::Failed)?, options, known);
+            let mut files = Files::new(Local::open(path)?, options, known);
             files.take_stock().map_err(PipelineError::from)?;
             Box::new(files)
         }
@@ -64,7 +64,7 @@ pub fn open(
                         .into(),
                 )
             })?;
-            let bucket = S3::new(url, from.s3_endpoint.as_deref(), credentials).map_err(CommandError::Usage)?;
+            let bucket = S3::new(url, from.s3_endpoint.as_deref(), credentials)?;
             let mut files = Files::new(bucket, options, known);
             let retry = RetryPolicy::new(1.0);
             retry.read(|| files.take_stock()).map_err(PipelineError::from)?;

@@ -93,7 +93,7 @@ pub fn run(state_path: &Path, args: &MixpanelOptions) -> Outcome {
                         .into(),
                 ));
             }
-            let files = LocalFiles::open(&args.files, &profile_files).map_err(CommandError::Failed)?;
+            let files = LocalFiles::open(&args.files, &profile_files)?;
             match people {
                 Some(people) => {
                     let mut local = Mixpanel::new(WithPeople { events: files, people }, import, known, handed);

@@ -8,6 +8,8 @@ use std::io::Read;
 
 use uuid::Uuid;
 
+use crate::sources::error::Undecodable;
+
 /// Namespace of content fingerprints (never change it: state files hold them).
 const FINGERPRINT: Uuid = Uuid::from_u128(0x6c69_6e65_732d_6669_6e67_6572_7072_696e);
 
@@ -30,18 +32,15 @@ pub fn compression(bytes: &[u8]) -> Compression {
 /// The text of a file of lines, decompressed (gzip of several members too); why not when
 /// it is cut short or damaged. Bytes that are not UTF-8 are replaced, not refused (a bad
 /// line is rejected by its parser with its number), a leading byte order mark is dropped.
-pub fn text(bytes: &[u8]) -> Result<String, String> {
+pub fn text(bytes: &[u8]) -> Result<String, Undecodable> {
     let mut raw = Vec::new();
     match compression(bytes) {
         Compression::Gzip => {
-            flate2::read::MultiGzDecoder::new(bytes)
-                .read_to_end(&mut raw)
-                .map_err(|e| format!("it is not a whole gzip file ({e})"))?;
+            flate2::read::MultiGzDecoder::new(bytes).read_to_end(&mut raw).map_err(Undecodable::Gzip)?;
         }
         Compression::Zstd => {
-            let mut decoder = ruzstd::decoding::StreamingDecoder::new(bytes)
-                .map_err(|e| format!("it is not a whole zstd file ({e})"))?;
-            decoder.read_to_end(&mut raw).map_err(|e| format!("it is not a whole zstd file ({e})"))?;
+            let mut decoder = ruzstd::decoding::StreamingDecoder::new(bytes).map_err(Undecodable::ZstdFrame)?;
+            decoder.read_to_end(&mut raw).map_err(Undecodable::Zstd)?;
         }
         Compression::Plain => raw.extend_from_slice(bytes),
     }
@@ -70,7 +69,7 @@ pub fn next_line(text: &str, offset: usize) -> Option<(&str, usize)> {
 }
 
 /// Every line of a file's bytes, as `text` decodes them and `next_line` cuts them.
-pub fn lines_of(bytes: &[u8]) -> Result<Vec<String>, String> {
+pub fn lines_of(bytes: &[u8]) -> Result<Vec<String>, Undecodable> {
     let text = text(bytes)?;
     let (mut lines, mut at) = (Vec::new(), 0);
     while let Some((line, next)) = next_line(&text, at) {
@@ -128,7 +127,7 @@ mod tests {
             assert_eq!(lines_of(&bytes).unwrap(), all_lines(&text), "{kind:?}");
         }
         let cut = gzip(LINES.as_bytes());
-        assert!(text(&cut[..cut.len() - 6]).unwrap_err().contains("not a whole gzip"));
+        assert!(text(&cut[..cut.len() - 6]).unwrap_err().to_string().contains("not a whole gzip"));
     }
 
     #[test]
@@ -139,7 +138,7 @@ mod tests {
         let gz = gz.finish().unwrap();
         assert_eq!(lines_of(&plain).unwrap(), ["{\"a\":1}", "{\"a\":2}"]);
         assert_eq!(lines_of(&gz).unwrap(), lines_of(&plain).unwrap());
-        assert!(lines_of(&gz[..gz.len() - 6]).unwrap_err().contains("not a whole gzip"));
+        assert!(lines_of(&gz[..gz.len() - 6]).unwrap_err().to_string().contains("not a whole gzip"));
         assert_eq!(fingerprint(&plain), fingerprint(&plain.clone()));
         assert_ne!(fingerprint(&plain), fingerprint(&gz));
         assert!(fingerprint(b"").ends_with(":0"));

@@ -2,6 +2,7 @@
 //! order, each page resumable from the cursor of the last event of the page before.
 
 pub mod amplitude;
+pub mod error;
 pub mod files;
 pub mod lines;
 pub mod mixpanel;

@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use tiny_http::{Response, Server};
 
+use super::error::DemoError;
+
 pub const PROJECT: u64 = 1;
 pub const PERSONAL_KEY: &str = "phx_demo_reader";
 
@@ -51,9 +53,9 @@ pub struct Destination {
 const LATENCY: Duration = Duration::from_millis(40);
 
 impl Destination {
-    pub fn start(api_key: &str) -> Result<Destination, String> {
-        let server = Arc::new(Server::http("127.0.0.1:0").map_err(|e| format!("no loopback server: {e}"))?);
-        let port = server.server_addr().to_ip().map(|a| a.port()).ok_or("no loopback port")?;
+    pub fn start(api_key: &str) -> Result<Destination, DemoError> {
+        let server = Arc::new(Server::http("127.0.0.1:0").map_err(DemoError::NoServer)?);
+        let port = server.server_addr().to_ip().map(|a| a.port()).ok_or(DemoError::NoPort)?;
         let destination = Destination {
             url: format!("http://127.0.0.1:{port}"),
             received: Arc::default(),

@@ -8,6 +8,8 @@ use std::path::Path;
 
 use serde_json::{json, Value};
 
+use super::error::DemoError;
+
 /// What the export holds, as the destination must end up with it.
 pub struct Expected {
     pub lines: usize,
@@ -95,9 +97,9 @@ fn uuid(n: usize) -> String {
 }
 
 /// Writes `events` lines over two days into `dir` and says what they must become.
-pub fn write(dir: &Path, events: usize) -> Result<Expected, String> {
+pub fn write(dir: &Path, events: usize) -> Result<Expected, DemoError> {
     let project = dir.join("421337");
-    fs::create_dir_all(&project).map_err(|e| format!("{}: {e}", project.display()))?;
+    fs::create_dir_all(&project).map_err(|source| DemoError::Export { path: project.clone(), source })?;
     let mut dice = Dice(0x9e37_79b9_7f4a_7c15);
     let mut expected =
         Expected { lines: 0, files: 0, uuids: HashSet::new(), aliases: 0, session_markers: 0, malformed: 0 };
@@ -169,8 +171,9 @@ pub fn write(dir: &Path, events: usize) -> Result<Expected, String> {
         expected.files += 1;
         let path = project.join(format!("421337_2024-03-{:02}_{}#0.json.gz", 1 + hour / 24, hour % 24));
         let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-        gzip.write_all(lines.join("\n").as_bytes()).map_err(|e| e.to_string())?;
-        fs::write(&path, gzip.finish().map_err(|e| e.to_string())?).map_err(|e| format!("{}: {e}", path.display()))?;
+        gzip.write_all(lines.join("\n").as_bytes()).map_err(DemoError::Gzip)?;
+        let gzipped = gzip.finish().map_err(DemoError::Gzip)?;
+        fs::write(&path, gzipped).map_err(|source| DemoError::Export { path: path.clone(), source })?;
     }
     Ok(expected)
 }

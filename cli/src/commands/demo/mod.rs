@@ -10,6 +10,7 @@
 //! every event.
 
 mod destination;
+pub mod error;
 mod export;
 
 use std::path::{Path, PathBuf};
@@ -19,6 +20,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use destination::Destination;
+use error::DemoError;
 
 use super::exit::{CommandError, Exit, Outcome};
 use crate::shared::reporter::say;
@@ -45,8 +47,8 @@ fn thousands(n: usize) -> String {
 }
 
 /// This very program, on the demo's state file.
-fn migrator3000(state: &Path) -> Result<Command, String> {
-    let exe = std::env::current_exe().map_err(|e| format!("cannot find this program to run it: {e}"))?;
+fn migrator3000(state: &Path) -> Result<Command, DemoError> {
+    let exe = std::env::current_exe().map_err(DemoError::NoProgram)?;
     let mut command = Command::new(exe);
     command.arg("--state").arg(state);
     Ok(command)
@@ -59,10 +61,13 @@ fn sizes(events: usize) -> (usize, usize) {
     ((events / 40).clamp(5, 50), (events / 10).clamp(10, 500))
 }
 
+/// The fewest events the demo generates: enough for a middle to kill the run in.
+const FEWEST_EVENTS: usize = 100;
+
 /// The most events the demo generates: more is a bench, not a demo.
 const MOST_EVENTS: usize = 1_000_000;
 
-fn import(state: &Path, export: &Path, destination: &Destination, events: usize) -> Result<Command, String> {
+fn import(state: &Path, export: &Path, destination: &Destination, events: usize) -> Result<Command, DemoError> {
     let (batch, page) = sizes(events);
     let mut command = migrator3000(state)?;
     command.arg("amplitude").arg("--files").arg(export);
@@ -82,18 +87,15 @@ fn import(state: &Path, export: &Path, destination: &Destination, events: usize)
 }
 
 pub fn run(events: usize, keep: bool) -> Outcome {
-    demo(events, keep).map_err(CommandError::Failed)
+    demo(events, keep).map_err(CommandError::from)
 }
 
-fn demo(events: usize, keep: bool) -> Result<Exit, String> {
-    if events < 100 {
-        return Err("--events: give at least 100, so that there is a middle to kill the run in".into());
+fn demo(events: usize, keep: bool) -> Result<Exit, DemoError> {
+    if events < FEWEST_EVENTS {
+        return Err(DemoError::FewEvents { least: FEWEST_EVENTS });
     }
     if events > MOST_EVENTS {
-        return Err(format!(
-            "--events: give at most {}: the demo runs on this machine, against a destination of its own",
-            thousands(MOST_EVENTS)
-        ));
+        return Err(DemoError::ManyEvents { most: MOST_EVENTS });
     }
     let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
     let folder =
@@ -127,22 +129,20 @@ fn demo(events: usize, keep: bool) -> Result<Exit, String> {
         thousands(kill_at)
     );
     destination.hold_at.store(kill_at, Ordering::SeqCst);
-    let mut child = import(&state_path, &export_dir, &destination, events)?
-        .spawn()
-        .map_err(|e| format!("cannot run the command: {e}"))?;
+    let mut child = import(&state_path, &export_dir, &destination, events)?.spawn().map_err(DemoError::CannotRun)?;
     let started = Instant::now();
     let killed = loop {
-        if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
+        if let Some(status) = child.try_wait().map_err(DemoError::Run)? {
             break Err(status);
         }
         if destination.accepted.load(Ordering::SeqCst) >= kill_at {
-            child.kill().map_err(|e| format!("cannot kill the command: {e}"))?;
+            child.kill().map_err(DemoError::CannotKill)?;
             let _ = child.wait();
             break Ok(destination.accepted.load(Ordering::SeqCst));
         }
         if started.elapsed() > Duration::from_secs(300) {
             let _ = child.kill();
-            return Err("the first run took over 5 minutes without reaching its middle".into());
+            return Err(DemoError::FirstRunTooLong);
         }
         thread::sleep(Duration::from_millis(2));
     };
@@ -156,11 +156,11 @@ fn demo(events: usize, keep: bool) -> Result<Exit, String> {
 
     say!("\n4. The same command again: it resumes from the state file.\n");
     destination.over_quota.store(true, Ordering::SeqCst);
-    let status = import(&state_path, &export_dir, &destination, events)?.status().map_err(|e| e.to_string())?;
+    let status = import(&state_path, &export_dir, &destination, events)?.status().map_err(DemoError::Run)?;
     say!("\n   Exit code: {}", status.code().map_or("none".into(), |c| c.to_string()));
 
     say!("\n5. migrator3000 status\n");
-    migrator3000(&state_path)?.arg("status").status().map_err(|e| e.to_string())?;
+    migrator3000(&state_path)?.arg("status").status().map_err(DemoError::Run)?;
 
     let dropped = destination.dropped.load(Ordering::SeqCst);
     say!(
@@ -169,7 +169,7 @@ fn demo(events: usize, keep: bool) -> Result<Exit, String> {
         thousands(dropped)
     );
     let report = folder.path.join("verify.html");
-    let found = verify(&state_path, &destination)?.arg("--report").arg(&report).status().map_err(|e| e.to_string())?;
+    let found = verify(&state_path, &destination)?.arg("--report").arg(&report).status().map_err(DemoError::Run)?;
     say!("\n   Exit code: {} (5: differences found)", found.code().map_or("none".into(), |c| c.to_string()));
 
     destination.over_quota.store(false, Ordering::SeqCst);
@@ -180,7 +180,7 @@ fn demo(events: usize, keep: bool) -> Result<Exit, String> {
         .arg(&export_dir)
         .args(["--host", &destination.url, "--project-api-key", API_KEY, "--retry-scale", "0.02"])
         .status()
-        .map_err(|e| e.to_string())?;
+        .map_err(DemoError::Run)?;
     say!("\n   Exit code: {}", mended.code().map_or("none".into(), |c| c.to_string()));
 
     let mut verdict = check(&expected, &destination, &state_path)?;
@@ -209,7 +209,7 @@ fn demo(events: usize, keep: bool) -> Result<Exit, String> {
 }
 
 /// `migrator3000 verify` of the import in the state file against the destination.
-fn verify(state: &Path, destination: &Destination) -> Result<Command, String> {
+fn verify(state: &Path, destination: &Destination) -> Result<Command, DemoError> {
     let mut command = migrator3000(state)?;
     command.args(["verify", "--from", "amplitude", "--destination-query-api-host", &destination.url]);
     command.args(["--destination-project-id", &destination::PROJECT.to_string()]);
@@ -225,14 +225,14 @@ struct Verdict {
 }
 
 /// Compares what arrived with what the export holds.
-fn check(expected: &export::Expected, destination: &Destination, state_path: &Path) -> Result<Verdict, String> {
+fn check(expected: &export::Expected, destination: &Destination, state_path: &Path) -> Result<Verdict, DemoError> {
     let received = destination.received.lock().unwrap_or_else(|e| e.into_inner());
     let missing = expected.uuids.iter().filter(|u| !received.contains_key(*u)).count();
     let aliases = received.iter().filter(|(u, r)| r.name == "$create_alias" && !expected.uuids.contains(*u)).count();
     let strangers = received.len() - (expected.uuids.len() - missing) - aliases;
     let again = received.values().filter(|r| r.times > 1).count();
-    let state = StateFile::open(state_path, Use::Read).map_err(|e| e.to_string())?;
-    let rejected = state.runs().map_err(|e| e.to_string())?.iter().map(|r| r.rejected).sum::<u64>() as usize;
+    let state = StateFile::open(state_path, Use::Read)?;
+    let rejected = state.runs()?.iter().map(|r| r.rejected).sum::<u64>() as usize;
     let mut verdict = Verdict { ok: true, lines: Vec::new() };
     let mut line_of = |ok: bool, line: String| {
         verdict.ok &= ok;

@@ -283,7 +283,7 @@ fn same_export(state: &Path, files: &Path) -> Result<(), CommandError> {
     if imported.is_empty() {
         return Ok(());
     }
-    let export = LocalExport::open(files).map_err(CommandError::Failed)?;
+    let export = LocalExport::open(files)?;
     let mut export = Amplitude::new(export, ImportOptions::default(), Default::default());
     export.take_stock().map_err(PipelineError::from)?;
     if export.fingerprint().is_some_and(|given| imported.contains(&given)) {
@@ -326,7 +326,7 @@ fn resend_missing(
                 group_identify: false,
                 skip_unreadable: false,
             };
-            let export = LocalExport::open(files).map_err(CommandError::Failed)?;
+            let export = LocalExport::open(files)?;
             resend::Reread::Whole(Box::new(Amplitude::new(export, import, Default::default())))
         }
         VerifyFrom::Files => {
@@ -355,7 +355,7 @@ fn resend_missing(
                 destination: format!("{} {}", settings.destination.base_url, settings.project_api_key),
                 now: migrator3000::timestamp::format(Utc::now()),
             };
-            let files = LocalFiles::open(&args.files, &args.profiles).map_err(CommandError::Failed)?;
+            let files = LocalFiles::open(&args.files, &args.profiles)?;
             resend::Reread::Whole(Box::new(Mixpanel::new(files, import, Default::default(), Default::default())))
         }
         read => {

@@ -43,6 +43,21 @@ pub struct Event {
     pub groups: Vec<Group>,
 }
 
+/// Why a line is not an event: reported with the line and counted as rejected.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum LineError {
+    #[error("the line is not a JSON object")]
+    NotAnObject,
+    #[error("the event has no event_type")]
+    NoEventType,
+    #[error("the event has neither user_id nor device_id")]
+    NoDistinctId,
+    #[error("the event has no event_time, client_event_time or server_received_time")]
+    NoTime,
+    #[error("{field} \"{text}\" is not a time")]
+    NotATime { field: &'static str, text: String },
+}
+
 /// The field an event's time came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Time {
@@ -135,16 +150,16 @@ fn rfc3339(time: &str) -> Option<String> {
 }
 
 /// The event's time: `event_time`, else `client_event_time`, else `server_received_time`.
-fn time_of(line: &Map<String, Value>) -> Result<(String, Time), String> {
+fn time_of(line: &Map<String, Value>) -> Result<(String, Time), LineError> {
     for (field, kind) in
         [("event_time", Time::Event), ("client_event_time", Time::Client), ("server_received_time", Time::Server)]
     {
         if let Some(time) = text(line.get(field)) {
-            let at = rfc3339(&time).ok_or_else(|| format!("{field} \"{time}\" is not a time"))?;
+            let at = rfc3339(&time).ok_or_else(|| LineError::NotATime { field, text: time.clone() })?;
             return Ok((at, kind));
         }
     }
-    Err("the event has no event_time, client_event_time or server_received_time".into())
+    Err(LineError::NoTime)
 }
 
 /// A session: Amplitude's id (its start, in ms since 1970; -1 or 0 for none) and the
@@ -193,11 +208,11 @@ fn person(user_properties: Option<&Value>) -> (Map<String, Value>, Map<String, V
     (set, set_once)
 }
 
-pub fn convert(line: &str) -> Result<Converted, String> {
+pub fn convert(line: &str) -> Result<Converted, LineError> {
     let Ok(Value::Object(source)) = serde_json::from_str::<Value>(line) else {
-        return Err("the line is not a JSON object".into());
+        return Err(LineError::NotAnObject);
     };
-    let name = text(source.get("event_type")).ok_or("the event has no event_type")?;
+    let name = text(source.get("event_type")).ok_or(LineError::NoEventType)?;
     let name = match name.as_str() {
         "session_start" => return Ok(Converted::Skipped),
         "[Amplitude] Page Viewed" => "$pageview".to_string(),
@@ -211,8 +226,7 @@ pub fn convert(line: &str) -> Result<Converted, String> {
         let distinct_id = user_id.or(device_id);
         return Ok(Converted::Groups { groups: groups::of_line(&source), distinct_id, timestamp });
     }
-    let distinct_id =
-        user_id.clone().or_else(|| device_id.clone()).ok_or("the event has neither user_id nor device_id")?;
+    let distinct_id = user_id.clone().or_else(|| device_id.clone()).ok_or(LineError::NoDistinctId)?;
 
     let mut properties = match source.get("event_properties") {
         Some(Value::Object(map)) => map.clone(),
@@ -427,7 +441,7 @@ mod tests {
             ),
         ];
         for (line, why) in cases {
-            let error = convert(line).unwrap_err();
+            let error = convert(line).unwrap_err().to_string();
             assert!(error.contains(why), "{line}: {error}");
         }
     }

@@ -10,6 +10,7 @@ use chrono::{DateTime, Duration, Utc};
 use super::files::{zip_listing, zip_read};
 use super::{Archive, Bytes, Entry};
 use crate::shared::retry::ReadError;
+use crate::sources::error::Unreadable;
 
 pub const US: &str = "https://amplitude.com";
 pub const EU: &str = "https://analytics.eu.amplitude.com";
@@ -162,7 +163,7 @@ impl Archive for ExportApi {
             self.entries(unit)?;
         }
         let bytes = self.fetched.as_ref().map(|(_, b)| b.as_slice()).unwrap_or_default();
-        let archive = zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(|e| e.to_string());
+        let archive = zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(Unreadable::from);
         Ok(archive.and_then(|mut archive| zip_read(&mut archive, &entry.name)))
     }
 

@@ -7,10 +7,12 @@ use std::collections::HashMap;
 use std::fs;
 use std::io::{BufReader, Read, Seek};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use super::convert::Converted;
 use super::{Archive, Bytes, Entry};
 use crate::shared::retry::ReadError;
+use crate::sources::error::{SourceError, Unreadable};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -24,7 +26,7 @@ enum Place {
     File(PathBuf),
     InZip(PathBuf, String),
     /// A zip that cannot be opened, and why.
-    Broken(String),
+    Broken(Unreadable),
 }
 
 pub struct LocalExport {
@@ -54,22 +56,26 @@ pub fn zip_listing<R: Read + Seek>(archive: &mut zip::ZipArchive<R>) -> Vec<(Str
 
 /// One file of an open zip (its CRC-32 checked as it is unpacked).
 pub fn zip_read<R: Read + Seek>(archive: &mut zip::ZipArchive<R>, name: &str) -> Bytes {
-    let mut file = archive.by_name(name).map_err(|e| e.to_string())?;
+    let mut file = archive.by_name(name)?;
     let mut data = Vec::with_capacity(file.size() as usize);
-    file.read_to_end(&mut data).map_err(|e| e.to_string())?;
+    file.read_to_end(&mut data)?;
     Ok(data)
 }
 
-fn file_content(path: &Path) -> Result<String, String> {
-    let meta = fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+fn file_content(path: &Path) -> Result<String, SourceError> {
+    let meta = fs::metadata(path).map_err(|source| SourceError::CannotRead {
+        flag: "--files",
+        path: path.to_path_buf(),
+        source,
+    })?;
     let modified = meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
     Ok(format!("{} bytes, modified {}", meta.len(), modified.map_or(0, |d| d.as_nanos())))
 }
 
 impl LocalExport {
-    pub fn open(path: &Path) -> Result<LocalExport, String> {
+    pub fn open(path: &Path) -> Result<LocalExport, SourceError> {
         if !path.exists() {
-            return Err(format!("--files: {} does not exist", path.display()));
+            return Err(SourceError::NotThere { flag: "--files", path: path.to_path_buf() });
         }
         let kind = if path.is_dir() {
             Kind::Folder
@@ -77,19 +83,13 @@ impl LocalExport {
             let mut head = [0u8; 4];
             let read = fs::File::open(path)
                 .and_then(|mut f| f.read(&mut head))
-                .map_err(|e| format!("--files: {}: {e}", path.display()))?;
+                .map_err(|source| SourceError::CannotRead { flag: "--files", path: path.to_path_buf(), source })?;
             let name = path.to_string_lossy();
             match &head[..read] {
                 [b'P', b'K', ..] => Kind::Zip,
                 [0x1f, 0x8b, ..] => Kind::File,
                 [b'{', ..] | [0xef, 0xbb, 0xbf, ..] if is_export_file(&name) => Kind::File,
-                _ => {
-                    return Err(format!(
-                        "--files: {} is neither a zip nor a .json.gz of an Amplitude export; give the zip Amplitude's \
-                         Export API returned, the folder it was unzipped to, or one of its .json.gz files",
-                        path.display()
-                    ))
-                }
+                _ => return Err(SourceError::NotAnExport(path.to_path_buf())),
             }
         };
         Ok(LocalExport { path: path.to_path_buf(), kind, places: HashMap::new(), open: None })
@@ -98,8 +98,8 @@ impl LocalExport {
     /// The entries of the zip at `path`, named `prefix` + their name in it.
     fn zip_entries(&mut self, path: &Path, prefix: &str, out: &mut Vec<Entry>) {
         let opened = fs::File::open(path)
-            .map_err(|e| e.to_string())
-            .and_then(|f| zip::ZipArchive::new(BufReader::new(f)).map_err(|e| format!("it is not a whole zip ({e})")));
+            .map_err(Unreadable::from)
+            .and_then(|f| zip::ZipArchive::new(BufReader::new(f)).map_err(|e| Unreadable::NotAWholeZip(Arc::new(e))));
         let mut archive = match opened {
             Ok(archive) => archive,
             Err(why) => {
@@ -120,8 +120,12 @@ impl LocalExport {
         }
     }
 
-    fn folder_entries(&mut self, dir: &Path, out: &mut Vec<Entry>) -> Result<(), String> {
-        let entries = fs::read_dir(dir).map_err(|e| format!("--files: {}: {e}", dir.display()))?;
+    fn folder_entries(&mut self, dir: &Path, out: &mut Vec<Entry>) -> Result<(), SourceError> {
+        let entries = fs::read_dir(dir).map_err(|source| SourceError::CannotRead {
+            flag: "--files",
+            path: dir.to_path_buf(),
+            source,
+        })?;
         for entry in entries.flatten() {
             let path = entry.path();
             if path.is_dir() {
@@ -130,7 +134,7 @@ impl LocalExport {
             }
             let name = path.strip_prefix(&self.path).unwrap_or(&path).to_string_lossy().into_owned();
             if is_export_file(&name) {
-                let content = file_content(&path).map_err(|e| format!("--files: {e}"))?;
+                let content = file_content(&path)?;
                 out.push(Entry { name: name.clone(), content });
                 self.places.insert(name, Place::File(path));
             } else if name.ends_with(".zip") {
@@ -142,11 +146,12 @@ impl LocalExport {
 
     fn read_in_zip(&mut self, path: &Path, inner: &str) -> Bytes {
         if self.open.as_ref().is_none_or(|(open, _)| open != path) {
-            let file = fs::File::open(path).map_err(|e| e.to_string())?;
-            let archive = zip::ZipArchive::new(BufReader::new(file)).map_err(|e| format!("not a whole zip ({e})"))?;
+            let file = fs::File::open(path)?;
+            let archive =
+                zip::ZipArchive::new(BufReader::new(file)).map_err(|e| Unreadable::ZipCutShort(Arc::new(e)))?;
             self.open = Some((path.to_path_buf(), archive));
         }
-        let (_, archive) = self.open.as_mut().ok_or("no zip")?;
+        let (_, archive) = self.open.as_mut().ok_or(Unreadable::NoZip)?;
         zip_read(archive, inner)
     }
 }
@@ -215,11 +220,11 @@ impl Archive for LocalExport {
         self.places.clear();
         let path = self.path.clone();
         match self.kind {
-            Kind::Folder => self.folder_entries(&path, &mut out).map_err(ReadError::Fatal)?,
+            Kind::Folder => self.folder_entries(&path, &mut out)?,
             Kind::Zip => self.zip_entries(&path, "", &mut out),
             Kind::File => {
                 let name = path.file_name().map_or(String::new(), |n| n.to_string_lossy().into_owned());
-                let content = file_content(&path).map_err(|e| ReadError::Fatal(format!("--files: {e}")))?;
+                let content = file_content(&path)?;
                 out.push(Entry { name: name.clone(), content });
                 self.places.insert(name, Place::File(path));
             }
@@ -229,13 +234,13 @@ impl Archive for LocalExport {
 
     fn read(&mut self, _unit: &str, entry: &Entry) -> Result<Bytes, ReadError> {
         Ok(match self.places.get(&entry.name) {
-            Some(Place::File(path)) => fs::read(path).map_err(|e| e.to_string()),
+            Some(Place::File(path)) => fs::read(path).map_err(Unreadable::from),
             Some(Place::InZip(path, inner)) => {
                 let (path, inner) = (path.clone(), inner.clone());
                 self.read_in_zip(&path, &inner)
             }
             Some(Place::Broken(why)) => Err(why.clone()),
-            None => Err("it is no longer there".into()),
+            None => Err(Unreadable::Gone),
         })
     }
 

@@ -22,6 +22,7 @@ use migrator3000::event_id;
 use serde_json::json;
 
 use crate::shared::retry::ReadError;
+use crate::sources::error::Unreadable;
 use crate::sources::{Page, Source};
 use crate::store::amplitude::{Imported, Known};
 use crate::store::runs::Cursor;
@@ -37,7 +38,7 @@ pub struct Entry {
 }
 
 /// A file's bytes, or why they cannot be read (a file cut short, a damaged zip).
-pub type Bytes = Result<Vec<u8>, String>;
+pub type Bytes = Result<Vec<u8>, Unreadable>;
 
 /// Where the export files come from: units (the local export, or one day of the Export
 /// API each) of files.
@@ -96,12 +97,12 @@ impl Position {
 }
 
 /// The lines of one export file: gunzipped when gzipped.
-pub fn lines_of(bytes: &[u8]) -> Result<Vec<String>, String> {
+pub fn lines_of(bytes: &[u8]) -> Result<Vec<String>, Unreadable> {
     let mut text = String::new();
     if bytes.starts_with(&[0x1f, 0x8b]) {
         flate2::read::MultiGzDecoder::new(bytes)
             .read_to_string(&mut text)
-            .map_err(|e| format!("it is not a whole gzip of text ({e})"))?;
+            .map_err(|e| Unreadable::NotAWholeGzip(e.into()))?;
     } else {
         text = String::from_utf8_lossy(bytes).into_owned();
     }

@@ -19,6 +19,23 @@ pub struct Event {
     pub timestamp: String,
 }
 
+/// Why a line is no event: it is skipped, named with its file and number, and counted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LineError {
+    #[error("the line is {bytes} bytes, over the {} KiB capture takes for an event", MAX_EVENT_BYTES / 1024)]
+    TooLarge { bytes: usize },
+    #[error("the line is not a JSON object")]
+    NotAnObject,
+    #[error("no event name (\"event\")")]
+    NoEventName,
+    #[error("\"properties\" is not an object")]
+    PropertiesNotAnObject,
+    #[error("no distinct_id")]
+    NoDistinctId,
+    #[error("no timestamp it can read (\"timestamp\", ISO 8601)")]
+    NoTimestamp,
+}
+
 /// An object, or a JSON text of one; `None` for null, empty or anything else.
 fn object(value: Option<&Value>) -> Result<Option<Map<String, Value>>, ()> {
     match value {
@@ -43,33 +60,29 @@ fn distinct_id(value: Option<&Value>) -> Option<String> {
 }
 
 /// The line as an event, or why it cannot be one.
-pub fn convert(line: &str) -> Result<Event, String> {
+pub fn convert(line: &str) -> Result<Event, LineError> {
     if line.len() > MAX_EVENT_BYTES {
-        return Err(format!(
-            "the line is {} bytes, over the {} KiB capture takes for an event",
-            line.len(),
-            MAX_EVENT_BYTES / 1024
-        ));
+        return Err(LineError::TooLarge { bytes: line.len() });
     }
     let Ok(Value::Object(source)) = serde_json::from_str::<Value>(line) else {
-        return Err("the line is not a JSON object".into());
+        return Err(LineError::NotAnObject);
     };
     let Some(name) = source.get("event").and_then(Value::as_str).filter(|n| !n.trim().is_empty()) else {
-        return Err("no event name (\"event\")".into());
+        return Err(LineError::NoEventName);
     };
     let mut properties =
-        object(source.get("properties")).map_err(|_| "\"properties\" is not an object")?.unwrap_or_default();
+        object(source.get("properties")).map_err(|_| LineError::PropertiesNotAnObject)?.unwrap_or_default();
     let Some(distinct_id) =
         distinct_id(source.get("distinct_id")).or_else(|| distinct_id(properties.get("distinct_id")))
     else {
-        return Err("no distinct_id".into());
+        return Err(LineError::NoDistinctId);
     };
     let at = match source.get("timestamp") {
         Some(Value::String(text)) => timestamp::parse_iso(text.trim()),
         _ => None,
     };
     let Some(at) = at else {
-        return Err("no timestamp it can read (\"timestamp\", ISO 8601)".into());
+        return Err(LineError::NoTimestamp);
     };
     let mut event = Map::new();
     event.insert("event".into(), Value::String(name.to_string()));
@@ -152,7 +165,7 @@ mod tests {
             ),
         ];
         for (line, why) in cases {
-            let said = convert(&line).unwrap_err();
+            let said = convert(&line).unwrap_err().to_string();
             assert!(said.contains(why), "{said} for {}", &line[..line.len().min(80)]);
         }
         let in_properties =

@@ -5,15 +5,16 @@ use std::path::{Path, PathBuf};
 
 use super::{Listed, Place};
 use crate::shared::retry::ReadError;
+use crate::sources::error::SourceError;
 
 pub struct Local {
     path: PathBuf,
 }
 
 impl Local {
-    pub fn open(path: &Path) -> Result<Local, String> {
+    pub fn open(path: &Path) -> Result<Local, SourceError> {
         if !path.exists() {
-            return Err(format!("--files: {} does not exist", path.display()));
+            return Err(SourceError::NotThere { flag: "--files", path: path.to_path_buf() });
         }
         Ok(Local { path: path.to_path_buf() })
     }

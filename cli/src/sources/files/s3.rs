@@ -9,6 +9,7 @@ use ring::hmac;
 
 use super::{Listed, Place};
 use crate::shared::retry::ReadError;
+use crate::sources::error::SourceError;
 use crate::sources::lines::hex;
 
 /// Credentials and region, from the usual AWS environment variables.
@@ -21,12 +22,11 @@ pub struct Credentials {
 }
 
 /// `s3://bucket/prefix` as (bucket, prefix).
-pub fn parse_url(url: &str) -> Result<(String, String), String> {
-    let rest =
-        url.strip_prefix("s3://").ok_or_else(|| format!("--s3 {url}: give s3://bucket or s3://bucket/prefix"))?;
+pub fn parse_url(url: &str) -> Result<(String, String), SourceError> {
+    let rest = url.strip_prefix("s3://").ok_or_else(|| SourceError::NotAnS3Url(url.to_string()))?;
     let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
     if bucket.is_empty() {
-        return Err(format!("--s3 {url}: no bucket"));
+        return Err(SourceError::NoBucket(url.to_string()));
     }
     Ok((bucket.to_string(), prefix.to_string()))
 }
@@ -165,12 +165,12 @@ pub struct S3 {
 }
 
 impl S3 {
-    pub fn new(url: &str, endpoint: Option<&str>, credentials: Credentials) -> Result<S3, String> {
+    pub fn new(url: &str, endpoint: Option<&str>, credentials: Credentials) -> Result<S3, SourceError> {
         let (bucket, prefix) = parse_url(url)?;
         let endpoint = endpoint.map(|e| e.trim().trim_end_matches('/').to_string());
         if let Some(e) = &endpoint {
             if !e.starts_with("http://") && !e.starts_with("https://") {
-                return Err(format!("--s3-endpoint {e}: give its URL, e.g. http://localhost:9000"));
+                return Err(SourceError::NotAnEndpoint(e.clone()));
             }
         }
         let agent = ureq::AgentBuilder::new().timeout(std::time::Duration::from_secs(300)).build();

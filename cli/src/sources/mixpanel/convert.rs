@@ -158,16 +158,35 @@ fn link(properties: &Map<String, Value>) -> Option<(String, String)> {
     Some(if looks_anonymous(&given) { (before, given) } else { (given, before) })
 }
 
-pub fn convert(text: &str) -> Result<Converted, String> {
-    let line: Value = serde_json::from_str(text).map_err(|_| "the line is not a JSON object".to_string())?;
+/// Why a line of an export is no event (or no profile): it is skipped, named with its
+/// file and number.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LineError {
+    #[error("the line is not a JSON object")]
+    NotAnObject,
+    #[error("no event name (`event`)")]
+    NoEventName,
+    #[error("no `properties` object")]
+    NoProperties,
+    #[error("no usable `properties.time`")]
+    NoTime,
+    #[error("no distinct_id, $distinct_id_before_identity, $user_id or $device_id")]
+    NoDistinctId,
+    /// A profile line without its person's id.
+    #[error("no $distinct_id")]
+    NoProfileId,
+}
+
+pub fn convert(text: &str) -> Result<Converted, LineError> {
+    let line: Value = serde_json::from_str(text).map_err(|_| LineError::NotAnObject)?;
     let Some(name) = line.get("event").and_then(Value::as_str).filter(|n| !n.is_empty()) else {
-        return Err("no event name (`event`)".into());
+        return Err(LineError::NoEventName);
     };
     let Some(source) = line.get("properties").and_then(Value::as_object) else {
-        return Err("no `properties` object".into());
+        return Err(LineError::NoProperties);
     };
     let Some(timestamp) = time(source) else {
-        return Err("no usable `properties.time`".into());
+        return Err(LineError::NoTime);
     };
     match name {
         "$identify" => {
@@ -190,7 +209,7 @@ pub fn convert(text: &str) -> Result<Converted, String> {
         _ => {}
     }
     let Some(distinct_id) = distinct_id(source) else {
-        return Err("no distinct_id, $distinct_id_before_identity, $user_id or $device_id".into());
+        return Err(LineError::NoDistinctId);
     };
     let mut properties = Map::new();
     for (key, value) in source {
@@ -272,10 +291,10 @@ pub const PROFILE_DROPPED: &[&str] = &["$predict_grade", "$predict_score", "$buc
 
 /// One profile line as a `$set` event creating (or updating) its person; timed at its
 /// `$last_seen`, else `$created`, else `now`.
-pub fn profile(text: &str, now: &str) -> Result<Value, String> {
-    let line: Value = serde_json::from_str(text).map_err(|_| "the line is not a JSON object".to_string())?;
+pub fn profile(text: &str, now: &str) -> Result<Value, LineError> {
+    let line: Value = serde_json::from_str(text).map_err(|_| LineError::NotAnObject)?;
     let Some(distinct_id) = id(line.get("$distinct_id")) else {
-        return Err("no $distinct_id".into());
+        return Err(LineError::NoProfileId);
     };
     let empty = Map::new();
     let source = line.get("$properties").and_then(Value::as_object).unwrap_or(&empty);
@@ -327,7 +346,10 @@ mod tests {
         assert_eq!(seconds.json["uuid"], millis.json["uuid"], "the uuid is the $insert_id's");
         let plain = json!({"event": "a", "properties": {"time": 1, "distinct_id": "u"}});
         assert_eq!(event(plain.clone()).json["uuid"], event(plain).json["uuid"]);
-        assert!(convert("{\"event\":\"a\",\"properties\":{\"time\":1}}").unwrap_err().contains("no distinct_id"));
+        assert!(convert("{\"event\":\"a\",\"properties\":{\"time\":1}}")
+            .unwrap_err()
+            .to_string()
+            .contains("no distinct_id"));
         assert!(convert("[1]").is_err());
         let anon = json!({"event": "a", "properties": {"time": 1, "distinct_id": "$device:abc", "$distinct_id_before_identity": "x"}});
         assert_eq!(event(anon).json["distinct_id"], "x");

@@ -8,42 +8,45 @@ use std::path::{Path, PathBuf};
 
 use super::{Bytes, Feed, Kind, Unit};
 use crate::shared::retry::ReadError;
+use crate::sources::error::SourceError;
 
 pub struct LocalFiles {
     describe: String,
     files: Vec<(PathBuf, Kind)>,
 }
 
-fn walk(path: &Path, out: &mut Vec<PathBuf>) -> Result<(), String> {
+/// Every file at `path`, given to `flag`.
+fn walk(flag: &'static str, path: &Path, out: &mut Vec<PathBuf>) -> Result<(), SourceError> {
     if path.is_dir() {
-        let entries = fs::read_dir(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let entries =
+            fs::read_dir(path).map_err(|source| SourceError::CannotRead { flag, path: path.to_path_buf(), source })?;
         for entry in entries.flatten() {
             if !entry.file_name().to_string_lossy().starts_with('.') {
-                walk(&entry.path(), out)?;
+                walk(flag, &entry.path(), out)?;
             }
         }
     } else if path.is_file() {
         out.push(path.to_path_buf());
     } else {
-        return Err(format!("{} does not exist", path.display()));
+        return Err(SourceError::NotThere { flag, path: path.to_path_buf() });
     }
     Ok(())
 }
 
 impl LocalFiles {
-    pub fn open(events: &[PathBuf], profiles: &[PathBuf]) -> Result<LocalFiles, String> {
+    pub fn open(events: &[PathBuf], profiles: &[PathBuf]) -> Result<LocalFiles, SourceError> {
         let mut files = Vec::new();
         for (paths, kind, flag) in [(events, Kind::Events, "--files"), (profiles, Kind::Profiles, "--profiles")] {
             let mut found = Vec::new();
             for path in paths {
-                walk(path, &mut found).map_err(|e| format!("{flag}: {e}"))?;
+                walk(flag, path, &mut found)?;
             }
             found.sort();
             found.dedup();
             files.extend(found.into_iter().map(|p| (p, kind)));
         }
         if files.is_empty() {
-            return Err("--files: no file found".into());
+            return Err(SourceError::NoFiles);
         }
         let named: Vec<String> = events.iter().chain(profiles).map(|p| p.display().to_string()).collect();
         Ok(LocalFiles { describe: format!("the Mixpanel export {}", named.join(", ")), files })
@@ -56,7 +59,7 @@ impl Feed for LocalFiles {
     }
 
     fn read(&mut self, unit: &Unit) -> Result<Bytes, ReadError> {
-        Ok(fs::read(&unit.name).map_err(|e| e.to_string()))
+        Ok(fs::read(&unit.name))
     }
 
     fn describe(&self) -> String {

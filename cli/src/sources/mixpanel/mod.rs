@@ -44,7 +44,7 @@ pub struct Unit {
 }
 
 /// A file's bytes, or why they cannot be read.
-pub type Bytes = Result<Vec<u8>, String>;
+pub type Bytes = Result<Vec<u8>, std::io::Error>;
 
 /// Where the units come from: local files, or the export API.
 pub trait Feed {
