@@ -7,6 +7,7 @@ pub mod amplitude;
 pub mod demo;
 pub mod destination;
 pub mod exit;
+pub mod metadata;
 pub mod mixpanel;
 pub mod posthog;
 pub mod resend_parked;

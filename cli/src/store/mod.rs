@@ -1,11 +1,13 @@
 //! The store layer: the state of every migration in one SQLite file, so that a run
 //! killed at any moment resumes where it was. `schema` alone creates and upgrades its
 //! tables; `state_file` opens it; each feature's tables have a module of their own
-//! (`runs`, `requests`, `rejected`, `amplitude`, `mixpanel`, `verify`, `persons`), and
+//! (`runs`, `requests`, `rejected`, `amplitude`, `mixpanel`, `verify`, `persons`,
+//! `metadata`), and
 //! `settle` writes what a page settled across them in one transaction.
 
 pub mod amplitude;
 pub mod error;
+pub mod metadata;
 pub mod mixpanel;
 pub mod persons;
 pub mod rejected;

@@ -10,7 +10,7 @@
 use rusqlite::Connection;
 
 /// The version this build writes.
-pub const LATEST: i64 = 3;
+pub const LATEST: i64 = 4;
 
 /// Brings the file to `LATEST`; `Err(found)` when a newer build wrote it.
 pub fn upgrade(db: &Connection) -> rusqlite::Result<Result<(), i64>> {
@@ -34,7 +34,7 @@ pub fn upgrade(db: &Connection) -> rusqlite::Result<Result<(), i64>> {
 type Step = fn(&Connection) -> rusqlite::Result<()>;
 
 /// Step `i` takes a file from version `i` to `i + 1`.
-const STEPS: [Step; 3] = [version_1, version_2, version_3];
+const STEPS: [Step; 4] = [version_1, version_2, version_3, version_4];
 
 /// Version 1: the schema as it stood when versions began. A file of an earlier build
 /// may hold any part of it: what is missing is added, what is there is kept.
@@ -88,6 +88,34 @@ fn version_3(db: &Connection) -> rusqlite::Result<()> {
             lines INTEGER NOT NULL,
             PRIMARY KEY (destination, fingerprint)
         );",
+    )
+}
+
+/// Version 4: `metadata`: each copy of a project's metadata (source host and project to
+/// destination host and project), and each object it copied or matched: its copy's id at
+/// the destination (none while its create is under way), the fields sent (references
+/// rewritten) and the fields as the destination answered them, to tell later which side
+/// changed.
+fn version_4(db: &Connection) -> rusqlite::Result<()> {
+    db.execute_batch(
+        "CREATE TABLE metadata_migrations (
+            id INTEGER PRIMARY KEY,
+            source_host TEXT NOT NULL,
+            source_project INTEGER NOT NULL,
+            destination_host TEXT NOT NULL,
+            destination_project INTEGER NOT NULL,
+            UNIQUE (source_host, source_project, destination_host, destination_project)
+        );
+        CREATE TABLE metadata_objects (
+            migration INTEGER NOT NULL,
+            kind TEXT NOT NULL,
+            source_id TEXT NOT NULL,
+            destination_id TEXT,
+            how TEXT NOT NULL,
+            sent TEXT NOT NULL,
+            answered TEXT,
+            PRIMARY KEY (migration, kind, source_id)
+        ) WITHOUT ROWID;",
     )
 }
 
