@@ -60,7 +60,7 @@ pub struct QueryApiClient {
     /// Scales the waits between the first tries (tests make them short).
     pub retry: RetryPolicy,
     /// REST: the URL form (`projects` or `environments`) each kind answered under.
-    pub(super) forms: super::rest::Forms,
+    pub(super) forms: std::collections::HashMap<String, &'static str>,
 }
 
 #[derive(Deserialize)]

@@ -18,7 +18,6 @@
 //!   with `Retry-After`), 408 and 5xx (often an HTML page of a proxy) are waited out by
 //!   the one retry policy (`--retry-scale`).
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -340,9 +339,6 @@ fn classify(
         _ => Ok(Answer::Refused(refusal(status, text))),
     }
 }
-
-/// The forms known per kind, kept on the client.
-pub type Forms = HashMap<String, &'static str>;
 
 #[cfg(test)]
 mod tests {
