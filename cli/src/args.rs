@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use crate::commands::amplitude::AmplitudeOptions;
 use crate::commands::destination::DestinationOptions;
 use crate::commands::files::{FilesFrom, FilesOptions};
+use crate::commands::metadata::MetadataOptions;
 use crate::commands::mixpanel::MixpanelOptions;
 use crate::commands::posthog::{PersonsMode, PosthogOptions, PosthogSourceOptions, ReadFrom as Reader};
 use crate::commands::verify::{VerifyFrom, VerifyOptions};
@@ -43,6 +44,10 @@ pub enum Command {
     /// Checks at the destination, UTC day by UTC day, that every event of the source
     /// arrived; finds the missing ones (and with --resend sends them again).
     Verify(Box<VerifyArgs>),
+    /// Copies a project's actions, cohorts (static ones with their members) and feature
+    /// flags to another project through PostHog's API, every reference rewritten;
+    /// resumable, and a rerun copies only what changed.
+    Metadata(Box<MetadataArgs>),
     /// Shows the command end to end on generated data: an Amplitude export migrated to a
     /// destination on loopback, killed part way and resumed, then checked.
     Demo {
@@ -348,6 +353,58 @@ pub struct VerifyArgs {
     /// Multiplies every wait (tests).
     #[arg(long, default_value_t = defaults::RETRY_SCALE, hide = true)]
     pub retry_scale: f64,
+}
+
+#[derive(clap::Args)]
+pub struct MetadataArgs {
+    /// The source PostHog's app, e.g. https://eu.posthog.com or https://posthog.example.com.
+    #[arg(long)]
+    pub source_host: String,
+    /// The source project's id (in its URL: /project/<id>).
+    #[arg(long)]
+    pub source_project_id: u64,
+    /// A personal API key of the source that may read its actions, cohorts and flags.
+    #[arg(long, env = "POSTHOG_PERSONAL_API_KEY", hide_env_values = true, hide = true)]
+    pub source_personal_api_key: Option<String>,
+    /// The destination PostHog's app, e.g. https://us.posthog.com.
+    #[arg(long)]
+    pub destination_host: String,
+    /// The destination project's id.
+    #[arg(long)]
+    pub destination_project_id: u64,
+    /// A personal API key of the destination that may write actions, cohorts and flags.
+    #[arg(long, env = "POSTHOG_DESTINATION_PERSONAL_API_KEY", hide_env_values = true, hide = true)]
+    pub destination_personal_api_key: Option<String>,
+    /// Only these kinds, a comma list: actions, cohorts, feature_flags (default all).
+    #[arg(long, default_value = "")]
+    pub only: String,
+    /// Say what would be created, updated, matched and skipped, and why; send and
+    /// record nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Also write an HTML page of every object, with links to both instances.
+    #[arg(long, value_name = "FILE.html")]
+    pub report: Option<PathBuf>,
+    /// Multiplies every wait (tests).
+    #[arg(long, default_value_t = defaults::RETRY_SCALE, hide = true)]
+    pub retry_scale: f64,
+}
+
+impl From<&MetadataArgs> for MetadataOptions {
+    fn from(a: &MetadataArgs) -> MetadataOptions {
+        MetadataOptions {
+            source_host: a.source_host.clone(),
+            source_project_id: a.source_project_id,
+            source_key: a.source_personal_api_key.clone(),
+            destination_host: a.destination_host.clone(),
+            destination_project_id: a.destination_project_id,
+            destination_key: a.destination_personal_api_key.clone(),
+            only: a.only.clone(),
+            dry_run: a.dry_run,
+            report: a.report.clone(),
+            retry_scale: a.retry_scale,
+        }
+    }
 }
 
 impl From<&DestinationArgs> for DestinationOptions {

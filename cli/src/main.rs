@@ -22,7 +22,7 @@ use clap::Parser;
 
 use crate::args::{Cli, Command};
 use crate::commands::exit::{exit_code, Outcome};
-use crate::commands::{amplitude, demo, files, mixpanel, posthog, resend_parked, status, verify};
+use crate::commands::{amplitude, demo, files, metadata, mixpanel, posthog, resend_parked, status, verify};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -33,6 +33,7 @@ fn main() -> ExitCode {
         Command::Files(args) => files::run(&cli.state, &args.as_ref().into()),
         Command::Status => status::run(&cli.state),
         Command::Verify(args) => verify::run(&cli.state, &args.as_ref().into()),
+        Command::Metadata(args) => metadata::run(&cli.state, &args.as_ref().into()),
         Command::Demo { events, keep } => demo::run(*events, *keep),
         Command::ResendParked { retry_scale } => resend_parked::run(&cli.state, *retry_scale),
     };

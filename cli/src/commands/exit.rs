@@ -14,15 +14,20 @@ pub enum Exit {
     /// Ran to its end without proving its point: `verify` could not compare some days
     /// yet (still arriving, not counted), or `demo` found something wrong.
     NotVerified,
+    /// `metadata`: some objects were refused by the destination (named).
+    Failed,
     /// Complete, but some requests are parked.
     Parked,
     /// The destination refused the key, or is not PostHog's capture.
     Refused,
-    /// `verify`: events are missing or extra at the destination.
+    /// `verify`: events are missing or extra at the destination; `metadata`: objects
+    /// changed at the destination since they were copied, left as they are there.
     Differences,
     /// Not complete: some of the source was not read (a migration handed over fewer
     /// events than the source counted, the windows left read by the next run; or an
-    /// import's file skipped as unreadable, or its lines not all accounted for).
+    /// import's file skipped as unreadable, or its lines not all accounted for; or
+    /// `metadata`'s objects skipped: a dangling reference, a cycle, a flag on a
+    /// behavioural cohort).
     Incomplete,
     /// Stopped by Ctrl-C: what was settled is recorded, the same command resumes.
     Interrupted,
@@ -56,7 +61,7 @@ pub type Outcome = Result<Exit, CommandError>;
 pub fn exit_code(outcome: &Outcome) -> u8 {
     match outcome {
         Ok(Exit::Done) => 0,
-        Ok(Exit::NotVerified) => 1,
+        Ok(Exit::NotVerified | Exit::Failed) => 1,
         // `--state` names a folder or another program's file: the flag is wrong.
         Err(CommandError::Store(StoreError::NotAStateFile(_))) => 2,
         // sysexits' EX_TEMPFAIL: another run holds the state file; the same command

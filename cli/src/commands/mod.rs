@@ -8,6 +8,7 @@ pub mod demo;
 pub mod destination;
 pub mod exit;
 pub mod files;
+pub mod metadata;
 pub mod mixpanel;
 pub mod posthog;
 pub mod resend_parked;

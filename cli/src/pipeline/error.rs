@@ -1,6 +1,7 @@
 //! The pipeline layer's error.
 
 use super::verification::hogql::SideError;
+use crate::posthog_api::rest::RestError;
 use crate::shared::retry::{GaveUp, ReadError};
 use crate::store::error::StoreError;
 
@@ -19,6 +20,9 @@ pub enum PipelineError {
     /// A side of a verification could not answer.
     #[error(transparent)]
     Side(#[from] SideError),
+    /// PostHog's REST API stopped a `metadata` run (a refused key, out of reach).
+    #[error(transparent)]
+    Api(RestError),
     /// A source could not be opened (why).
     #[error("{0}")]
     SourceOpen(String),

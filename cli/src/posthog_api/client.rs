@@ -5,7 +5,9 @@
 //! `query_status`, polled at `GET /api/projects/:id/query/:query_id/`; HogQL queries are
 //! throttled to 120 an hour per key (`HogQLQueryThrottle`, 429 with Retry-After beyond);
 //! a query that runs too long answers 504, one estimated too expensive 512 (`TooMuch`:
-//! the caller asks for less). Used by the Query API source and by `verify`.
+//! the caller asks for less). Used by the Query API source and by `verify`. Its REST
+//! part (`rest.rs`: lists, creates and updates of a project's objects) goes through the
+//! same agent, first contact and answer reading.
 
 use std::collections::VecDeque;
 use std::io::Read;
@@ -43,8 +45,10 @@ pub struct QueryApiClient {
     pub project_id: u64,
     /// The flags named when the API refuses the key or the project.
     pub flags: &'static Flags,
-    key: String,
-    agent: ureq::Agent,
+    pub(super) key: String,
+    pub(super) agent: ureq::Agent,
+    /// How answers and failures name this API ("the Query API", "the PostHog API").
+    pub(super) what: &'static str,
     /// At most this many queries in any hour (PostHog's throttle).
     pub per_hour: usize,
     sent: VecDeque<Instant>,
@@ -52,9 +56,11 @@ pub struct QueryApiClient {
     pub queries: u64,
     /// Whether the API ever answered (any status): until it has, a request without an
     /// answer is a wrong address more likely than an API down a while.
-    answered: bool,
+    pub(super) answered: bool,
     /// Scales the waits between the first tries (tests make them short).
     pub retry: RetryPolicy,
+    /// REST: the URL form (`projects` or `environments`) each kind answered under.
+    pub(super) forms: std::collections::HashMap<String, &'static str>,
 }
 
 #[derive(Deserialize)]
@@ -79,11 +85,13 @@ impl QueryApiClient {
                 .timeout_read(Duration::from_secs(900))
                 .build(),
             flags: &SOURCE_FLAGS,
+            what: "the Query API",
             per_hour: QUERIES_PER_HOUR,
             sent: VecDeque::new(),
             queries: 0,
             answered: false,
             retry: RetryPolicy::default(),
+            forms: Default::default(),
         }
     }
 
@@ -138,13 +146,16 @@ impl QueryApiClient {
     }
 
     /// An answer's status and text, whatever its status.
-    fn read(&self, answer: Result<ureq::Response, ureq::Error>) -> Result<(u16, Option<u64>, String), ReadError> {
+    pub(super) fn read(
+        &self,
+        answer: Result<ureq::Response, ureq::Error>,
+    ) -> Result<(u16, Option<u64>, String), ReadError> {
         let response = match answer {
             Ok(response) => response,
             Err(ureq::Error::Status(_, response)) => response,
             Err(ureq::Error::Transport(transport)) => {
                 return Err(ReadError::Transient {
-                    message: format!("the Query API at {} did not answer ({transport})", self.host),
+                    message: format!("{} at {} did not answer ({transport})", self.what, self.host),
                     retry_after_seconds: None,
                 })
             }
@@ -154,7 +165,7 @@ impl QueryApiClient {
         let mut text = String::new();
         // Read whole, whatever its size: a page of 50,000 events is some 100 MB.
         response.into_reader().read_to_string(&mut text).map_err(|e| ReadError::Transient {
-            message: format!("reading the Query API's answer: {e}"),
+            message: format!("reading the answer of {}: {e}", self.what),
             retry_after_seconds: None,
         })?;
         Ok((status, retry_after, text))
@@ -163,7 +174,7 @@ impl QueryApiClient {
     /// Sends a request (`send`) and reads its answer; while the API never answered, one
     /// without an answer is tried again a few times, a second more apart each, then named
     /// as out of reach by its flag, as the destination is.
-    fn first_contact(
+    pub(super) fn first_contact(
         &mut self,
         send: impl Fn(&ureq::Agent) -> Result<ureq::Response, Box<ureq::Error>>,
     ) -> Result<(u16, Option<u64>, String), ReadError> {
@@ -178,9 +189,9 @@ impl QueryApiClient {
         if unanswered(&answer) && !self.answered {
             let cause = answer.err().map_or(String::new(), |e| e.to_string());
             return Err(ReadError::Fatal(format!(
-                "the Query API at {} cannot be reached ({cause}); check {} (the PostHog's address, e.g. \
+                "{} at {} cannot be reached ({cause}); check {} (the PostHog's address, e.g. \
                  https://posthog.example.com) and that this machine reaches it",
-                self.host, self.flags.host
+                self.what, self.host, self.flags.host
             )));
         }
         self.answered |= !unanswered(&answer);

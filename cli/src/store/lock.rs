@@ -65,8 +65,8 @@ fn holder(file: &mut File) -> String {
 /// What this process writes in the lock file it holds.
 fn me() -> String {
     // The subcommand, never the flags' values (keys, passwords).
-    const COMMANDS: [&str; 8] =
-        ["posthog", "amplitude", "mixpanel", "files", "status", "verify", "demo", "resend-parked"];
+    const COMMANDS: [&str; 9] =
+        ["posthog", "amplitude", "mixpanel", "files", "metadata", "status", "verify", "demo", "resend-parked"];
     let command = std::env::args().skip(1).find(|w| COMMANDS.contains(&w.as_str())).unwrap_or_default();
     format!(
         "pid {}, `migrator3000 {command}`, since {}",

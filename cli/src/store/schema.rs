@@ -15,14 +15,14 @@
 use rusqlite::Connection;
 
 /// The version this build writes.
-pub const LATEST: i64 = 4;
+pub const LATEST: i64 = 5;
 
 /// SQLite's `application_id` of a migrator3000 state file ("M3KS").
 pub const APPLICATION_ID: i32 = 0x4d33_4b53;
 
 /// Every table a state file of any version holds (`amplitude_aliases`: before links
 /// were kept per destination): a file with others is not ours.
-const OUR_TABLES: [&str; 16] = [
+const OUR_TABLES: [&str; 18] = [
     "runs",
     "requests",
     "amplitude_links",
@@ -39,6 +39,8 @@ const OUR_TABLES: [&str; 16] = [
     "mixpanel_links",
     "mixpanel_files",
     "files_read",
+    "metadata_migrations",
+    "metadata_objects",
 ];
 
 /// Whose a SQLite file is, when not ours.
@@ -99,7 +101,7 @@ pub fn version(db: &Connection) -> rusqlite::Result<i64> {
 type Step = fn(&Connection) -> rusqlite::Result<()>;
 
 /// Step `i` takes a file from version `i` to `i + 1`.
-const STEPS: [Step; 4] = [version_1, version_2, version_3, version_4];
+const STEPS: [Step; 5] = [version_1, version_2, version_3, version_4, version_5];
 
 /// Version 1: the schema as it stood when versions began. A file of an earlier build
 /// may hold any part of it: what is missing is added, what is there is kept.
@@ -167,6 +169,34 @@ fn version_4(db: &Connection) -> rusqlite::Result<()> {
             lines INTEGER NOT NULL,
             PRIMARY KEY (destination, fingerprint)
         );",
+    )
+}
+
+/// Version 5: `metadata`: each copy of a project's metadata (source host and project to
+/// destination host and project), and each object it copied or matched: its copy's id at
+/// the destination (none while its create is under way), the fields sent (references
+/// rewritten) and the fields as the destination answered them, to tell later which side
+/// changed.
+fn version_5(db: &Connection) -> rusqlite::Result<()> {
+    db.execute_batch(
+        "CREATE TABLE metadata_migrations (
+            id INTEGER PRIMARY KEY,
+            source_host TEXT NOT NULL,
+            source_project INTEGER NOT NULL,
+            destination_host TEXT NOT NULL,
+            destination_project INTEGER NOT NULL,
+            UNIQUE (source_host, source_project, destination_host, destination_project)
+        );
+        CREATE TABLE metadata_objects (
+            migration INTEGER NOT NULL,
+            kind TEXT NOT NULL,
+            source_id TEXT NOT NULL,
+            destination_id TEXT,
+            how TEXT NOT NULL,
+            sent TEXT NOT NULL,
+            answered TEXT,
+            PRIMARY KEY (migration, kind, source_id)
+        ) WITHOUT ROWID;",
     )
 }
 
