@@ -15,12 +15,15 @@
 //!    goes on.
 
 pub mod actions;
+pub mod annotations;
 pub mod cohorts;
 pub mod dashboards;
+pub mod experiments;
 pub mod feature_flags;
 pub mod insights;
 pub mod kind;
 pub mod order;
+pub mod surveys;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -42,6 +45,9 @@ pub static KINDS: &[&dyn Kind] = &[
     &feature_flags::FeatureFlags,
     &dashboards::Dashboards,
     &insights::Insights,
+    &annotations::Annotations,
+    &experiments::Experiments,
+    &surveys::Surveys,
 ];
 
 /// The kinds named in a comma list, or why not.
