@@ -200,6 +200,12 @@ impl QueryApiClient {
         }
     }
 
+    /// One object as its detail answers it (`rel`, e.g. `dashboards/12/`): some fields
+    /// (a dashboard's tiles) are in no list.
+    pub fn get(&mut self, rel: &str) -> Result<Value, RestError> {
+        self.write("GET", rel, &Body::None)
+    }
+
     /// Creates an object of a kind (`rel`, e.g. `feature_flags/`); its answer.
     pub fn create(&mut self, rel: &str, body: &Body) -> Result<Value, RestError> {
         self.write("POST", rel, body)

@@ -25,6 +25,7 @@ import re
 import sqlite3
 import threading
 import time
+import uuid
 from email.parser import BytesParser
 from email.policy import default as email_policy
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -43,6 +44,8 @@ parser.add_argument("--id-start", type=int, default=1)
 parser.add_argument("--port", type=int, default=0)
 # PostHog's pages are of 100 (1,000 for annotations); a test may make them smaller.
 parser.add_argument("--page", type=int, default=0)
+# Seed the source's insights, dashboards, annotations, experiments and surveys too.
+parser.add_argument("--seed-kinds", action="store_true")
 args = parser.parse_args()
 
 lock = threading.RLock()
@@ -59,9 +62,10 @@ CREATE TABLE IF NOT EXISTS cohort_people (cohort_id INTEGER, person_uuid TEXT, P
 faults = []
 requests_by_method = {}
 recent = []  # times of recent API requests (the throttle's window)
-PAGE = {"actions": None, "cohorts": 100, "feature_flags": 100, "dashboards": 100, "annotations": 1000}
+PAGE = {"actions": None, "cohorts": 100, "feature_flags": 100, "dashboards": 100, "annotations": 1000,
+        "insights": 100, "experiments": 100, "surveys": 100}
 # Kinds PostHog serves under both forms, or only under /api/projects/ (routing.py).
-KINDS = ["actions", "cohorts", "feature_flags", "dashboards", "annotations"]
+KINDS = ["actions", "cohorts", "feature_flags", "dashboards", "annotations", "insights", "experiments", "surveys"]
 
 
 def now():
@@ -232,6 +236,8 @@ def create(kind, body, files):
             flag["usage_dashboard"] = dashboard["id"]
             save("feature_flags", flag)
         return flag
+    if kind in MORE:
+        return MORE[kind][0](body)
     raise Refused(405, 'Method "POST" not allowed.', "method_not_allowed", None, "invalid_request")
 
 
@@ -251,11 +257,321 @@ def update(kind, oid, body, files):
         validate_flag(body, instance)
         if "filters" in body:
             body["filters"] = normal_flag_filters(body["filters"])
+    elif kind in MORE:
+        body = MORE[kind][1](instance, body)
     for field, value in body.items():
         if not field.startswith("_") and field not in ("id", "csv"):
             instance[field] = value
     save(kind, instance)
     return instance
+
+# -- insights, dashboards (and their tiles), annotations, experiments, surveys -------------
+
+
+def missing(kind, oid):
+    found = load(kind, int(oid)) if id_like(oid) else None
+    return not found or found.get("deleted")
+
+
+def id_like(value):
+    return isinstance(value, int) or (isinstance(value, str) and value.isdigit())
+
+
+def tiles_of(dashboard_id):
+    return [t for t in live("tiles") if t["dashboard"] == dashboard_id]
+
+
+def insight_dashboards(insight_id):
+    return sorted(t["dashboard"] for t in live("tiles")
+                  if t.get("insight") == insight_id and not missing("dashboards", t["dashboard"]))
+
+
+def set_insight_dashboards(insight_id, ids):
+    # InsightSerializer's `dashboards`: a tile for each dashboard named, the others' tiles deleted.
+    for dashboard in ids:
+        if missing("dashboards", dashboard):
+            raise Refused(400, f"Dashboard {dashboard} not found", "invalid_input", "dashboards")
+    have = {t["dashboard"]: t for t in live("tiles") if t.get("insight") == insight_id}
+    for dashboard in ids:
+        if int(dashboard) not in have:
+            insert("tiles", {"dashboard": int(dashboard), "insight": insight_id, "text": None,
+                             "layouts": {}, "color": None})
+    for dashboard, tile in have.items():
+        if dashboard not in [int(d) for d in ids]:
+            save("tiles", dict(tile, deleted=True))
+
+
+def create_dashboard(body):
+    filters = body.get("filters") or {}
+    if not isinstance(filters, dict):
+        raise Refused(400, "Filters must be a dictionary", "invalid_input", "filters")
+    # `tiles` is read-only on the dashboard: a create makes none.
+    return insert("dashboards", {"name": body.get("name"), "description": body.get("description", ""),
+                                 "pinned": body.get("pinned", False), "filters": filters,
+                                 "tags": body.get("tags") or [], "creation_mode": "default"})
+
+
+def update_dashboard(instance, body):
+    if "filters" in body and not isinstance(body["filters"], dict):
+        raise Refused(400, "Filters must be a dictionary", "invalid_input", "filters")
+    for tile in body.pop("tiles", None) or []:
+        shown = {k: tile[k] for k in ("layouts", "color", "deleted") if k in tile}
+        if tile.get("text"):
+            if tile.get("id"):
+                old = load("tiles", int(tile["id"]))
+                if not old or old["dashboard"] != instance["id"]:
+                    raise Refused(400, "Text tile not found.", "invalid_input", "text")
+                save("tiles", dict(old, text={"id": old["id"], "body": tile["text"].get("body")}, **shown))
+            else:
+                made = insert("tiles", dict({"dashboard": instance["id"], "insight": None, "layouts": {},
+                                             "color": None}, **shown))
+                save("tiles", dict(made, text={"id": made["id"], "body": tile["text"].get("body")}))
+        elif tile.get("id") and shown:
+            # PostHog never changes an insight tile's insight here, only how it is shown.
+            old = load("tiles", int(tile["id"]))
+            if old and old["dashboard"] == instance["id"]:
+                save("tiles", dict(old, **shown))
+    return body
+
+
+def create_insight(body):
+    ids = body.get("dashboards") or []
+    insight = insert("insights", {"name": body.get("name"), "description": body.get("description", ""),
+                                  "query": body.get("query"), "filters": body.get("filters") or {},
+                                  "favorited": body.get("favorited", False), "saved": True,
+                                  "short_id": f"s{now():.6f}"[-8:].replace(".", "x")})
+    set_insight_dashboards(insight["id"], ids)
+    return insight
+
+
+def update_insight(instance, body):
+    if "dashboards" in body:
+        set_insight_dashboards(instance["id"], body.pop("dashboards"))
+    return body
+
+
+def validate_annotation(body):
+    if body.get("dashboard_item") is not None and missing("insights", body["dashboard_item"]):
+        raise Refused(400, f'Invalid pk "{body["dashboard_item"]}" - object does not exist.', "does_not_exist",
+                      "dashboard_item")
+    if body.get("dashboard_id") is not None and missing("dashboards", body["dashboard_id"]):
+        raise Refused(400, f'Invalid pk "{body["dashboard_id"]}" - object does not exist.', "does_not_exist",
+                      "dashboard_id")
+
+
+def create_annotation(body):
+    validate_annotation(body)
+    return insert("annotations", {k: body.get(k, d) for k, d in (
+        ("content", ""), ("date_marker", None), ("creation_type", "USR"), ("scope", "project"),
+        ("dashboard_item", None), ("dashboard_id", None))})
+
+
+def update_annotation(instance, body):
+    validate_annotation(dict(instance, **body))
+    return body
+
+
+def flag_by_key(key):
+    return next((f for f in live("feature_flags") if f["key"] == key), None)
+
+
+def create_experiment(body):
+    key = body.get("feature_flag_key")
+    if not body.get("name"):
+        raise Refused(400, "This field is required.", "required", "name")
+    if not key:
+        raise Refused(400, "This field is required.", "required", "feature_flag_key")
+    variants = ((body.get("parameters") or {}).get("feature_flag_variants")) or []
+    if variants and "control" not in [v.get("key") for v in variants]:
+        raise Refused(400, "Feature flag variants must contain a control variant", "invalid_input", "parameters")
+    flag = flag_by_key(key)
+    if flag:
+        # An existing flag is used if it can run an experiment: multivariate, with a control.
+        keys = [v.get("key") for v in ((flag["filters"].get("multivariate") or {}).get("variants") or [])]
+        if "control" not in keys:
+            raise Refused(400, "Feature flag must have a variant with key 'control' to be used in an experiment.",
+                          "invalid_input", "feature_flag_key")
+    else:
+        flag = insert("feature_flags", {"key": key, "name": f"Feature Flag for Experiment {body['name']}",
+                                        "active": body.get("start_date") is not None,
+                                        "ensure_experience_continuity": False, "usage_dashboard": None,
+                                        "filters": normal_flag_filters({"groups": [{"properties": [],
+                                                                                    "rollout_percentage": 100}],
+                                            "multivariate": {"variants": variants or [
+                                                {"key": "control", "name": "Control Group", "rollout_percentage": 50},
+                                                {"key": "test", "name": "Test Variant", "rollout_percentage": 50}]}})})
+    fields = ("description", "start_date", "end_date", "parameters", "filters", "archived", "type", "metrics",
+              "metrics_secondary")
+    return insert("experiments", dict({k: body.get(k) for k in fields}, name=body["name"],
+                                      archived=bool(body.get("archived")), feature_flag=flag["id"]))
+
+
+def update_experiment(instance, body):
+    key = body.pop("feature_flag_key", None)
+    if key is not None and key != present("experiments", instance)["feature_flag_key"]:
+        raise Refused(400, "Can't update keys: feature_flag_key", "invalid_input", None)
+    return body
+
+
+def validate_survey(body, instance=None):
+    name = body.get("name")
+    for other in live("surveys"):
+        if other["name"] == name and (not instance or other["id"] != instance["id"]):
+            raise Refused(400, "There is already a survey with this name.", "unique", None)
+    if body.get("linked_flag_id") is not None and missing("feature_flags", body["linked_flag_id"]):
+        raise Refused(400, "Feature Flag with this ID does not exist", "invalid_input", None)
+    if body.get("linked_insight_id") is not None and missing("insights", body["linked_insight_id"]):
+        raise Refused(400, "Insight with this ID does not exist", "invalid_input", None)
+
+
+def survey_questions(questions):
+    # A question without an id is given one; an id sent is kept (responses refer to it).
+    out = []
+    for question in questions or []:
+        question = dict(question)
+        question.setdefault("id", str(uuid.uuid4()))
+        out.append(question)
+    return out
+
+
+def create_survey(body):
+    validate_survey(body)
+    fields = ("name", "description", "type", "appearance", "conditions", "start_date", "end_date",
+              "responses_limit", "linked_flag_id", "linked_insight_id")
+    return insert("surveys", dict({k: body.get(k) for k in fields}, archived=bool(body.get("archived")),
+                                  questions=survey_questions(body.get("questions"))))
+
+
+def update_survey(instance, body):
+    validate_survey(dict(instance, **body), instance)
+    if "questions" in body:
+        body["questions"] = survey_questions(body["questions"])
+    return body
+
+
+MORE = {"dashboards": (create_dashboard, update_dashboard), "insights": (create_insight, update_insight),
+        "annotations": (create_annotation, update_annotation),
+        "experiments": (create_experiment, update_experiment), "surveys": (create_survey, update_survey)}
+
+
+def present(kind, obj):
+    """An object as its serializer answers it."""
+    if kind == "insights":
+        return dict(obj, dashboards=insight_dashboards(obj["id"]))
+    if kind == "experiments":
+        flag = load("feature_flags", obj["feature_flag"])
+        return dict(obj, feature_flag_key=flag["key"],
+                    feature_flag={"id": flag["id"], "key": flag["key"], "name": flag["name"]})
+    return obj
+
+
+def listed(kind, query):
+    items = [present(kind, o) for o in live(kind)]
+    if kind == "dashboards":
+        # The list is DashboardBasicSerializer's: no filters, no tiles.
+        return [{k: v for k, v in o.items() if k not in ("filters", "tiles")} for o in items]
+    if kind == "experiments":
+        # Archived experiments are left out unless `archived=true` asks for them (then only they).
+        wanted = query.get("archived", ["false"])[0].lower() == "true"
+        return [o for o in items if bool(o.get("archived")) == wanted]
+    return items
+
+
+def detail(kind, obj):
+    obj = present(kind, obj)
+    if kind == "dashboards":
+        tiles = []
+        for tile in tiles_of(obj["id"]):
+            insight = load("insights", tile["insight"]) if tile.get("insight") else None
+            if insight and insight.get("deleted"):
+                continue
+            tiles.append({"id": tile["id"], "layouts": tile["layouts"], "color": tile["color"],
+                          "insight": present("insights", insight) if insight else None, "text": tile.get("text")})
+        obj = dict(obj, tiles=tiles)
+    return obj
+
+
+def seed_kinds():
+    actions = db.execute("SELECT body FROM objects WHERE kind = 'actions' ORDER BY id").fetchall()
+    actions = [json.loads(a[0]) for a in actions]
+    cohorts = {c["name"]: c for c in (json.loads(r[0]) for r in db.execute(
+        "SELECT body FROM objects WHERE kind = 'cohorts' ORDER BY id"))}
+    flags = {f["key"]: f for f in (json.loads(r[0]) for r in db.execute(
+        "SELECT body FROM objects WHERE kind = 'feature_flags' ORDER BY id"))}
+    live_actions = [a for a in actions if not a["deleted"]]
+    deleted_action = next(a for a in actions if a["deleted"])
+    boards = [insert("dashboards", {"name": f"Growth {n}", "description": f"Board {n}", "pinned": n == 0,
+                                    "filters": {"date_from": "-30d"} if n % 2 else {}, "tags": [],
+                                    "creation_mode": "default"}) for n in range(6)]
+    old_board = insert("dashboards", {"name": "Old board", "description": "", "pinned": False, "filters": {},
+                                      "tags": [], "creation_mode": "default"}, deleted=True)
+    insights = []
+    for n in range(24):
+        action = live_actions[n % len(live_actions)]
+        cohort = cohorts[f"Customers {n % 8}"]
+        if n % 3 == 2:  # a legacy insight: `filters` only
+            query, filters = None, {"insight": "TRENDS", "actions": [{"id": action["id"], "type": "actions",
+                                                                      "order": 0}],
+                                    "events": [{"id": "$pageview", "type": "events", "order": 1}],
+                                    "properties": [{"key": "id", "type": "cohort", "value": cohort["id"]}]}
+        else:
+            source = {"kind": "TrendsQuery", "series": [{"kind": "ActionsNode", "id": action["id"], "name": action["name"]},
+                                                       {"kind": "EventsNode", "event": "$pageview"}],
+                      "properties": {"type": "AND", "values": [{"type": "AND", "values": [
+                          {"key": "id", "type": "cohort", "value": cohort["id"], "operator": "in"}]}]}}
+            if n % 4 == 0:
+                source["breakdownFilter"] = {"breakdown_type": "cohort",
+                                             "breakdown": [cohorts["Customers 1"]["id"], "all"]}
+            query, filters = {"kind": "InsightVizNode", "source": source}, {}
+        insight = insert("insights", {"name": f"Pricing trend {n}", "description": "", "query": query,
+                                      "filters": filters, "favorited": n % 5 == 0, "saved": True,
+                                      "short_id": f"ab{n:04d}"}, deleted=n == 23)
+        insights.append(insight)
+        for b in ([boards[n % 6]] + ([boards[(n + 1) % 6]] if n % 7 == 0 else [])):
+            insert("tiles", {"dashboard": b["id"], "insight": insight["id"], "text": None, "color": ["blue", None][n % 2],
+                             "layouts": {"sm": {"h": 5, "w": 6, "x": (n % 2) * 6, "y": n * 5, "minH": 5, "minW": 3}}})
+    insert("insights", {"name": "Uses a deleted action", "description": "", "filters": {}, "favorited": False,
+                        "query": {"kind": "InsightVizNode", "source": {"kind": "TrendsQuery", "series": [
+                            {"kind": "ActionsNode", "id": deleted_action["id"]}]}}, "saved": True, "short_id": "dead01"})
+    for n, b in enumerate(boards[:4]):
+        made = insert("tiles", {"dashboard": b["id"], "insight": None, "color": None,
+                                "layouts": {"sm": {"h": 2, "w": 12, "x": 0, "y": 200 + n}}})
+        save("tiles", dict(made, text={"id": made["id"], "body": f"## Notes for board {n}\nRead me first."}))
+    for n in range(30):
+        scope, item, board = "project", None, None
+        if n % 6 == 1:
+            scope, item = "dashboard_item", insights[n % 20]["id"]
+        elif n % 6 == 4:
+            scope, board = "dashboard", boards[n % 6]["id"]
+        insert("annotations", {"content": f"Release {n}", "date_marker": f"2024-0{1 + n % 9}-1{n % 10}T10:00:00Z",
+                               "creation_type": "USR", "scope": scope, "dashboard_item": item,
+                               "dashboard_id": board}, deleted=n == 29)
+    insert("annotations", {"content": "On a deleted insight", "date_marker": "2024-05-05T00:00:00Z",
+                           "creation_type": "USR", "scope": "dashboard_item", "dashboard_item": insights[23]["id"],
+                           "dashboard_id": None})
+    for n, key in enumerate(["flag-3", "flag-9", "flag-15", "flag-21", "flag-33", "flag-27"]):
+        insert("experiments", {"name": f"Pricing test {n}", "description": "", "feature_flag": flags[key]["id"],
+                               "start_date": "2024-03-01T00:00:00Z" if n % 2 else None, "end_date": None,
+                               "parameters": {"feature_flag_variants": [
+                                   {"key": "control", "rollout_percentage": 50},
+                                   {"key": "test", "rollout_percentage": 50}]},
+                               "filters": {}, "archived": n in (1, 4), "type": "product",
+                               "metrics": [{"kind": "ExperimentMetric", "metric_type": "mean",
+                                            "source": {"kind": "EventsNode", "event": "purchase"}}],
+                               "metrics_secondary": []})
+    for n in range(6):
+        questions = [{"id": f"0190d000-0000-7000-8000-0000000000{n}{q}", "type": "open" if q else "rating",
+                      "question": f"Question {q} of survey {n}", "scale": 10 if not q else None} for q in range(2)]
+        insert("surveys", {"name": f"NPS {n}", "description": "", "type": "popover", "questions": questions,
+                           "appearance": {"backgroundColor": "#eeeded"}, "conditions": {"url": "pricing"},
+                           "start_date": None, "end_date": None, "archived": n == 5, "responses_limit": None,
+                           "linked_flag_id": flags[f"flag-{n}"]["id"] if n in (1, 2) else None,
+                           "linked_insight_id": insights[n]["id"] if n in (3, 4) else None})
+    insert("surveys", {"name": "On a deleted flag", "description": "", "type": "popover", "questions": [
+        {"id": "0190d000-0000-7000-8000-0000000000ff", "type": "open", "question": "Why?"}], "appearance": {},
+        "conditions": None, "start_date": None, "end_date": None, "archived": False, "responses_limit": None,
+        "linked_flag_id": flags["flag-13"]["id"], "linked_insight_id": None})
+    db.commit()
 
 
 def page(request_url, items, limit):
@@ -267,9 +583,10 @@ def page(request_url, items, limit):
     offset = int(query.get("offset", [0])[0])
     chunk = items[offset:offset + limit]
     base = urlparse(request_url)
-    nxt = (f"http://posthog.internal{base.path}?limit={limit}&offset={offset + limit}"
+    kept = "".join(f"&{k}={v[0]}" for k, v in query.items() if k not in ("limit", "offset"))
+    nxt = (f"http://posthog.internal{base.path}?limit={limit}&offset={offset + limit}{kept}"
            if offset + limit < len(items) else None)
-    prev = f"http://posthog.internal{base.path}?limit={limit}&offset={max(0, offset - limit)}" if offset else None
+    prev = f"http://posthog.internal{base.path}?limit={limit}&offset={max(0, offset - limit)}{kept}" if offset else None
     return {"count": len(items), "next": nxt, "previous": prev, "results": chunk}
 
 
@@ -355,7 +672,7 @@ class Handler(BaseHTTPRequestHandler):
                 return self.send(404, "<!doctype html><title>Not Found</title><h1>Not Found</h1>", html=True)
             try:
                 if method == "GET" and oid is None:
-                    return self.send(200, page(self.path, live(kind), PAGE[kind]))
+                    return self.send(200, page(self.path, listed(kind, parse_qs(url.query)), PAGE[kind]))
                 if method == "GET" and action == "persons" and kind == "cohorts":
                     people = db.execute(
                         "SELECT p.uuid, p.distinct_ids FROM cohort_people c JOIN persons p ON p.uuid = c.person_uuid "
@@ -364,20 +681,20 @@ class Handler(BaseHTTPRequestHandler):
                     return self.send(200, page(self.path, items, 100))
                 if method == "GET":
                     found = load(kind, int(oid))
-                    if not found:
+                    if not found or found.get("deleted"):
                         raise Refused(404, "Not found.", "not_found", None, "invalid_request")
-                    return self.send(200, found)
+                    return self.send(200, detail(kind, found))
                 if args.write_delay:
                     time.sleep(args.write_delay)
                 body, files = payload
                 if method == "POST" and oid is None:
                     answer = create(kind, body, files)
                     db.commit()
-                    return self.send(201, answer)
+                    return self.send(201, detail(kind, answer))
                 if method == "PATCH" and oid and not action:
                     answer = update(kind, int(oid), body, files)
                     db.commit()
-                    return self.send(200, answer)
+                    return self.send(200, detail(kind, answer))
                 raise Refused(405, f'Method "{method}" not allowed.', "method_not_allowed", None, "invalid_request")
             except Refused as refused:
                 db.rollback()
@@ -503,6 +820,8 @@ def seed_destination():
 if db.execute("SELECT count(*) FROM objects").fetchone()[0] == 0 and db.execute("SELECT count(*) FROM persons").fetchone()[0] == 0:
     if args.seed == "source":
         seed_source()
+        if args.seed_kinds:
+            seed_kinds()
     elif args.seed == "destination":
         seed_destination()
 

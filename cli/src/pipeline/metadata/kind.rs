@@ -27,6 +27,11 @@ pub trait Kind: Sync {
     fn path(&self) -> String {
         format!("{}/", self.name())
     }
+    /// The lists that together hold every object of the kind (experiments: the archived
+    /// ones are only listed when asked for).
+    fn list_paths(&self) -> Vec<String> {
+        vec![self.path()]
+    }
     /// The kinds its objects may refer to (read at the source even when not copied).
     fn refers_to(&self) -> &'static [&'static str];
     /// Its page in PostHog's app, inside `/project/:id/`.
@@ -60,6 +65,11 @@ pub trait Kind: Sync {
     /// The request that brings a copy up to date.
     fn update_body(&self, copied: &Value) -> Body {
         Body::Json(copied.clone())
+    }
+    /// What is sent after a create or an update of the copy `id` (a dashboard's text
+    /// tiles, an insight's tile layouts: PostHog takes them in other requests).
+    fn after(&self, _destination: &mut QueryApiClient, _id: &str, _copied: &Value) -> Result<(), RestError> {
+        Ok(())
     }
 }
 

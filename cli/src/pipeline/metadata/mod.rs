@@ -15,10 +15,15 @@
 //!    goes on.
 
 pub mod actions;
+pub mod annotations;
 pub mod cohorts;
+pub mod dashboards;
+pub mod experiments;
 pub mod feature_flags;
+pub mod insights;
 pub mod kind;
 pub mod order;
+pub mod surveys;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -34,7 +39,16 @@ use crate::store::state_file::StateFile;
 
 /// Every kind, in the order they are listed and shown (and, between kinds without
 /// references, copied).
-pub static KINDS: &[&dyn Kind] = &[&actions::Actions, &cohorts::Cohorts, &feature_flags::FeatureFlags];
+pub static KINDS: &[&dyn Kind] = &[
+    &actions::Actions,
+    &cohorts::Cohorts,
+    &feature_flags::FeatureFlags,
+    &dashboards::Dashboards,
+    &insights::Insights,
+    &annotations::Annotations,
+    &experiments::Experiments,
+    &surveys::Surveys,
+];
 
 /// A kind `--only` names that there is not.
 #[derive(Debug, thiserror::Error)]
@@ -174,7 +188,10 @@ pub fn run(
     let mut objects = Objects::new();
     let mut tallies: BTreeMap<&'static str, Tally> = BTreeMap::new();
     for kind in KINDS.iter().filter(|k| read.contains(k.name())) {
-        let listed = source.list(&kind.path()).map_err(api)?;
+        let mut listed = Vec::new();
+        for path in kind.list_paths() {
+            listed.extend(source.list(&path).map_err(api)?);
+        }
         let mut count = 0;
         for object in listed.into_iter().filter(|o| o["deleted"].as_bool() != Some(true)) {
             if let Some(id) = id_text(&object["id"]) {
@@ -191,7 +208,11 @@ pub fn run(
     let mut at_destination: HashMap<(&'static str, String), Value> = HashMap::new();
     let mut by_key: HashMap<(&'static str, String), Vec<String>> = HashMap::new();
     for kind in selected {
-        for object in destination.list(&kind.path()).map_err(api)? {
+        let mut listed = Vec::new();
+        for path in kind.list_paths() {
+            listed.extend(destination.list(&path).map_err(api)?);
+        }
+        for object in listed {
             if object["deleted"].as_bool() == Some(true) {
                 continue;
             }
@@ -313,7 +334,12 @@ pub fn run(
                 if !dry_run {
                     let rel = format!("{}{id}/", kind.path());
                     match destination.update(&rel, &kind.update_body(&copied)) {
-                        Ok(answer) => write(How::Created, Some(id.clone()), Some(kind.compared(&answer).to_string()))?,
+                        Ok(answer) => {
+                            if let Err(refusal) = after(kind, destination, id, &copied)? {
+                                return Ok(Fate::Failed(refusal));
+                            }
+                            write(How::Created, Some(id.clone()), Some(kind.compared(&answer).to_string()))?
+                        }
                         Err(RestError::Object(refusal)) => return Ok(Fate::Failed(refusal.to_string())),
                         Err(other) => return Err(api(other)),
                     }
@@ -344,8 +370,13 @@ pub fn run(
                     let Some(id) = id_text(&answer["id"]) else {
                         return Ok(Fate::Failed(format!("the destination's answer has no id: {}", answer)));
                     };
+                    let done = after(kind, destination, &id, &copied)?;
                     write(How::Created, Some(id.clone()), Some(kind.compared(&answer).to_string()))?;
                     mapped.insert(node.clone(), id.clone());
+                    if let Err(refusal) = done {
+                        claimed.insert((node.kind, id));
+                        return Ok(Fate::Failed(format!("created, but {refusal}")));
+                    }
                     claimed.insert((node.kind, id));
                     Ok(Fate::Created)
                 }
@@ -385,6 +416,20 @@ pub fn run(
     }
     let tallies = selected.iter().map(|k| (*k, tallies.get(k.name()).copied().unwrap_or_default())).collect();
     Ok(Report { tallies, lines })
+}
+
+/// A kind's requests after a write: a refusal is the object's (`Err` inside).
+fn after(
+    kind: &dyn Kind,
+    destination: &mut QueryApiClient,
+    id: &str,
+    copied: &Value,
+) -> Result<Result<(), String>, PipelineError> {
+    match kind.after(destination, id, copied) {
+        Ok(()) => Ok(Ok(())),
+        Err(RestError::Object(refusal)) => Ok(Err(refusal.to_string())),
+        Err(other) => Err(api(other)),
+    }
 }
 
 fn api(error: RestError) -> PipelineError {
