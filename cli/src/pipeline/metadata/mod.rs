@@ -32,7 +32,7 @@ use serde_json::Value;
 use self::kind::{id_text, Kind, Objects, Ref};
 use super::error::PipelineError;
 use crate::posthog_api::client::QueryApiClient;
-use crate::posthog_api::rest::RestError;
+use crate::posthog_api::rest::{Refusal, RestError};
 use crate::shared::reporter::note;
 use crate::store::metadata::{Copy, How};
 use crate::store::state_file::StateFile;
@@ -336,7 +336,7 @@ pub fn run(
                     match destination.update(&rel, &kind.update_body(&copied)) {
                         Ok(answer) => {
                             if let Err(refusal) = after(kind, destination, id, &copied)? {
-                                return Ok(Fate::Failed(refusal));
+                                return Ok(Fate::Failed(refusal.to_string()));
                             }
                             write(How::Created, Some(id.clone()), Some(kind.compared(&answer).to_string()))?
                         }
@@ -424,10 +424,10 @@ fn after(
     destination: &mut QueryApiClient,
     id: &str,
     copied: &Value,
-) -> Result<Result<(), String>, PipelineError> {
+) -> Result<Result<(), Refusal>, PipelineError> {
     match kind.after(destination, id, copied) {
         Ok(()) => Ok(Ok(())),
-        Err(RestError::Object(refusal)) => Ok(Err(refusal.to_string())),
+        Err(RestError::Object(refusal)) => Ok(Err(refusal)),
         Err(other) => Err(api(other)),
     }
 }
