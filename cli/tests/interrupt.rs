@@ -5,22 +5,12 @@
 mod support;
 
 use std::collections::{HashMap, HashSet};
-use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use support::*;
-
-fn posthog(engine_url: &str, capture_url: &str, state: &Path) -> Vec<String> {
-    words(&format!(
-        "--state {} posthog --from clickhouse --clickhouse-url {engine_url} --clickhouse-user {USER} \
-         --clickhouse-password {PASSWORD} --team-id 2 --start 2021-06-01 --end 2021-07-01 --host {capture_url} \
-         --project-api-key phc_destination --retry-scale 0.001",
-        state.display()
-    ))
-}
 
 /// How many of the destination's events came more than once.
 fn twice(capture: &Capture) -> usize {
@@ -42,7 +32,7 @@ fn ctrl_c_records_what_was_answered_and_the_rerun_sends_none_of_it_again() {
     });
     let dir = TempDir::new("sigint");
     let state = dir.0.join("s.sqlite");
-    let base = posthog(&engine.url, &capture.server.url, &state);
+    let base = posthog_from_clickhouse(&engine.url, &capture.server.url, &state);
     let child = cli()
         .args(&base)
         .args(["--batch-size", "20", "--page-size", "300"])
@@ -50,11 +40,7 @@ fn ctrl_c_records_what_was_answered_and_the_rerun_sends_none_of_it_again() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let started = Instant::now();
-    while capture.accepted.lock().unwrap().len() < 700 {
-        assert!(started.elapsed() < Duration::from_secs(60), "the run sent too little");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    capture.wait_for(700, "the run sent too little", Duration::from_millis(5));
     let signal = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
     assert!(signal.success());
     let output = child.wait_with_output().unwrap();
@@ -92,13 +78,9 @@ fn a_page_is_recorded_as_soon_as_its_requests_are_answered() {
     });
     let dir = TempDir::new("recorded");
     let state = dir.0.join("s.sqlite");
-    let base = posthog(&engine.url, &capture.server.url, &state);
+    let base = posthog_from_clickhouse(&engine.url, &capture.server.url, &state);
     let mut child = cli().args(&base).args(["--batch-size", "5", "--page-size", "100"]).spawn().unwrap();
-    let started = Instant::now();
-    while capture.accepted.lock().unwrap().len() < 100 {
-        assert!(started.elapsed() < Duration::from_secs(60), "the first page was not sent");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    capture.wait_for(100, "the first page was not sent", Duration::from_millis(5));
     // Killed once the state file holds the first page, or after 2 s (before any later
     // request is answered: a page recorded only then is sent again by the rerun, which
     // the test counts).

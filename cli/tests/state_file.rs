@@ -7,22 +7,13 @@ mod support;
 use std::collections::HashSet;
 use std::path::Path;
 use std::process::{Command, Output};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use support::*;
 
-fn posthog(engine_url: &str, capture_url: &str, state: &Path) -> Vec<String> {
-    words(&format!(
-        "--state {} posthog --from clickhouse --clickhouse-url {engine_url} --clickhouse-user {USER} \
-         --clickhouse-password {PASSWORD} --team-id 2 --start 2021-06-01 --end 2021-07-01 --host {capture_url} \
-         --project-api-key phc_destination --retry-scale 0.001",
-        state.display()
-    ))
-}
-
 /// A command whose state file checks come first: no source or destination is reached.
 fn unreached(state: &Path) -> Vec<String> {
-    posthog("http://127.0.0.1:9", "http://127.0.0.1:9", state)
+    posthog_from_clickhouse("http://127.0.0.1:9", "http://127.0.0.1:9", state)
 }
 
 fn first_line(output: &Output) -> String {
@@ -67,13 +58,9 @@ fn a_second_run_on_the_same_state_file_is_refused_and_told_who_holds_it() {
     });
     let dir = TempDir::new("lock");
     let state = dir.0.join("s.sqlite");
-    let base = posthog(&engine.url, &capture.server.url, &state);
+    let base = posthog_from_clickhouse(&engine.url, &capture.server.url, &state);
     let mut first = cli().args(&base).args(["--batch-size", "10", "--page-size", "50"]).spawn().unwrap();
-    let started = Instant::now();
-    while capture.accepted.lock().unwrap().len() < 20 {
-        assert!(started.elapsed() < Duration::from_secs(60), "the first run sent nothing");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    capture.wait_for(20, "the first run sent nothing", Duration::from_millis(20));
     let second = cli().args(&base).args(["--batch-size", "10", "--page-size", "50"]).output().unwrap();
     let line = first_line(&second);
     assert_eq!(second.status.code(), Some(75), "{}", text(&second));
@@ -104,13 +91,9 @@ fn a_killed_run_leaves_no_lock_behind() {
     insert_events(&engine, 2, 0, 200, 200, "2021-06-02 00:00:00");
     let dir = TempDir::new("lock-kill");
     let state = dir.0.join("s.sqlite");
-    let base = posthog(&engine.url, &capture.server.url, &state);
+    let base = posthog_from_clickhouse(&engine.url, &capture.server.url, &state);
     let mut first = cli().args(&base).args(["--batch-size", "10", "--page-size", "20"]).spawn().unwrap();
-    let started = Instant::now();
-    while capture.accepted.lock().unwrap().len() < 20 {
-        assert!(started.elapsed() < Duration::from_secs(60), "the first run sent nothing");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    capture.wait_for(20, "the first run sent nothing", Duration::from_millis(20));
     first.kill().unwrap();
     first.wait().unwrap();
     capture.set_fault(|_| None);
@@ -206,7 +189,7 @@ fn resend_parked_and_status_with_a_mistyped_state_create_nothing() {
 /// A state file of a real run: 30 events into a loopback destination.
 fn a_real_state_file(engine: &ClickHouse, state: &Path) {
     let capture = Capture::start();
-    let output = cli().args(posthog(&engine.url, &capture.server.url, state)).output().unwrap();
+    let output = cli().args(posthog_from_clickhouse(&engine.url, &capture.server.url, state)).output().unwrap();
     assert!(output.status.success(), "{}", text(&output));
 }
 
@@ -340,7 +323,7 @@ fn a_full_disk_is_named_with_the_state_file() {
     let filler = disk.0 .0.join("filler");
     std::fs::write(&filler, vec![0u8; (1024 - 320) * 1024]).unwrap();
     let output = cli()
-        .args(posthog(&engine.url, &capture.server.url, &state))
+        .args(posthog_from_clickhouse(&engine.url, &capture.server.url, &state))
         .args(["--batch-size", "1", "--page-size", "1"])
         .output()
         .unwrap();
@@ -360,7 +343,7 @@ fn a_full_disk_is_named_with_the_state_file() {
     // With room again, the same command ends the migration, each event delivered once
     // at least and none lost.
     std::fs::remove_file(&filler).unwrap();
-    let again = cli().args(posthog(&engine.url, &capture.server.url, &state)).output().unwrap();
+    let again = cli().args(posthog_from_clickhouse(&engine.url, &capture.server.url, &state)).output().unwrap();
     assert!(again.status.success(), "{}", text(&again));
     let delivered: HashSet<String> = capture.uuids().into_iter().collect();
     assert_eq!(delivered, engine.uuids(2).into_iter().collect::<HashSet<_>>());

@@ -6,15 +6,11 @@ use std::path::{Path, PathBuf};
 use chrono::Utc;
 use migrator3000::timestamp;
 
-use super::destination::{asked, settings, DestinationOptions};
+use super::destination::{asked, migrate_import, settings, DestinationOptions};
 use super::exit::{CommandError, Outcome};
-use super::summary;
-use crate::pipeline::dry_run::dry_run;
 use crate::pipeline::error::PipelineError;
-use crate::pipeline::migration::{Migration, Target};
-use crate::shared::defaults;
+use crate::pipeline::migration::Target;
 use crate::shared::reporter::note;
-use crate::shared::retry::RetryPolicy;
 use crate::sources::amplitude::export_api::{self, ExportApi};
 use crate::sources::amplitude::files::LocalExport;
 use crate::sources::amplitude::{Amplitude, Options as ImportOptions};
@@ -84,13 +80,5 @@ pub fn run(state_path: &Path, args: &AmplitudeOptions) -> Outcome {
         None => note!("Migrating {} into {target}: the whole export.", source.describe()),
     }
     // What the import hands over is recorded per day, for `verify --from amplitude`.
-    let page_size = args.to.page_size.unwrap_or(defaults::PAGE_SIZE);
-    let retry = RetryPolicy::new(args.to.retry_scale);
-    let migration = Migration::new(&settings, &target, page_size, args.to.concurrency, retry, now).recording_days();
-    let Some(state) = state.as_mut() else {
-        let ended = dry_run(source.as_mut(), &migration.options(String::new()))?;
-        return summary::after_dry_run(ended);
-    };
-    let finished = migration.run(state_path, state, source.as_mut(), range, None)?;
-    summary::after_migration(state, finished, &target.url, &source.remarks())
+    migrate_import(state_path, state.as_mut(), source.as_mut(), &args.to, &settings, range, now)
 }

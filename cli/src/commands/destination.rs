@@ -1,14 +1,22 @@
 //! The destination's flags, shared by `posthog` and `amplitude` (and `verify --resend`):
-//! checked by the core exactly as the app checks its form, and worded with the flags.
+//! checked by the core exactly as the app checks its form, and worded with the flags; and
+//! an import migrated with them (`migrate_import`, for `amplitude` and `files`).
+
+use std::path::Path;
 
 use chrono::{DateTime, Utc};
 use migrator3000::settings::Settings;
 use migrator3000::timestamp;
 use serde_json::{json, Map, Value};
 
-use super::exit::CommandError;
+use super::exit::{CommandError, Outcome};
+use super::summary;
+use crate::pipeline::dry_run::dry_run;
+use crate::pipeline::migration::{Migration, Target};
 use crate::shared::defaults;
-use crate::sources::Bounds;
+use crate::shared::retry::RetryPolicy;
+use crate::sources::{Bounds, Source};
+use crate::store::state_file::StateFile;
 
 /// The destination's flags, as given.
 pub struct DestinationOptions {
@@ -150,4 +158,28 @@ pub fn range_of(
         (Some(_), Some(_)) => "from --start to --end",
     };
     Some((from, to, said))
+}
+
+/// An import (`amplitude`, `files`) migrated to the destination, `range` (`None`: read
+/// whole) as one migration, what it hands over recorded per day for `verify --from`;
+/// without a state file (`--dry-run`), read through and summed up only.
+pub fn migrate_import(
+    state_path: &Path,
+    state: Option<&mut StateFile>,
+    source: &mut dyn Source,
+    to: &DestinationOptions,
+    settings: &Settings,
+    range: Option<(DateTime<Utc>, DateTime<Utc>)>,
+    now: DateTime<Utc>,
+) -> Outcome {
+    let target = Target::of(settings);
+    let page_size = to.page_size.unwrap_or(defaults::PAGE_SIZE);
+    let retry = RetryPolicy::new(to.retry_scale);
+    let migration = Migration::new(settings, &target, page_size, to.concurrency, retry, now).recording_days();
+    let Some(state) = state else {
+        let ended = dry_run(source, &migration.options(String::new()))?;
+        return summary::after_dry_run(ended);
+    };
+    let finished = migration.run(state_path, state, source, range, None)?;
+    summary::after_migration(state, finished, &target.url, &source.remarks())
 }

@@ -7,13 +7,10 @@ use std::path::{Path, PathBuf};
 
 use chrono::Utc;
 
-use super::destination::{settings, DestinationOptions};
+use super::destination::{migrate_import, settings, DestinationOptions};
 use super::exit::{CommandError, Outcome};
-use super::summary;
-use crate::pipeline::dry_run::dry_run;
 use crate::pipeline::error::PipelineError;
-use crate::pipeline::migration::{Migration, Target};
-use crate::shared::defaults;
+use crate::pipeline::migration::Target;
 use crate::shared::reporter::note;
 use crate::shared::retry::RetryPolicy;
 use crate::sources::files::local::Local;
@@ -91,13 +88,5 @@ pub fn run(state_path: &Path, args: &FilesOptions) -> Outcome {
     let target = Target::of(&settings);
     note!("Migrating {} into {target}: all of them.", source.describe());
     // What the import hands over is recorded per day, for `verify --from files`.
-    let page_size = args.to.page_size.unwrap_or(defaults::PAGE_SIZE);
-    let retry = RetryPolicy::new(args.to.retry_scale);
-    let migration = Migration::new(&settings, &target, page_size, args.to.concurrency, retry, now).recording_days();
-    let Some(state) = state.as_mut() else {
-        let ended = dry_run(source.as_mut(), &migration.options(String::new()))?;
-        return summary::after_dry_run(ended);
-    };
-    let finished = migration.run(state_path, state, source.as_mut(), None, None)?;
-    summary::after_migration(state, finished, &target.url, &source.remarks())
+    migrate_import(state_path, state.as_mut(), source.as_mut(), &args.to, &settings, None, now)
 }

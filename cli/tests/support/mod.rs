@@ -192,6 +192,16 @@ impl Capture {
     pub fn set_fault(&self, fault: impl FnMut(&[Value]) -> Option<Reply> + Send + 'static) {
         *self.fault.lock().unwrap() = Box::new(fault);
     }
+
+    /// Waits, looking every `poll`, until `events` events were accepted (`what`: what a
+    /// minute without them means).
+    pub fn wait_for(&self, events: usize, what: &str, poll: std::time::Duration) {
+        let started = std::time::Instant::now();
+        while self.accepted.lock().unwrap().len() < events {
+            assert!(started.elapsed() < std::time::Duration::from_secs(60), "{what}");
+            thread::sleep(poll);
+        }
+    }
 }
 
 pub fn root() -> PathBuf {
@@ -342,6 +352,17 @@ impl ClickHouse {
         let text = self.query(&format!("SELECT toString(uuid) FROM default.events WHERE team_id = {team} FORMAT TSV"));
         text.lines().map(str::to_string).collect()
     }
+}
+
+/// `posthog --from clickhouse` of team 2's June 2021 from the engine at `engine_url` to
+/// the capture at `capture_url`, with `state` as its state file.
+pub fn posthog_from_clickhouse(engine_url: &str, capture_url: &str, state: &Path) -> Vec<String> {
+    words(&format!(
+        "--state {} posthog --from clickhouse --clickhouse-url {engine_url} --clickhouse-user {USER} \
+         --clickhouse-password {PASSWORD} --team-id 2 --start 2021-06-01 --end 2021-07-01 --host {capture_url} \
+         --project-api-key phc_destination --retry-scale 0.001",
+        state.display()
+    ))
 }
 
 /// A command line as its words (no word here has a space).

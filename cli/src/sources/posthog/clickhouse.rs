@@ -19,6 +19,7 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::Recount;
 use crate::shared::retry::ReadError;
 use crate::sources::{utc_day, windows, Bounds, Page, Source, Tally, Unread, Window};
 use crate::store::runs::Cursor;
@@ -199,11 +200,6 @@ impl ClickHouse {
             self.range(Some(from), Some(to)),
             after_clause(after)
         )
-    }
-
-    fn count_rows(&mut self, from: DateTime<Utc>, to: DateTime<Utc>, after: Option<&Cursor>) -> Result<u64, ReadError> {
-        let text = self.query(&self.count_query(from, to, after))?;
-        text.trim().parse().map_err(|_| ReadError::Fatal(format!("ClickHouse answered a count with {:?}", text.trim())))
     }
 
     /// The teams that have events, the largest first (to name them when a team has none).
@@ -551,15 +547,26 @@ impl Source for ClickHouse {
     }
 
     fn unread(&mut self) -> Result<Vec<Unread>, ReadError> {
-        let windows = self.windows.clone();
-        let tally = std::mem::take(&mut self.tally);
-        let unread = tally.unread(&windows, |w, after| self.count_rows(w.from, w.to, after));
-        self.tally = tally;
-        unread
+        self.recount_unread()
     }
 
     fn count(&mut self, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Option<u64>, ReadError> {
-        self.count_rows(from, to, None).map(Some)
+        self.recount(from, to)
+    }
+}
+
+impl Recount for ClickHouse {
+    fn windows(&self) -> &[Window] {
+        &self.windows
+    }
+
+    fn tally(&mut self) -> &mut Tally {
+        &mut self.tally
+    }
+
+    fn count_rows(&mut self, from: DateTime<Utc>, to: DateTime<Utc>, after: Option<&Cursor>) -> Result<u64, ReadError> {
+        let text = self.query(&self.count_query(from, to, after))?;
+        text.trim().parse().map_err(|_| ReadError::Fatal(format!("ClickHouse answered a count with {:?}", text.trim())))
     }
 }
 

@@ -10,6 +10,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::Value;
 
 use super::clickhouse::{after_clause, event_of, json_count, time_literal};
+use super::Recount;
 use crate::posthog_api::client::{QueryApiClient, Reply};
 use crate::shared::defaults::QUERY_API_MOST_ROWS as MOST_ROWS;
 use crate::shared::reporter::note;
@@ -113,23 +114,6 @@ impl QueryApiSource {
     /// The rows of `[from, to)` after `after`.
     pub fn count_query(from: DateTime<Utc>, to: DateTime<Utc>, after: Option<&Cursor>) -> String {
         format!("SELECT count() FROM events WHERE {}{}", Self::range(Some(from), Some(to)), after_clause(after))
-    }
-
-    fn count_rows(&mut self, from: DateTime<Utc>, to: DateTime<Utc>, after: Option<&Cursor>) -> Result<u64, ReadError> {
-        let text = match self.client.run(&Self::count_query(from, to, after))? {
-            Reply::Done(text) => text,
-            Reply::TooMuch(status, said) => {
-                return Err(ReadError::Transient {
-                    message: format!("the Query API gave up counting events (HTTP {status} {said})"),
-                    retry_after_seconds: None,
-                })
-            }
-        };
-        let rows = QueryApiClient::rows(&text)?;
-        rows.first()
-            .and_then(|row| row.first())
-            .and_then(json_count)
-            .ok_or_else(|| ReadError::Fatal(format!("the Query API answered a count with {rows:?}")))
     }
 
     /// The events of each day of `[from, to)`; a range the source gives up counting is
@@ -284,15 +268,38 @@ impl Source for QueryApiSource {
     }
 
     fn unread(&mut self) -> Result<Vec<Unread>, ReadError> {
-        let windows = self.windows.clone();
-        let tally = std::mem::take(&mut self.tally);
-        let unread = tally.unread(&windows, |w, after| self.count_rows(w.from, w.to, after));
-        self.tally = tally;
-        unread
+        self.recount_unread()
     }
 
     fn count(&mut self, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Option<u64>, ReadError> {
-        self.count_rows(from, to, None).map(Some)
+        self.recount(from, to)
+    }
+}
+
+impl Recount for QueryApiSource {
+    fn windows(&self) -> &[Window] {
+        &self.windows
+    }
+
+    fn tally(&mut self) -> &mut Tally {
+        &mut self.tally
+    }
+
+    fn count_rows(&mut self, from: DateTime<Utc>, to: DateTime<Utc>, after: Option<&Cursor>) -> Result<u64, ReadError> {
+        let text = match self.client.run(&Self::count_query(from, to, after))? {
+            Reply::Done(text) => text,
+            Reply::TooMuch(status, said) => {
+                return Err(ReadError::Transient {
+                    message: format!("the Query API gave up counting events (HTTP {status} {said})"),
+                    retry_after_seconds: None,
+                })
+            }
+        };
+        let rows = QueryApiClient::rows(&text)?;
+        rows.first()
+            .and_then(|row| row.first())
+            .and_then(json_count)
+            .ok_or_else(|| ReadError::Fatal(format!("the Query API answered a count with {rows:?}")))
     }
 }
 
