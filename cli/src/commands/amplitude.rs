@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use chrono::Utc;
 use migrator3000::timestamp;
 
-use super::destination::{asked, migrate_import, settings, DestinationOptions};
+use super::destination::{asked, ledger_key, migrate_import, settings, DestinationOptions};
 use super::exit::{CommandError, Outcome};
 use crate::pipeline::error::PipelineError;
 use crate::pipeline::migration::Target;
@@ -43,7 +43,7 @@ pub fn run(state_path: &Path, args: &AmplitudeOptions) -> Outcome {
     }
     let mut state = if args.to.dry_run { None } else { Some(StateFile::open(state_path, Use::Run)?) };
     // Links, group properties and files are kept for each destination apart.
-    let destination = format!("{} {}", settings.destination.base_url, settings.project_api_key);
+    let destination = ledger_key(&settings);
     let known = match &state {
         Some(state) => state.amplitude_known(&destination)?,
         None => Default::default(),

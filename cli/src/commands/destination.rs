@@ -183,3 +183,9 @@ pub fn migrate_import(
     let finished = migration.run(state_path, state, source, range, None)?;
     summary::after_migration(state, finished, &target.url, &source.remarks())
 }
+
+/// Whom an import's ledgers (links sent, files read) are kept for: the destination's
+/// host and project key, written the same way by the imports and by `verify --resend`.
+pub fn ledger_key(settings: &Settings) -> String {
+    format!("{} {}", settings.destination.base_url, settings.project_api_key)
+}

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use chrono::Utc;
 
-use super::destination::{migrate_import, settings, DestinationOptions};
+use super::destination::{ledger_key, migrate_import, settings, DestinationOptions};
 use super::exit::{CommandError, Outcome};
 use crate::pipeline::error::PipelineError;
 use crate::pipeline::migration::Target;
@@ -79,7 +79,7 @@ pub fn run(state_path: &Path, args: &FilesOptions) -> Outcome {
     }
     let mut state = if args.to.dry_run { None } else { Some(StateFile::open(state_path, Use::Run)?) };
     // Files are recorded for each destination apart.
-    let destination = format!("{} {}", settings.destination.base_url, settings.project_api_key);
+    let destination = ledger_key(&settings);
     let known = match &state {
         Some(state) => state.files_read(&destination)?,
         None => Default::default(),

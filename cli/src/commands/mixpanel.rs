@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use chrono::Utc;
 use migrator3000::timestamp;
 
-use super::destination::{asked, settings, DestinationOptions};
+use super::destination::{asked, ledger_key, settings, DestinationOptions};
 use super::exit::{CommandError, Exit, Outcome};
 use super::summary;
 use crate::pipeline::dry_run::dry_run;
@@ -48,7 +48,7 @@ pub fn run(state_path: &Path, args: &MixpanelOptions) -> Outcome {
     let settings = settings(&args.to, now)?;
     let (start, end) = asked(&args.to, &settings)?;
     let mut state = if args.to.dry_run { None } else { Some(StateFile::open(state_path, Use::Run)?) };
-    let destination = format!("{} {}", settings.destination.base_url, settings.project_api_key);
+    let destination = ledger_key(&settings);
     let (known, handed) = match &state {
         Some(state) => (
             state.mixpanel_known(&destination)?,

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{NaiveDate, Utc};
 
-use super::destination::time_flag;
+use super::destination::{ledger_key, time_flag};
 use super::exit::{CommandError, Exit, Outcome};
 use super::files::{self as files_command, SOURCES as FILES_RUNS};
 use super::mixpanel::SOURCES as MIXPANEL_RUNS;
@@ -321,11 +321,8 @@ fn resend_missing(
             })?;
             // Nothing known of this destination: every event of the export is read again
             // (only the missing ones are sent).
-            let import = ImportOptions {
-                destination: format!("{} {}", settings.destination.base_url, settings.project_api_key),
-                group_identify: false,
-                skip_unreadable: false,
-            };
+            let import =
+                ImportOptions { destination: ledger_key(&settings), group_identify: false, skip_unreadable: false };
             let export = LocalExport::open(files)?;
             resend::Reread::Whole(Box::new(Amplitude::new(export, import, Default::default())))
         }
@@ -337,7 +334,7 @@ fn resend_missing(
             }
             // Nothing known of this destination: every file is read again (only the
             // missing events are sent).
-            let destination = format!("{} {}", settings.destination.base_url, settings.project_api_key);
+            let destination = ledger_key(&settings);
             resend::Reread::Whole(files_command::open(&args.files_from, destination, false, Default::default())?)
         }
         VerifyFrom::Mixpanel => {
@@ -351,10 +348,8 @@ fn resend_missing(
             }
             // Nothing known of this destination: every line is read again (only the
             // missing ones are sent).
-            let import = MixpanelImport {
-                destination: format!("{} {}", settings.destination.base_url, settings.project_api_key),
-                now: migrator3000::timestamp::format(Utc::now()),
-            };
+            let import =
+                MixpanelImport { destination: ledger_key(&settings), now: migrator3000::timestamp::format(Utc::now()) };
             let files = LocalFiles::open(&args.files, &args.profiles)?;
             resend::Reread::Whole(Box::new(Mixpanel::new(files, import, Default::default(), Default::default())))
         }
