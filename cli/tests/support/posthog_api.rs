@@ -53,12 +53,18 @@ impl Instance {
         Instance::start("destination", 12, DESTINATION_KEY, &args)
     }
 
-    fn answer(&self, method: &str, rel: &str, body: Option<&Value>) -> Result<Value, ureq::Error> {
+    /// The answer to a request of `rel` (under the project), or its status.
+    fn answer(&self, method: &str, rel: &str, body: Option<&Value>) -> Result<Value, u16> {
         let url = format!("{}/api/{}/{}/{rel}", self.url, self.form(), self.project);
         let request = ureq::request(method, &url).set("Authorization", &format!("Bearer {}", self.key));
         let answer = match body {
-            Some(body) => request.set("Content-Type", "application/json").send_string(&body.to_string())?,
-            None => request.call()?,
+            Some(body) => request.set("Content-Type", "application/json").send_string(&body.to_string()),
+            None => request.call(),
+        };
+        let answer = match answer {
+            Ok(answer) => answer,
+            Err(ureq::Error::Status(code, _)) => return Err(code),
+            Err(other) => panic!("{other}"),
         };
         let text = answer.into_string().unwrap();
         Ok(if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap() })
@@ -71,14 +77,6 @@ impl Instance {
             Ok(_) => "projects",
             Err(_) => "environments",
         }
-    }
-
-    /// The answer to a GET of `rel` (under the project), or its status.
-    pub fn try_get(&self, rel: &str) -> Result<Value, u16> {
-        self.answer("GET", rel, None).map_err(|e| match e {
-            ureq::Error::Status(code, _) => code,
-            other => panic!("{other}"),
-        })
     }
 
     pub fn get(&self, rel: &str) -> Value {
