@@ -7,111 +7,12 @@
 mod support;
 
 use std::collections::{BTreeSet, HashMap};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use support::{cli, root, text, TempDir};
-
-const SOURCE_KEY: &str = "phx_source_key";
-const DESTINATION_KEY: &str = "phx_destination_key";
-
-struct Instance {
-    url: String,
-    project: u64,
-    key: &'static str,
-    child: Child,
-    _dir: TempDir,
-}
-
-impl Instance {
-    fn start(seed: &str, project: u64, key: &'static str, extra: &[&str]) -> Instance {
-        let dir = TempDir::new("posthog-api");
-        let mut child = Command::new("python3")
-            .arg(root().join("cli/tests/posthog_api/server.py"))
-            .args(["--db", dir.0.join("posthog.sqlite").to_str().unwrap(), "--seed", seed, "--key", key])
-            .args(["--project", &project.to_string()])
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("python3 runs the PostHog-shaped API");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let url = line.trim().strip_prefix("READY ").unwrap_or_else(|| panic!("the API said {line:?}")).to_string();
-        Instance { url, project, key, child, _dir: dir }
-    }
-
-    fn source() -> Instance {
-        Instance::start("source", 7, SOURCE_KEY, &["--forms", "projects", "--page", "7"])
-    }
-
-    fn destination(extra: &[&str]) -> Instance {
-        let mut args = vec!["--forms", "environments", "--id-start", "5000"];
-        args.extend(extra);
-        Instance::start("destination", 12, DESTINATION_KEY, &args)
-    }
-
-    fn form(&self) -> &str {
-        // Whichever form the instance answers under.
-        if ureq::get(&format!("{}/api/projects/{}/actions/", self.url, self.project))
-            .set("Authorization", &format!("Bearer {}", self.key))
-            .call()
-            .is_ok()
-        {
-            "projects"
-        } else {
-            "environments"
-        }
-    }
-
-    fn list(&self, rel: &str) -> Vec<Value> {
-        let form = self.form();
-        let mut out = Vec::new();
-        let mut url = format!("{}/api/{form}/{}/{rel}", self.url, self.project);
-        loop {
-            let page: Value = ureq::get(&url)
-                .set("Authorization", &format!("Bearer {}", self.key))
-                .call()
-                .unwrap()
-                .into_string()
-                .map(|t| serde_json::from_str(&t).unwrap())
-                .unwrap();
-            out.extend(page["results"].as_array().unwrap().iter().cloned());
-            match page["next"].as_str() {
-                Some(next) => url = format!("{}{}", self.url, &next[next.find("/api/").unwrap()..]),
-                None => return out,
-            }
-        }
-    }
-
-    fn patch(&self, rel: &str, body: Value) {
-        let form = self.form();
-        ureq::request("PATCH", &format!("{}/api/{form}/{}/{rel}", self.url, self.project))
-            .set("Authorization", &format!("Bearer {}", self.key))
-            .set("Content-Type", "application/json")
-            .send_string(&body.to_string())
-            .unwrap();
-    }
-
-    fn faults(&self, faults: Value) {
-        ureq::post(&format!("{}/_test/faults", self.url)).send_string(&faults.to_string()).unwrap();
-    }
-
-    fn requests(&self, method: &str) -> u64 {
-        let counts = ureq::get(&format!("{}/_test/requests", self.url)).call().unwrap().into_string().unwrap();
-        let counts: Value = serde_json::from_str(&counts).unwrap();
-        counts[method].as_u64().unwrap_or(0)
-    }
-}
-
-impl Drop for Instance {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use support::posthog_api::Instance;
+use support::{cli, text, TempDir};
 
 fn command(state: &std::path::Path, source: &Instance, destination: &Instance, more: &[&str]) -> Command {
     let mut command = cli();
@@ -187,7 +88,7 @@ fn members(instance: &Instance, cohort: &Value) -> BTreeSet<String> {
 
 #[test]
 fn a_whole_project_is_copied_with_every_reference_remapped_and_reruns_copy_only_changes() {
-    let source = Instance::source();
+    let source = Instance::source(&[]);
     let destination = Instance::destination(&[]);
     let dir = TempDir::new("metadata-state");
     let state = dir.0.join("state.sqlite");
@@ -295,7 +196,7 @@ fn a_whole_project_is_copied_with_every_reference_remapped_and_reruns_copy_only_
 
 #[test]
 fn a_refusal_of_one_object_is_reported_with_its_field_and_the_rest_goes_on() {
-    let source = Instance::source();
+    let source = Instance::source(&[]);
     let destination = Instance::destination(&[]);
     let dir = TempDir::new("metadata-state");
     let state = dir.0.join("state.sqlite");
@@ -316,7 +217,7 @@ fn a_refusal_of_one_object_is_reported_with_its_field_and_the_rest_goes_on() {
 
 #[test]
 fn rate_limits_and_html_5xx_are_waited_out_under_either_url_form() {
-    let source = Instance::source();
+    let source = Instance::source(&[]);
     // 25 requests a second at most, as PostHog's throttle answers beyond (429, Retry-After).
     let destination = Instance::destination(&["--burst", "25", "--window", "1"]);
     let dir = TempDir::new("metadata-state");
@@ -336,7 +237,7 @@ fn rate_limits_and_html_5xx_are_waited_out_under_either_url_form() {
 
 #[test]
 fn a_refused_key_names_the_variable_to_fix() {
-    let source = Instance::source();
+    let source = Instance::source(&[]);
     let destination = Instance::destination(&[]);
     let dir = TempDir::new("metadata-state");
     let output = command(&dir.0.join("state.sqlite"), &source, &destination, &[])
@@ -352,7 +253,7 @@ fn a_refused_key_names_the_variable_to_fix() {
 
 #[test]
 fn a_run_killed_part_way_resumes_and_creates_nothing_twice() {
-    let source = Instance::source();
+    let source = Instance::source(&[]);
     let destination = Instance::destination(&["--write-delay", "0.05"]);
     let dir = TempDir::new("metadata-state");
     let state = dir.0.join("state.sqlite");

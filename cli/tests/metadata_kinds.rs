@@ -7,72 +7,10 @@
 mod support;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 
 use serde_json::{json, Value};
-use support::{cli, root, text, TempDir};
-
-struct Instance {
-    url: String,
-    project: u64,
-    key: &'static str,
-    child: Child,
-    _dir: TempDir,
-}
-
-impl Instance {
-    fn start(seed: &str, project: u64, key: &'static str, extra: &[&str]) -> Instance {
-        let dir = TempDir::new("posthog-api");
-        let mut child = Command::new("python3")
-            .arg(root().join("cli/tests/posthog_api/server.py"))
-            .args(["--db", dir.0.join("posthog.sqlite").to_str().unwrap(), "--seed", seed, "--key", key])
-            .args(["--project", &project.to_string()])
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("python3 runs the PostHog-shaped API");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let url = line.trim().strip_prefix("READY ").unwrap_or_else(|| panic!("the API said {line:?}")).to_string();
-        Instance { url, project, key, child, _dir: dir }
-    }
-
-    fn get(&self, rel: &str) -> Value {
-        let url = format!("{}/api/projects/{}/{rel}", self.url, self.project);
-        let answer = ureq::get(&url).set("Authorization", &format!("Bearer {}", self.key)).call().unwrap();
-        serde_json::from_str(&answer.into_string().unwrap()).unwrap()
-    }
-
-    fn list(&self, rel: &str) -> Vec<Value> {
-        let mut out = Vec::new();
-        let mut rel = rel.to_string();
-        loop {
-            let page = self.get(&rel);
-            out.extend(page["results"].as_array().unwrap().iter().cloned());
-            match page["next"].as_str() {
-                Some(next) => {
-                    let tail = &next[next.find("/api/projects/").unwrap() + "/api/projects/".len()..];
-                    rel = tail[tail.find('/').unwrap() + 1..].to_string();
-                }
-                None => return out,
-            }
-        }
-    }
-
-    fn requests(&self, method: &str) -> u64 {
-        let counts = ureq::get(&format!("{}/_test/requests", self.url)).call().unwrap().into_string().unwrap();
-        serde_json::from_str::<Value>(&counts).unwrap()[method].as_u64().unwrap_or(0)
-    }
-}
-
-impl Drop for Instance {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use support::posthog_api::{Instance, DESTINATION_KEY};
+use support::{cli, text, TempDir};
 
 fn migrate(state: &std::path::Path, source: &Instance, destination: &Instance) -> (i32, String) {
     let output = cli()
@@ -156,9 +94,8 @@ fn remap(tree: &Value, ids: &Ids) -> Value {
 
 #[test]
 fn insights_dashboards_annotations_experiments_and_surveys_are_copied_with_every_reference_remapped() {
-    let source =
-        Instance::start("source", 7, "phx_source_key", &["--forms", "projects", "--page", "7", "--seed-kinds"]);
-    let destination = Instance::start("destination", 12, "phx_destination_key", &["--id-start", "5000"]);
+    let source = Instance::source(&["--seed-kinds"]);
+    let destination = Instance::start("destination", 12, DESTINATION_KEY, &["--id-start", "5000"]);
     let dir = TempDir::new("metadata-state");
     let state = dir.0.join("state.sqlite");
     let d_flags_before = destination.list("feature_flags/").len();

@@ -235,6 +235,23 @@ fn a_folder_and_its_people_arrive_each_line_once_each_device_linked_once() {
 }
 
 /// `files` days of `per_file` lines, a tenth of them repeating an earlier `$insert_id`.
+/// A dry run ends as the other imports' dry runs (`commands/destination.rs::
+/// migrate_import`): what would be sent summed up, nothing sent, no state file written.
+#[test]
+fn a_dry_run_sums_up_and_sends_and_keeps_nothing() {
+    let root = TempDir::new("mixpanel-dry");
+    let export = small_export(&root.0);
+    let capture = Capture::start();
+    let state = root.0.join("s.sqlite");
+    let source = format!("--files {} --dry-run", export.dir.display());
+    let output = cli().args(import(&capture.server.url, &state, &source)).output().unwrap();
+    let said = text(&output);
+    assert_eq!(output.status.code(), Some(0), "{said}");
+    assert!(said.contains("Dry run: ") && said.contains("Nothing was sent."), "{said}");
+    assert!(capture.accepted.lock().unwrap().is_empty(), "{said}");
+    assert!(!state.exists(), "a dry run keeps no state");
+}
+
 fn big_export(dir: &Path, files: u32, per_file: usize) -> (HashSet<String>, HashSet<(String, String)>) {
     std::fs::create_dir_all(dir).unwrap();
     let (mut uuids, mut links, mut devices) = (HashSet::new(), HashSet::new(), HashSet::new());

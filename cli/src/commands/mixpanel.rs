@@ -8,15 +8,11 @@ use std::path::{Path, PathBuf};
 use chrono::Utc;
 use migrator3000::timestamp;
 
-use super::destination::{asked, ledger_key, settings, DestinationOptions};
-use super::exit::{CommandError, Exit, Outcome};
-use super::summary;
-use crate::pipeline::dry_run::dry_run;
+use super::destination::{asked, ledger_key, migrate_import, settings, DestinationOptions};
+use super::exit::{CommandError, Outcome};
 use crate::pipeline::error::PipelineError;
-use crate::pipeline::migration::{Migration, Target};
-use crate::shared::defaults;
+use crate::pipeline::migration::Target;
 use crate::shared::reporter::note;
-use crate::shared::retry::RetryPolicy;
 use crate::sources::mixpanel::engage_api::{self, EngageApi, WithPeople};
 use crate::sources::mixpanel::export_api::{self, ExportApi, Limits};
 use crate::sources::mixpanel::files::LocalFiles;
@@ -146,16 +142,8 @@ pub fn run(state_path: &Path, args: &MixpanelOptions) -> Outcome {
                     .into(),
             ));
         };
-    let target = Target::of(&settings);
-    note!("Migrating {} into {target}.", source.describe());
-    let page_size = args.to.page_size.unwrap_or(defaults::PAGE_SIZE);
-    let retry = RetryPolicy::new(args.to.retry_scale);
-    // What the import hands over is recorded per day, for `verify --from mixpanel`.
-    let migration = Migration::new(&settings, &target, page_size, args.to.concurrency, retry, now).recording_days();
-    let Some(state) = state.as_mut() else {
-        dry_run(source.as_mut(), &migration.options(String::new()))?;
-        return Ok(Exit::Done);
-    };
-    let finished = migration.run(state_path, state, source.as_mut(), range, None)?;
-    summary::after_migration(state, finished, &target.url, &source.remarks())
+    note!("Migrating {} into {}.", source.describe(), Target::of(&settings));
+    // Ended as `amplitude` and `files` end: a dry run's own ending (incomplete when the
+    // source could not account for what it read), a run's summary.
+    migrate_import(state_path, state.as_mut(), source.as_mut(), &args.to, &settings, range, now)
 }

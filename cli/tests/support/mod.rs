@@ -373,3 +373,4 @@ pub fn words(line: &str) -> Vec<String> {
 pub mod browser;
 pub mod persons;
 pub mod posthog;
+pub mod posthog_api;
