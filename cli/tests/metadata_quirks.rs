@@ -59,6 +59,35 @@ fn each_kind_is_found_under_the_one_url_form_an_instance_has() {
     assert!(!destination.list("insights/").is_empty() && !destination.list("surveys/").is_empty(), "{out}");
 }
 
+/// Some kinds only under `/api/projects/` on an instance whose other kinds are only under
+/// `/api/environments/`: the form that answers is found for each kind, not once for the
+/// instance.
+#[test]
+fn kinds_under_different_url_forms_on_one_instance_are_each_found() {
+    let forms = ["--forms", "environments", "--projects-only=surveys,experiments"];
+    let source = Instance::start("source", 7, SOURCE_KEY, &[&forms[..], &["--seed-kinds"]].concat());
+    let destination = Instance::start("none", 12, DESTINATION_KEY, &[&forms[..], &["--id-start", "5000"]].concat());
+    let dir = TempDir::new("metadata-projects-only");
+    let (code, out) = migrate(&dir.0.join("s.sqlite"), &source, &destination, &[]);
+    assert_eq!(code, 6, "the seed's dangling references, nothing else: {out}");
+    assert_eq!(row(&out, "experiments")[0], 6, "{out}");
+    assert_eq!(row(&out, "surveys")[0], 7, "{out}");
+    assert_eq!(row(&out, "insights")[0], 24, "{out}");
+    let under = |form: &str, kind: &str| {
+        let url = format!("{}/api/{form}/{}/{kind}/", destination.url, destination.project);
+        let body = ureq::get(&url)
+            .set("Authorization", &format!("Bearer {}", destination.key))
+            .call()
+            .unwrap()
+            .into_string()
+            .unwrap();
+        let page: Value = serde_json::from_str(&body).unwrap();
+        page["results"].as_array().map_or(0, Vec::len)
+    };
+    assert!(under("projects", "surveys") > 0 && under("projects", "experiments") > 0, "{out}");
+    assert!(under("environments", "insights") > 0, "{out}");
+}
+
 /// List pages differ by kind (`PAGE` in server.py, from each viewset's pagination):
 /// actions in one unpaged list, annotations by 1,000, the rest by 100; the command reads
 /// every object of each whatever its page (`metadata.rs` reads the source in pages of 7).

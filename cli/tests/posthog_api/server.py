@@ -37,6 +37,9 @@ parser.add_argument("--project", type=int, required=True)
 parser.add_argument("--key", required=True)
 parser.add_argument("--seed", choices=["source", "destination", "none"], default="none")
 parser.add_argument("--forms", choices=["both", "projects", "environments"], default="both")
+# Kinds this instance serves only under /api/projects/, whatever --forms says of the
+# rest (routing.py registers some viewsets under projects alone).
+parser.add_argument("--projects-only", default="")
 parser.add_argument("--burst", type=int, default=480)
 parser.add_argument("--window", type=float, default=60.0)
 parser.add_argument("--write-delay", type=float, default=0.0)
@@ -662,7 +665,9 @@ class Handler(BaseHTTPRequestHandler):
                                        "attr": None}, [("Retry-After", str(wait))])
             recent.append(t)
             match = ROUTE.match(url.path)
-            if not match or (args.forms != "both" and match.group(1) != args.forms):
+            projects_only = match is not None and match.group(3) in args.projects_only.split(",")
+            form_of_kind = "projects" if projects_only else args.forms
+            if not match or (form_of_kind != "both" and match.group(1) != form_of_kind):
                 return self.send(404, "<!doctype html><title>Not Found</title><h1>Not Found</h1>", html=True)
             form, project, kind, oid, action = match.groups()
             if int(project) != args.project:
