@@ -420,3 +420,31 @@ fn an_import_of_files_is_verified_day_by_day_and_mended_from_its_files() {
     );
     assert_eq!(valid, 150);
 }
+
+#[test]
+fn a_file_skipped_as_unreadable_leaves_the_import_not_complete_and_a_rerun_reads_it() {
+    let dir = TempDir::new("files-unreadable");
+    let Export { files, valid, .. } = export(40);
+    let input = dir.0.join("in");
+    write(&input, &files);
+    // The batch export's gzip file cut in half, as an interrupted download leaves it.
+    let (name, whole) = files.iter().find(|(n, _)| n.ends_with(".jsonl.gz")).cloned().unwrap();
+    std::fs::write(input.join(&name), &whole[..whole.len() / 2]).unwrap();
+    let capture = Capture::start();
+    let state = dir.0.join("s.sqlite");
+    let source = format!("--files {}", input.display());
+    let output = cli().args(migrate(&state, &source, &capture.server.url, "--skip-unreadable")).output().unwrap();
+    let said = text(&output);
+    assert_eq!(output.status.code(), Some(6), "{said}");
+    assert!(said.contains(&name) && said.contains("could not be read"), "{said}");
+    let first = capture.accepted.lock().unwrap().len();
+    assert!(first > 0 && first < valid, "{first} of {valid}: {said}");
+
+    std::fs::write(input.join(&name), &whole).unwrap();
+    let output = cli().args(migrate(&state, &source, &capture.server.url, "--skip-unreadable")).output().unwrap();
+    let said = text(&output);
+    assert!(output.status.success(), "{said}");
+    let received = capture.accepted.lock().unwrap().clone();
+    assert_eq!(received.len(), valid, "the rerun sent the mended file alone: {said}");
+    assert_eq!(by_uuid(&received).len(), valid);
+}

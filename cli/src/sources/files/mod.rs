@@ -334,6 +334,20 @@ impl<P: Place + Send> Source for Files<P> {
         out.extend(c.unreadable.iter().cloned());
         out
     }
+
+    /// Files skipped as unreadable: their lines were not imported, so the run is not
+    /// complete and the next one reads again (files the destination got whole skipped).
+    fn unaccounted(&self) -> Option<String> {
+        let skipped = self.counts.unreadable.len() as u64;
+        (skipped > 0).then(|| {
+            format!(
+                "{} could not be read (named above): {} lines were not imported. Put a whole copy in place and run \
+                 the same command: what was imported is not sent again",
+                plural(skipped, "file", "files"),
+                if skipped == 1 { "its" } else { "their" }
+            )
+        })
+    }
 }
 
 #[cfg(test)]
