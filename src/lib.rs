@@ -16,6 +16,7 @@ pub mod host;
 pub mod inflight;
 pub mod migrator;
 pub mod pace;
+pub mod page;
 pub mod parcels;
 pub mod raw;
 pub mod scan;

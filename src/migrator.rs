@@ -11,8 +11,10 @@ use crate::batch::{Batch, Batcher};
 use crate::export::ExportState;
 use crate::export_plan::{ExportPlan, Window};
 use crate::handover::{self, HistoryView, LiveRoute};
+use crate::page::{self, Lanes, PageHooks, PageOptions};
 use crate::settings::Settings;
-use crate::transform::{self, Rejected, Route, SourceEvent};
+use crate::transform::{self, Prepared, Rejected, Route, SourceEvent};
+use crate::version::ExportShape;
 
 /// The plugin server's own metrics, which it captures into the project: they describe
 /// the source's apps, not the user's product, and are skipped unless the settings
@@ -200,8 +202,71 @@ struct Bounds<'a> {
     handover: Option<(&'a ExportState, &'a HistoryView)>,
 }
 
-/// Routes each event; those on `path` (and within `bounds`) are transformed and packed
-/// into `batcher`.
+/// The app's side of the page step: the path asked for, the handover, the cut-over and
+/// window bounds, and what its outcome counts (fingerprint, earliest, source db).
+struct AppHooks<'a> {
+    shape: ExportShape,
+    path: Route,
+    bounds: Bounds<'a>,
+    now: DateTime<Utc>,
+    outcome: Outcome,
+    fingerprint: crc32fast::Hasher,
+}
+
+impl PageHooks for AppHooks<'_> {
+    /// The host's list is parsed whole before the step: nothing in it is unreadable.
+    type Unreadable = std::convert::Infallible;
+
+    fn on_path(&mut self, event: &SourceEvent<'_>) -> bool {
+        transform::path(event, self.shape) == self.path
+    }
+
+    fn before_transform(&mut self, event: &SourceEvent<'_>) -> bool {
+        let Some((state, view)) = self.bounds.handover else { return true };
+        let at = transform::stored_at(event).unwrap_or(self.now);
+        match handover::route(state, view, at) {
+            LiveRoute::Send => true,
+            LiveRoute::History => {
+                self.outcome.left_to_history += 1;
+                false
+            }
+            LiveRoute::Late => {
+                self.outcome.left_to_history += 1;
+                self.outcome.late.push(at.timestamp_millis());
+                false
+            }
+        }
+    }
+
+    fn prepared(&mut self, event: &SourceEvent<'_>, prepared: &Prepared) -> bool {
+        let outcome = &mut self.outcome;
+        if self.bounds.cutover.is_some_and(|until| prepared.at >= until) {
+            outcome.after_cutover += 1;
+            return false;
+        }
+        if self.bounds.window.is_some_and(|w| !w.holds(prepared.at)) {
+            outcome.outside_window += 1;
+            return false;
+        }
+        if self.path == Route::Historical && outcome.source_db.is_none() {
+            outcome.source_db = transform::source_db(event);
+        }
+        outcome.used_current_time += usize::from(prepared.used_current_time);
+        outcome.derived_uuid += usize::from(prepared.derived_uuid);
+        self.fingerprint.update(prepared.uuid.as_bytes());
+        outcome.note_earliest(Some(prepared.at));
+        true
+    }
+
+    fn rejected(&mut self, event: &SourceEvent<'_>, rejected: Rejected) {
+        self.fingerprint.update(rejected.uuid.as_deref().unwrap_or("-").as_bytes());
+        self.outcome.note_earliest(transform::event_at(event));
+        self.outcome.rejected.push(rejected)
+    }
+}
+
+/// Routes each event through the core's page step; those on `path` (and within
+/// `bounds`) are transformed and packed into `batcher`.
 fn run(
     settings: &Settings,
     events: Vec<Option<EventFields<'_>>>,
@@ -210,56 +275,29 @@ fn run(
     now: DateTime<Utc>,
     batcher: &mut Batcher,
 ) -> Outcome {
-    let mut outcome = Outcome::default();
-    let mut fingerprint = crc32fast::Hasher::new();
-    outcome.read = events.len();
-    for event in events {
-        let event = SourceEvent::from_scan(event);
-        match route(settings, &event) {
-            Route::Ignored => outcome.ignored += 1,
-            route if route != path => outcome.other_path += 1,
-            _ => {
-                outcome.on_path += 1;
-                if let Some((state, view)) = bounds.handover {
-                    let at = transform::stored_at(&event).unwrap_or(now);
-                    match handover::route(state, view, at) {
-                        LiveRoute::Send => {}
-                        LiveRoute::History => {
-                            outcome.left_to_history += 1;
-                            continue;
-                        }
-                        LiveRoute::Late => {
-                            outcome.left_to_history += 1;
-                            outcome.late.push(at.timestamp_millis());
-                            continue;
-                        }
-                    }
-                }
-                match transform::transform_raw(&event, now) {
-                    Ok(prepared) if bounds.cutover.is_some_and(|until| prepared.at >= until) => {
-                        outcome.after_cutover += 1
-                    }
-                    Ok(prepared) if bounds.window.is_some_and(|w| !w.holds(prepared.at)) => outcome.outside_window += 1,
-                    Ok(prepared) => {
-                        if path == Route::Historical && outcome.source_db.is_none() {
-                            outcome.source_db = transform::source_db(&event);
-                        }
-                        outcome.used_current_time += usize::from(prepared.used_current_time);
-                        outcome.derived_uuid += usize::from(prepared.derived_uuid);
-                        fingerprint.update(prepared.uuid.as_bytes());
-                        outcome.note_earliest(Some(prepared.at));
-                        outcome.batches.extend(batcher.push(&prepared));
-                    }
-                    Err(rejected) => {
-                        fingerprint.update(rejected.uuid.as_deref().unwrap_or("-").as_bytes());
-                        outcome.note_earliest(transform::event_at(&event));
-                        outcome.rejected.push(rejected)
-                    }
-                }
-            }
-        }
-    }
-    outcome.fingerprint = fingerprint.finalize();
+    let options = PageOptions {
+        events_to_ignore: &settings.events_to_ignore,
+        also_ignore: (!settings.copy_plugin_metrics).then_some(HOST_METRICS_EVENT),
+        now,
+    };
+    let mut hooks = AppHooks {
+        shape: settings.version.shape,
+        path,
+        bounds,
+        now,
+        outcome: Outcome::default(),
+        fingerprint: crc32fast::Hasher::new(),
+    };
+    let mut batches = Vec::new();
+    let lanes = Lanes { batcher, young: None };
+    let tally = page::batches(&options, events.into_iter().map(Ok), &mut hooks, lanes, &mut batches);
+    let mut outcome = hooks.outcome;
+    outcome.batches = batches;
+    outcome.read = tally.read;
+    outcome.ignored = tally.ignored;
+    outcome.other_path = tally.other_path;
+    outcome.on_path = tally.on_path;
+    outcome.fingerprint = hooks.fingerprint.finalize();
     outcome
 }
 

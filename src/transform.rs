@@ -54,6 +54,11 @@ pub fn route(event: &SourceEvent<'_>, shape: ExportShape, ignored: &BTreeSet<Str
     if event.name.as_ref().is_some_and(|name| ignored.contains(name)) {
         return Route::Ignored;
     }
+    path(event, shape)
+}
+
+/// The path an event not ignored takes, by the export's shape: historical or live.
+pub fn path(event: &SourceEvent<'_>, shape: ExportShape) -> Route {
     let historical = match shape {
         // Not an object: no uuid either (it is then rejected, with a reason, on this path).
         ExportShape::WithoutUuid => event.fields.as_ref().is_none_or(|f| {

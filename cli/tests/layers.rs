@@ -32,6 +32,7 @@ const CORE_LAYERS: &[(&str, &str, u32)] = &[
     ("delivery", "delivery", 5),
     ("dispatch", "delivery", 5),
     ("parcels", "delivery", 5),
+    ("page", "page", 4),
     ("transform", "events", 3),
     ("batch", "events", 3),
     ("settings", "events", 3),

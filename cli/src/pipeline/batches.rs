@@ -4,8 +4,9 @@
 
 use chrono::Utc;
 use migrator3000::batch::{Batch, BatchLimits, Batcher};
-use migrator3000::scan;
-use migrator3000::transform::{self, SourceEvent};
+use migrator3000::page::{self, Lanes, PageHooks, PageOptions};
+use migrator3000::scan::{self, NotJson};
+use migrator3000::transform::{Prepared, Rejected, SourceEvent};
 
 use super::run_options::Options;
 use crate::store::settle::Settled;
@@ -17,44 +18,49 @@ pub fn batches_of(events: &[String], options: &Options, settled: &mut Settled) -
     batches_under(events, options, options.capture.limits, settled)
 }
 
+/// The command's side of the core's page step: lines that are not JSON and events the
+/// transform refused are settled as rejected; the days of the events handed over are
+/// recorded for `verify` when asked.
+struct CommandHooks<'s> {
+    settled: &'s mut Settled,
+    record_days: bool,
+}
+
+impl PageHooks for CommandHooks<'_> {
+    /// Where a line stops being JSON, and its length.
+    type Unreadable = (NotJson, usize);
+
+    fn unreadable(&mut self, (at, len): (NotJson, usize)) {
+        let why = format!("the source gave an event that is not JSON (at byte {} of {len})", at.at);
+        self.settled.rejected.push((None, None, why));
+    }
+
+    fn prepared(&mut self, _event: &SourceEvent<'_>, prepared: &Prepared) -> bool {
+        if self.record_days {
+            self.settled.converted.push((prepared.at.date_naive().to_string(), prepared.uuid.clone()));
+        }
+        true
+    }
+
+    fn rejected(&mut self, _event: &SourceEvent<'_>, r: Rejected) {
+        self.settled.rejected.push((r.uuid, r.event_name, r.reason.to_string()));
+    }
+}
+
 /// `batches_of`, the batches within `limits` (lower than the options' once the
 /// destination showed it takes less).
 pub fn batches_under(events: &[String], options: &Options, limits: BatchLimits, settled: &mut Settled) -> Vec<Batch> {
-    let now = Utc::now();
+    let page_options = PageOptions { events_to_ignore: &options.events_to_ignore, also_ignore: None, now: Utc::now() };
     let mut batcher = Batcher::new(&options.api_key, true, limits, options.capture.gzip);
     let mut young = Batcher::new(&options.api_key, false, limits, options.capture.gzip);
     let mut batches = Vec::new();
-    for text in events {
-        settled.read += 1;
-        // Read once, its properties with it: its fields, or None when it is JSON but not an
-        // object.
-        let fields = match scan::event(text) {
-            Ok(fields) => fields,
-            Err(at) => {
-                let why = format!("the source gave an event that is not JSON (at byte {} of {})", at.at, text.len());
-                settled.rejected.push((None, None, why));
-                continue;
-            }
-        };
-        let event = SourceEvent::from_scan(fields);
-        if event.name.as_ref().is_some_and(|name| options.events_to_ignore.contains(name)) {
-            continue;
-        }
-        match transform::transform_raw(&event, now) {
-            Ok(prepared) => {
-                if options.record_days {
-                    settled.converted.push((prepared.at.date_naive().to_string(), prepared.uuid.clone()));
-                }
-                if prepared.at > options.young_after {
-                    settled.live += 1;
-                    batches.extend(young.push(&prepared));
-                } else {
-                    batches.extend(batcher.push(&prepared));
-                }
-            }
-            Err(r) => settled.rejected.push((r.uuid, r.event_name, r.reason.to_string())),
-        }
-    }
+    // Each line read once, its properties with it.
+    let items = events.iter().map(|text| scan::event(text).map_err(|at| (at, text.len())));
+    let mut hooks = CommandHooks { settled, record_days: options.record_days };
+    let lanes = Lanes { batcher: &mut batcher, young: Some((options.young_after, &mut young)) };
+    let tally = page::batches(&page_options, items, &mut hooks, lanes, &mut batches);
+    settled.read += tally.read as u64;
+    settled.live += tally.young as u64;
     batches.extend(batcher.flush());
     batches.extend(young.flush());
     batches
