@@ -86,6 +86,8 @@ const state = join(data, 'state.sqlite');
 const ours = await measured('migrator3000', join(root, 'target/release/migrator3000'), [
   '--state', state, 'posthog', '--from', 'clickhouse', '--clickhouse-url', url, '--clickhouse-user', USER,
   '--clickhouse-password', PASSWORD, '--team-id', TEAM, '--host', sink.url, '--project-api-key', 'phc_bench',
+  // The events alone, as the peer and the floors copy them (persons: npm run bench:persons).
+  '--persons', 'skip',
 ]);
 rows.push(ours);
 const ourQueries = lines(queryLog).slice(queriesBefore);
