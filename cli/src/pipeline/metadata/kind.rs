@@ -87,6 +87,29 @@ pub fn id_text(value: &Value) -> Option<String> {
     }
 }
 
+/// The references an object holds in fields of its own: each `(field, kind)` of `refs`
+/// whose field holds an id.
+pub fn field_refs(object: &Value, refs: &[(&str, &'static str)]) -> Vec<Ref> {
+    refs.iter().filter_map(|(field, kind)| Some(Ref { kind, id: id_text(&object[*field])? })).collect()
+}
+
+/// The fields `names` of an object, the ids in its reference fields `refs` (each one of
+/// `names`) rewritten by `map`.
+pub fn fields_mapped(
+    object: &Value,
+    names: &[&str],
+    refs: &[(&str, &'static str)],
+    map: &dyn Fn(&Ref) -> String,
+) -> serde_json::Map<String, Value> {
+    let mut out = fields(object, names);
+    for (field, kind) in refs {
+        if let Some(id) = id_text(&out[*field]) {
+            set_id(out.get_mut(*field).expect("a field of FIELDS"), &map(&Ref { kind, id }));
+        }
+    }
+    out
+}
+
 /// An id rewritten, in the type it had.
 pub fn set_id(value: &mut Value, id: &str) {
     *value = match (&*value, id.parse::<u64>()) {

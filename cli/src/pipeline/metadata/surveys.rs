@@ -7,7 +7,7 @@
 
 use serde_json::Value;
 
-use super::kind::{fields, id_text, set_id, Kind, Ref};
+use super::kind::{field_refs, fields_mapped, Kind, Ref};
 
 pub struct Surveys;
 
@@ -49,17 +49,11 @@ impl Kind for Surveys {
     }
 
     fn references(&self, object: &Value) -> Vec<Ref> {
-        REFS.iter().filter_map(|(field, kind)| Some(Ref { kind, id: id_text(&object[*field])? })).collect()
+        field_refs(object, REFS)
     }
 
     fn copied(&self, object: &Value, map: &dyn Fn(&Ref) -> String) -> Value {
-        let mut out = fields(object, FIELDS);
-        for (field, kind) in REFS {
-            if let Some(id) = id_text(&out[*field]) {
-                set_id(out.get_mut(*field).expect("a field of FIELDS"), &map(&Ref { kind, id }));
-            }
-        }
-        Value::Object(out)
+        Value::Object(fields_mapped(object, FIELDS, REFS, map))
     }
 
     fn compared(&self, object: &Value) -> Value {
