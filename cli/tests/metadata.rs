@@ -7,43 +7,12 @@
 mod support;
 
 use std::collections::{BTreeSet, HashMap};
-use std::process::{Command, Output, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use support::posthog_api::Instance;
-use support::{cli, text, TempDir};
-
-fn command(state: &std::path::Path, source: &Instance, destination: &Instance, more: &[&str]) -> Command {
-    let mut command = cli();
-    command
-        .args(["--state", state.to_str().unwrap(), "metadata"])
-        .args(["--source-host", &source.url, "--source-project-id", &source.project.to_string()])
-        .args(["--destination-host", &destination.url, "--destination-project-id", &destination.project.to_string()])
-        .args(if more.contains(&"--retry-scale") { &[][..] } else { &["--retry-scale", "0.01"][..] })
-        .args(more)
-        .env("POSTHOG_PERSONAL_API_KEY", source.key)
-        .env("POSTHOG_DESTINATION_PERSONAL_API_KEY", destination.key);
-    command
-}
-
-fn migrate(state: &std::path::Path, source: &Instance, destination: &Instance, more: &[&str]) -> (i32, String) {
-    let output: Output = command(state, source, destination, more).output().unwrap();
-    (output.status.code().unwrap_or(-1), text(&output))
-}
-
-/// A kind's row of the table: its numbers after the name.
-fn row(output: &str, kind: &str) -> Vec<u64> {
-    let line = output
-        .lines()
-        .find(|l| l.split_whitespace().next() == Some(kind))
-        .unwrap_or_else(|| panic!("no {kind} row in {output}"));
-    line.split_whitespace().skip(1).map(|n| n.parse().unwrap()).collect()
-}
-
-fn by(objects: &[Value], field: &str) -> HashMap<String, Value> {
-    objects.iter().map(|o| (o[field].as_str().unwrap().to_string(), o.clone())).collect()
-}
+use support::posthog_api::{by, metadata as migrate, metadata_command as command, row, Instance};
+use support::{text, TempDir};
 
 /// Every id a filter tree's properties name, rewritten by `map` (kind, id) -> id.
 fn remap(tree: &Value, map: &dyn Fn(&str, &Value) -> Value) -> Value {

@@ -9,33 +9,8 @@ mod support;
 use std::collections::HashMap;
 
 use serde_json::{json, Value};
-use support::posthog_api::{Instance, DESTINATION_KEY};
-use support::{cli, text, TempDir};
-
-fn migrate(state: &std::path::Path, source: &Instance, destination: &Instance) -> (i32, String) {
-    let output = cli()
-        .args(["--state", state.to_str().unwrap(), "metadata"])
-        .args(["--source-host", &source.url, "--source-project-id", &source.project.to_string()])
-        .args(["--destination-host", &destination.url, "--destination-project-id", &destination.project.to_string()])
-        .args(["--retry-scale", "0.01"])
-        .env("POSTHOG_PERSONAL_API_KEY", source.key)
-        .env("POSTHOG_DESTINATION_PERSONAL_API_KEY", destination.key)
-        .output()
-        .unwrap();
-    (output.status.code().unwrap_or(-1), text(&output))
-}
-
-fn row(output: &str, kind: &str) -> Vec<u64> {
-    let line = output
-        .lines()
-        .find(|l| l.split_whitespace().next() == Some(kind))
-        .unwrap_or_else(|| panic!("no {kind} row in {output}"));
-    line.split_whitespace().skip(1).map(|n| n.parse().unwrap()).collect()
-}
-
-fn by(objects: &[Value], field: &str) -> HashMap<String, Value> {
-    objects.iter().map(|o| (o[field].as_str().unwrap().to_string(), o.clone())).collect()
-}
+use support::posthog_api::{by, metadata, row, Instance, DESTINATION_KEY};
+use support::TempDir;
 
 /// Source id -> destination id, per kind, by the natural key both ends share.
 type Ids = HashMap<(&'static str, String), Value>;
@@ -100,7 +75,7 @@ fn insights_dashboards_annotations_experiments_and_surveys_are_copied_with_every
     let state = dir.0.join("state.sqlite");
     let d_flags_before = destination.list("feature_flags/").len();
 
-    let (code, out) = migrate(&state, &source, &destination);
+    let (code, out) = metadata(&state, &source, &destination, &[]);
     assert_eq!(code, 6, "{out}");
     // at source, created, updated, matched, in step, changed there, skipped, failed
     assert_eq!(row(&out, "dashboards"), vec![6, 6, 0, 0, 0, 0, 0, 0], "{out}");
@@ -203,7 +178,7 @@ fn insights_dashboards_annotations_experiments_and_surveys_are_copied_with_every
 
     // A rerun creates and changes nothing.
     let (posts, patches) = (destination.requests("POST"), destination.requests("PATCH"));
-    let (code, out) = migrate(&state, &source, &destination);
+    let (code, out) = metadata(&state, &source, &destination, &[]);
     assert_eq!(code, 6, "{out}");
     assert_eq!((destination.requests("POST"), destination.requests("PATCH")), (posts, patches), "{out}");
     for (kind, in_step) in

@@ -5,38 +5,9 @@
 
 mod support;
 
-use std::collections::HashMap;
-use std::path::Path;
-
 use serde_json::{json, Value};
-use support::posthog_api::{Instance, DESTINATION_KEY, SOURCE_KEY};
-use support::{cli, text, TempDir};
-
-fn migrate(state: &Path, source: &Instance, destination: &Instance, more: &[&str]) -> (i32, String) {
-    let output = cli()
-        .args(["--state", state.to_str().unwrap(), "metadata"])
-        .args(["--source-host", &source.url, "--source-project-id", &source.project.to_string()])
-        .args(["--destination-host", &destination.url, "--destination-project-id", &destination.project.to_string()])
-        .args(["--retry-scale", "0.01"])
-        .args(more)
-        .env("POSTHOG_PERSONAL_API_KEY", source.key)
-        .env("POSTHOG_DESTINATION_PERSONAL_API_KEY", destination.key)
-        .output()
-        .unwrap();
-    (output.status.code().unwrap_or(-1), text(&output))
-}
-
-fn row(output: &str, kind: &str) -> Vec<u64> {
-    let line = output
-        .lines()
-        .find(|l| l.split_whitespace().next() == Some(kind))
-        .unwrap_or_else(|| panic!("no {kind} row in {output}"));
-    line.split_whitespace().skip(1).map(|n| n.parse().unwrap()).collect()
-}
-
-fn by(objects: &[Value], field: &str) -> HashMap<String, Value> {
-    objects.iter().map(|o| (o[field].as_str().unwrap().to_string(), o.clone())).collect()
-}
+use support::posthog_api::{by, metadata as migrate, row, Instance, DESTINATION_KEY, SOURCE_KEY};
+use support::TempDir;
 
 const NEWER: [&str; 5] = ["insights/", "dashboards/", "annotations/", "experiments/", "surveys/"];
 

@@ -2,12 +2,14 @@
 //! `posthog_api/server.py` (its facts in `posthog_api/API.md`), with what the tests read
 //! and change at it through its REST API, under whichever URL form it answers.
 
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
 use serde_json::Value;
 
-use super::{root, TempDir};
+use super::{cli, root, text, TempDir};
 
 pub const SOURCE_KEY: &str = "phx_source_key";
 pub const DESTINATION_KEY: &str = "phx_destination_key";
@@ -134,4 +136,39 @@ impl Drop for Instance {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// `migrator3000 metadata` from `source` to `destination`, their keys in the environment
+/// (waits shortened unless `more` sets `--retry-scale`).
+pub fn metadata_command(state: &Path, source: &Instance, destination: &Instance, more: &[&str]) -> Command {
+    let mut command = cli();
+    command
+        .args(["--state", state.to_str().unwrap(), "metadata"])
+        .args(["--source-host", &source.url, "--source-project-id", &source.project.to_string()])
+        .args(["--destination-host", &destination.url, "--destination-project-id", &destination.project.to_string()])
+        .args(if more.contains(&"--retry-scale") { &[][..] } else { &["--retry-scale", "0.01"][..] })
+        .args(more)
+        .env("POSTHOG_PERSONAL_API_KEY", source.key)
+        .env("POSTHOG_DESTINATION_PERSONAL_API_KEY", destination.key);
+    command
+}
+
+/// `metadata_command` run to its end: its exit code and what it said.
+pub fn metadata(state: &Path, source: &Instance, destination: &Instance, more: &[&str]) -> (i32, String) {
+    let output = metadata_command(state, source, destination, more).output().unwrap();
+    (output.status.code().unwrap_or(-1), text(&output))
+}
+
+/// A kind's row of the metadata table: its numbers after the name.
+pub fn row(output: &str, kind: &str) -> Vec<u64> {
+    let line = output
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(kind))
+        .unwrap_or_else(|| panic!("no {kind} row in {output}"));
+    line.split_whitespace().skip(1).map(|n| n.parse().unwrap()).collect()
+}
+
+/// Objects by the text of one of their fields.
+pub fn by(objects: &[Value], field: &str) -> HashMap<String, Value> {
+    objects.iter().map(|o| (o[field].as_str().unwrap().to_string(), o.clone())).collect()
 }
