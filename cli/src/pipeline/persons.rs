@@ -76,13 +76,27 @@ pub struct PersonsCopied {
     pub seconds: f64,
 }
 
-/// The events that make `person` at the destination: its properties, then its links.
+/// A person to send, with its digest (taken once: it serializes every property).
 /// `salt` is empty for the persons step (so a resend after a kill is the same event);
 /// `verify --resend` gives one of its own, so that its events are new ones and not
 /// taken for those of the persons step.
-pub fn person_events(person: &Person, salt: &str, at: DateTime<Utc>) -> Vec<String> {
+pub struct PersonToSend<'a> {
+    pub person: &'a Person,
+    pub digest: String,
+    pub salt: &'a str,
+}
+
+impl<'a> PersonToSend<'a> {
+    pub fn new(person: &'a Person, salt: &'a str) -> PersonToSend<'a> {
+        PersonToSend { person, digest: person.digest(), salt }
+    }
+}
+
+/// The events that make a person at the destination, each with its uuid: its
+/// properties, then its links.
+fn person_events(sending: &PersonToSend<'_>, at: DateTime<Utc>) -> Vec<(String, String)> {
+    let PersonToSend { person, digest, salt } = sending;
     let Some(name) = person.distinct_ids.first() else { return Vec::new() };
-    let digest = person.digest();
     let when = timestamp::format(at);
     let id = |what: &str, other: &str| {
         let fingerprint = if salt.is_empty() {
@@ -92,23 +106,29 @@ pub fn person_events(person: &Person, salt: &str, at: DateTime<Utc>) -> Vec<Stri
         };
         migrator3000::event_id::derive(&fingerprint)
     };
-    let mut events = vec![json!({
-        "event": "$set",
-        "distinct_id": name,
-        "uuid": id("person set", ""),
-        "timestamp": when,
-        "properties": {"$set": Value::Object(person.properties.clone()), "$lib": "migrator3000"},
-    })
-    .to_string()];
-    events.extend(person.distinct_ids[1..].iter().map(|other| {
+    let set = id("person set", "");
+    let mut events = vec![(
+        set.clone(),
         json!({
+            "event": "$set",
+            "distinct_id": name,
+            "uuid": set,
+            "timestamp": when,
+            "properties": {"$set": Value::Object(person.properties.clone()), "$lib": "migrator3000"},
+        })
+        .to_string(),
+    )];
+    events.extend(person.distinct_ids[1..].iter().map(|other| {
+        let link = id("person link", other);
+        let event = json!({
             "event": "$identify",
             "distinct_id": name,
-            "uuid": id("person link", other),
+            "uuid": link,
             "timestamp": when,
             "properties": {"$anon_distinct_id": other, "$lib": "migrator3000"},
         })
-        .to_string()
+        .to_string();
+        (link, event)
     }));
     events
 }
@@ -127,24 +147,20 @@ pub struct PersonsSent {
     pub undelivered_reason: Option<String>,
 }
 
-/// Sends the events of `persons`, each with its salt (see `person_events`), and follows
+/// Sends the events of `persons` (see `PersonToSend`), and follows
 /// every answer. The persons are split into `--concurrency` lanes of consecutive persons,
 /// sent at once; a person's events all go in one lane, in their order (its `$set` taken
 /// before its links, a retry included: see `delivery::send_lanes`).
-pub fn send_persons(persons: &[(&Person, &str)], options: &Options, at: DateTime<Utc>) -> PersonsSent {
+pub fn send_persons(persons: &[PersonToSend<'_>], options: &Options, at: DateTime<Utc>) -> PersonsSent {
     let mut owner: HashMap<String, String> = HashMap::new();
     let mut settled = Settled::default();
     let per_lane = persons.len().div_ceil(options.concurrency.max(1)).max(1);
     let mut lanes = Vec::new();
     for lane in persons.chunks(per_lane) {
         let mut events = Vec::new();
-        for (person, salt) in lane {
-            for event in person_events(person, salt, at) {
-                if let Some(uuid) =
-                    serde_json::from_str::<Value>(&event).ok().and_then(|e| e["uuid"].as_str().map(str::to_string))
-                {
-                    owner.insert(uuid, person.id.clone());
-                }
+        for sending in lane {
+            for (uuid, event) in person_events(sending, at) {
+                owner.insert(uuid, sending.person.id.clone());
                 events.push(event);
             }
         }
@@ -171,7 +187,8 @@ pub fn send_persons(persons: &[(&Person, &str)], options: &Options, at: DateTime
             }
         }
     }
-    outcome.delivered = persons.iter().filter(|(p, _)| !refused.contains(&p.id)).map(|(p, _)| p.id.clone()).collect();
+    outcome.delivered =
+        persons.iter().filter(|s| !refused.contains(&s.person.id)).map(|s| s.person.id.clone()).collect();
     outcome
 }
 
@@ -196,13 +213,16 @@ pub fn copy_persons(
         copied.without_ids += page.without_ids;
         let ids: Vec<&str> = page.persons.iter().map(|p| p.id.as_str()).collect();
         let sent_before = state.persons_sent(migration, &ids)?;
-        let changed: Vec<&Person> =
-            page.persons.iter().filter(|p| sent_before.get(&p.id) != Some(&p.digest())).collect();
+        let changed: Vec<PersonToSend> = page
+            .persons
+            .iter()
+            .map(|p| PersonToSend::new(p, ""))
+            .filter(|s| sent_before.get(&s.person.id) != Some(&s.digest))
+            .collect();
         copied.unchanged += (page.persons.len() - changed.len()) as u64;
         if !changed.is_empty() {
-            copied.links += changed.iter().map(|p| p.distinct_ids.len().saturating_sub(1) as u64).sum::<u64>();
-            let unsalted: Vec<(&Person, &str)> = changed.iter().map(|p| (*p, "")).collect();
-            let sent = send_persons(&unsalted, options, now);
+            copied.links += changed.iter().map(|s| s.person.distinct_ids.len().saturating_sub(1) as u64).sum::<u64>();
+            let sent = send_persons(&changed, options, now);
             if let Some(stop) = sent.stopped {
                 copied.stopped = Some(stop);
                 break;
@@ -217,8 +237,8 @@ pub fn copy_persons(
             let delivered: HashSet<&str> = sent.delivered.iter().map(String::as_str).collect();
             let delivered: Vec<SentPerson> = changed
                 .iter()
-                .filter(|p| delivered.contains(p.id.as_str()))
-                .map(|p| SentPerson { id: p.id.clone(), version: p.version, digest: p.digest() })
+                .filter(|s| delivered.contains(s.person.id.as_str()))
+                .map(|s| SentPerson { id: s.person.id.clone(), version: s.person.version, digest: s.digest.clone() })
                 .collect();
             copied.sent += delivered.len() as u64;
             state.record_persons_sent(migration, &delivered)?;

@@ -14,7 +14,7 @@ use super::options::{destination_client, host, resend_options, VerifyFrom, Verif
 use super::report::{self, shown};
 use crate::commands::exit::{CommandError, Exit, Outcome};
 use crate::commands::summary::stop_words;
-use crate::pipeline::persons::{send_persons, PERSONS_PAGE};
+use crate::pipeline::persons::{send_persons, PersonToSend, PERSONS_PAGE};
 use crate::pipeline::verification::persons::{compare, compare_again, Comparison, PersonDiff, IGNORED};
 use crate::shared::defaults;
 use crate::shared::reporter::{note, say};
@@ -168,7 +168,7 @@ fn resend(args: &VerifyOptions, c: &Comparison) -> Result<Option<String>, Comman
     }
     let (options, settings) = resend_options(args, PERSONS_PAGE)?;
     let persons: Vec<(_, String)> = mendable.iter().map(|d| (d.to_send(), d.salt())).collect();
-    let sending: Vec<(_, &str)> = persons.iter().map(|(p, salt)| (p, salt.as_str())).collect();
+    let sending: Vec<PersonToSend> = persons.iter().map(|(p, salt)| PersonToSend::new(p, salt)).collect();
     note!(
         "Sending {} again: their current properties, and their missing distinct ids linked...",
         n(sending.len() as u64, "person", "persons")
