@@ -13,7 +13,7 @@
 //     under target/), reading the engine through the same HTTP interface.
 // CPU is user+system seconds of each process (wait4 of the command and the script,
 // /proc of the engine and the destination); peak RSS is the kernel's high-water mark.
-import { execFileSync, fork, spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createWriteStream, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
@@ -21,6 +21,8 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+
+import { ask, cpuOf, startSink } from './bench/processes.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const argv = process.argv.slice(2);
@@ -34,7 +36,6 @@ if (PEER && !existsSync(join(PEER, 'migrate.py'))) {
 const USER = 'bench';
 const PASSWORD = 'bench';
 const TEAM = '2';
-const TICKS = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }));
 const CONCURRENCY = 4; // the command's default --concurrency, for the destination's replay
 
 execFileSync('cargo', ['build', '--quiet', '--release', '-p', 'migrator3000-cli'], { cwd: root, stdio: 'inherit' });
@@ -162,26 +163,9 @@ async function measured(what, command, args, options = {}) {
 }
 
 /** User+system CPU seconds a running process has used. */
-function cpuOf(pid) {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / TICKS;
-}
 
 function lines(file) {
   return existsSync(file) ? readFileSync(file, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l)) : [];
-}
-
-async function startSink() {
-  const child = fork(join(root, 'scripts/bench/sink.mjs'));
-  const { port } = await new Promise((done) => child.once('message', done));
-  return { child, port, url: `http://127.0.0.1:${port}` };
-}
-
-function ask(child, message) {
-  return new Promise((done) => {
-    child.once('message', done);
-    child.send(message);
-  });
 }
 
 /** The requests the destination recorded: a JSON line of each one's url, type and length, then its body. */

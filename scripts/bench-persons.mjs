@@ -16,13 +16,15 @@
 // arrived exactly once.
 // CPU is user+system seconds of each process (wait4 of the command, /proc of the engine
 // and the destination); peak RSS is the kernel's high-water mark.
-import { execFileSync, fork, spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { createWriteStream, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+
+import { ask, cpuOf, startSink } from './bench/processes.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const argv = process.argv.slice(2);
@@ -37,7 +39,6 @@ const PASSWORD = 'bench';
 const TEAM = 2; // read from ClickHouse
 const PROJECT = 3; // read through the Query API
 const PERSONAL_KEY = 'phx_bench';
-const TICKS = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }));
 
 execFileSync('cargo', ['build', '--quiet', '--release', '-p', 'migrator3000-cli'], { cwd: root, stdio: 'inherit' });
 const data = mkdtempSync(join(tmpdir(), 'm3k-bench-persons-'));
@@ -171,24 +172,6 @@ async function measured(what, args) {
     code: run.code,
     summary: said.split('\n').find((l) => / persons read, /.test(l) && / sent \(/.test(l)) ?? '',
   };
-}
-
-function cpuOf(pid) {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / TICKS;
-}
-
-async function startSink() {
-  const child = fork(join(root, 'scripts/bench/sink.mjs'));
-  const { port } = await new Promise((done) => child.once('message', done));
-  return { child, port, url: `http://127.0.0.1:${port}` };
-}
-
-function ask(child, message) {
-  return new Promise((done) => {
-    child.once('message', done);
-    child.send(message);
-  });
 }
 
 function print() {
